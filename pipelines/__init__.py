@@ -1,0 +1,1 @@
+"""Spark side of graphpipe: DataFrame in, DataFrame out. Never imports torch at module level."""

@@ -1,0 +1,278 @@
+"""Typed, validated configuration loaded from YAML with ``--set a.b=c`` overrides.
+
+One frozen dataclass per concern. Every field carries a help text in its metadata. Unknown keys
+and bad values raise :class:`ConfigError` naming the dotted key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key is unknown or its value is invalid; the message names the key."""
+
+
+def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" reads best in field declarations
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+def _require(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {msg}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = _f("graphpipe", "Run name, used as the Spark application name prefix.")
+    seed: int = _f(0, "Global seed: sampling, initialisation, partitioning.")
+
+    def validate(self) -> None:
+        _require(self.seed >= 0, "run.seed", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    master: str | None = _f(None, "Spark master; None = local[*] or what spark-submit passed.")
+    shuffle_partitions: int = _f(8, "spark.sql.shuffle.partitions.")
+    conf: dict[str, str] = _f({}, "Extra Spark settings, passed as-is.")
+
+    def validate(self) -> None:
+        _require(self.shuffle_partitions >= 1, "spark.shuffle_partitions", "must be >= 1")
+
+
+INGEST_FORMATS = ("lightgcn", "pairs", "edges", "triples")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    train_path: str = _f("", "Training interactions / edges (file or folder; .gz accepted).")
+    test_path: str = _f("", "Held-out interactions for evaluation (optional).")
+    format: str = _f("lightgcn", "lightgcn | pairs | edges | triples.")
+    file_type: str = _f("auto", "auto | text | csv | tsv | parquet (auto: by extension).")
+    delimiter: str = _f("auto", "Field delimiter for text files: auto, ',', '\\t' or ' '.")
+    header: bool = _f(False, "Text files start with a header row.")
+    numeric_ids: bool = _f(True, "Ids must be integers; non-numeric ids are rejected.")
+    weighted: bool = _f(False, "A weight column follows src/dst (negative or NaN: rejected).")
+    timestamped: bool = _f(False, "A timestamp column follows (the weight, if any).")
+    drop_duplicates: bool = _f(True, "Remove duplicate edges (counted).")
+    drop_self_loops: bool = _f(True, "Remove self-loops src == dst (counted).")
+
+    def validate(self) -> None:
+        _require(self.format in INGEST_FORMATS, "ingest.format", f"must be one of {INGEST_FORMATS}")
+        _require(
+            self.file_type in ("auto", "text", "csv", "tsv", "parquet"),
+            "ingest.file_type",
+            "must be auto, text, csv, tsv or parquet",
+        )
+        _require(
+            self.delimiter in ("auto", ",", "\t", " ", ";", "|"),
+            "ingest.delimiter",
+            "must be auto or one of , \\t space ; |",
+        )
+
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    max_edges_per_leaf: int = _f(2_000_000, "Split until every leaf has at most this many edges.")
+    num_leaves: int = _f(0, "Fixed number of leaves (0: derived from max_edges_per_leaf).")
+    balance_tolerance: float = _f(0.05, "Allowed excess of a leaf over the mean size.")
+    halo_hops: int = _f(1, "Hops of outside nodes kept around each leaf.")
+    iterations_per_level: int = _f(8, "Refinement iterations per bisection level.")
+    checkpoint_interval: int = _f(4, "Truncate lineage every N iterations.")
+
+    def validate(self) -> None:
+        _require(self.max_edges_per_leaf >= 1, "partition.max_edges_per_leaf", "must be >= 1")
+        _require(self.num_leaves >= 0, "partition.num_leaves", "must be >= 0")
+        _require(
+            0 <= self.balance_tolerance < 1, "partition.balance_tolerance", "must be in [0, 1)"
+        )
+        _require(self.halo_hops >= 0, "partition.halo_hops", "must be >= 0")
+        _require(self.iterations_per_level >= 0, "partition.iterations_per_level", "must be >= 0")
+        _require(self.checkpoint_interval >= 1, "partition.checkpoint_interval", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = _f("lightgcn", "lightgcn | nbfnet.")
+    dim: int = _f(64, "Embedding / hidden dimension.")
+    layers: int = _f(3, "Propagation layers.")
+
+    def validate(self) -> None:
+        _require(self.name in ("lightgcn", "nbfnet"), "model.name", "must be lightgcn or nbfnet")
+        _require(self.dim >= 1, "model.dim", "must be >= 1")
+        _require(self.layers >= 0, "model.layers", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = _f(30, "Maximum training epochs.")
+    batch_size: int = _f(8192, "BPR triples per step.")
+    lr: float = _f(0.001, "Adam learning rate.")
+    reg: float = _f(1e-4, "L2 weight on the ego embeddings of a batch (BPR regulariser).")
+    device: str = _f("auto", "auto (cuda when present) | cpu | cuda | cuda:N.")
+    time_budget_minutes: float = _f(0.0, "Stop training after this many minutes (0: no limit).")
+    threads: int = _f(0, "torch threads (0: all cores available to the process or task).")
+    eval_every: int = _f(0, "Evaluate every N epochs (0: only at the end).")
+
+    def validate(self) -> None:
+        _require(self.epochs >= 0, "train.epochs", "must be >= 0")
+        _require(self.batch_size >= 1, "train.batch_size", "must be >= 1")
+        _require(self.lr > 0, "train.lr", "must be > 0")
+        _require(self.reg >= 0, "train.reg", "must be >= 0")
+        _require(
+            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+            "train.device",
+            "must be auto, cpu, cuda or cuda:N",
+        )
+        _require(self.time_budget_minutes >= 0, "train.time_budget_minutes", "must be >= 0")
+        _require(self.threads >= 0, "train.threads", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    top_k: int = _f(20, "Recommendations per user; Recall@K and NDCG@K use the same K.")
+    user_block_size: int = _f(4096, "Users scored per matrix product.")
+
+    def validate(self) -> None:
+        _require(self.top_k >= 1, "export.top_k", "must be >= 1")
+        _require(self.user_block_size >= 1, "export.user_block_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def validate(self) -> PipelineConfig:
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def section_hash(self, *sections: str) -> str:
+        """Stable hash of the named sections (all when none): a stage's marker key."""
+        data = self.to_dict()
+        picked = {s: data[s] for s in (sections or tuple(data))}
+        blob = json.dumps(picked, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def write(self, path: str | Path) -> None:
+        """Write the resolved config as YAML."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            where = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[f.name] = _build(tp, data[f.name] or {}, key)  # type: ignore[arg-type]
+        else:
+            kwargs[f.name] = _coerce(data[f.name], tp, key)
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b=c`` into (["a", "b"], value) with the value read as YAML (safe)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {text!r}: empty key part")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{key}: cannot parse value {raw!r}: {exc}") from exc
+    return parts, value
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> PipelineConfig:
+    """Load YAML (safe loading only), apply ``--set`` overrides, build and validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p}: not found")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p}: invalid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p}: top level must be a mapping")
+        data = loaded or {}
+    for text in overrides or []:
+        parts, value = parse_override(text)
+        node = data
+        for part in parts[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"{'.'.join(parts)}: {part} is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    cfg: PipelineConfig = _build(PipelineConfig, data, "")
+    return cfg.validate()
