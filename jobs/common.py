@@ -1,0 +1,68 @@
+"""What every job shares: arguments, config, session, resolved config beside the outputs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from pipelines.config import ConfigError, PipelineConfig, load_config
+from pipelines.session import build_spark
+
+log = logging.getLogger("graphpipe.jobs")
+
+
+@dataclass(frozen=True)
+class JobContext:
+    cfg: PipelineConfig
+    spark: SparkSession
+    run_dir: Path
+
+
+def job_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", help="YAML config (defaults: deploy/configs/local.yaml)")
+    parser.add_argument("--run-dir", required=True, help="Output folder of the run.")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Override a config value, e.g. --set train.lr=0.005 (repeatable).",
+    )
+    return parser
+
+
+def setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def start_job(args: argparse.Namespace, job_name: str) -> JobContext:
+    """Load and validate config (raises ConfigError), write it to the run dir, start Spark."""
+    setup_logging()
+    cfg = load_config(args.config, args.overrides)
+    run_dir = Path(args.run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.write(run_dir / "config.yaml")
+    conf = {"spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions), **cfg.spark.conf}
+    spark = build_spark(f"{cfg.run.name}-{job_name}", master=cfg.spark.master, conf=conf)
+    log.info("job %s: run dir %s", job_name, run_dir)
+    return JobContext(cfg=cfg, spark=spark, run_dir=run_dir)
+
+
+def fail(message: str) -> int:
+    """Print one clear error line and return the exit code for bad input or config."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+__all__ = ["ConfigError", "JobContext", "fail", "job_parser", "start_job", "setup_logging"]

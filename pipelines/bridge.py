@@ -1,0 +1,197 @@
+"""THE Spark-to-torch seam: the function Spark runs once per leaf inside a task.
+
+``train_leaf`` takes one leaf's interactions as a pandas DataFrame (what ``applyInPandas`` hands a
+group), imports torch lazily, trains LightGCN with :mod:`gnn`, and returns one row per node with its
+vector as raw float32 bytes (cheaper through Arrow than ``array<float>``). It can be called on a
+plain pandas DataFrame without Spark, which is how it is unit-tested.
+
+Device: the GPU Spark assigned to the task (``TaskContext.get().resources()["gpu"]``, requested
+with ``spark.executor.resource.gpu.amount`` and ``spark.task.resource.gpu.amount``), else CUDA when
+running outside Spark on a machine that has it, else CPU. Threads: ``settings.threads`` or the
+task's CPU count (Spark sets ``OMP_NUM_THREADS=1`` in Python workers otherwise). Each leaf is seeded
+from ``(seed, leaf_id)`` so a retried task returns identical rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, ROLE, USER, VECTOR
+
+LEAF_LOG = "leaf_log"
+
+EMBEDDING_ROWS_SCHEMA = T.StructType(
+    [
+        T.StructField(LEAF_ID, T.LongType(), False),
+        T.StructField(KIND, T.StringType(), False),
+        T.StructField(NODE_ID, T.LongType(), False),
+        T.StructField(ROLE, T.StringType(), False),
+        T.StructField(VECTOR, T.BinaryType(), False),
+        T.StructField(LEAF_LOG, T.StringType(), True),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class LeafTrainSettings:
+    """What every leaf's training needs; plain data so it pickles into the Spark closure."""
+
+    dim: int = 64
+    layers: int = 3
+    epochs: int = 30
+    batch_size: int = 8192
+    lr: float = 0.001
+    reg: float = 1e-4
+    seed: int = 0
+    time_budget_seconds: float = 0.0
+    device: str = "auto"
+    threads: int = 0
+
+
+def task_device(requested: str = "auto") -> str:
+    """The torch device for this task: the Spark-assigned GPU, else CUDA if present, else CPU."""
+    if requested != "auto":
+        return requested
+    try:
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+    except ImportError:  # pragma: no cover - pyspark is a dependency
+        ctx = None
+    if ctx is not None:
+        gpus = ctx.resources().get("gpu")
+        if gpus is not None and gpus.addresses:
+            return f"cuda:{gpus.addresses[0]}"
+        return "cpu"  # a task without an assigned GPU never grabs one
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def task_threads(requested: int = 0) -> int:
+    """torch threads: the requested count, else the cores Spark gave this task, else all cores."""
+    if requested > 0:
+        return requested
+    try:
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        if ctx is not None:
+            return max(1, int(ctx.cpus()))
+    except ImportError:  # pragma: no cover
+        pass
+    import os
+
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def vectors_to_bytes(matrix: np.ndarray) -> list[bytes]:
+    """Rows of a float32 matrix as raw bytes (one value per row)."""
+    m = np.ascontiguousarray(matrix, dtype=np.float32)
+    return [row.tobytes() for row in m]
+
+
+def bytes_to_matrix(values: pd.Series | list[bytes], dim: int) -> np.ndarray:
+    """Inverse of :func:`vectors_to_bytes`: a ``[n, dim]`` float32 matrix."""
+    if len(values) == 0:
+        return np.zeros((0, dim), dtype=np.float32)
+    buf = b"".join(values)
+    return np.frombuffer(buf, dtype=np.float32).reshape(len(values), dim).copy()
+
+
+def train_leaf(pdf: pd.DataFrame, settings: LeafTrainSettings) -> pd.DataFrame:
+    """Train LightGCN on one leaf and return its node vectors.
+
+    Schema:
+        in: ``leaf_id`` long, ``user`` long, ``item`` long (global dense ids; one row per
+        training interaction of the leaf).
+        out: :data:`EMBEDDING_ROWS_SCHEMA` — ``leaf_id``, ``kind`` (user|item), ``node_id``
+        (global id), ``role`` (core), ``vector`` (float32 bytes), ``leaf_log`` (JSON with the
+        loss curve, epochs, seconds and device on the first row of the leaf, else null).
+    """
+    import torch
+
+    from gnn.train import LightGCNTrainConfig, fit_lightgcn
+
+    if pdf.empty:
+        return pd.DataFrame({f.name: [] for f in EMBEDDING_ROWS_SCHEMA.fields})
+    leaf_id = int(pdf[LEAF_ID].iloc[0])
+    started = time.perf_counter()
+    torch.set_num_threads(task_threads(settings.threads))
+    device = torch.device(task_device(settings.device))
+    users_global, users_local = np.unique(pdf[USER].to_numpy(np.int64), return_inverse=True)
+    items_global, items_local = np.unique(pdf[ITEM].to_numpy(np.int64), return_inverse=True)
+    cfg = LightGCNTrainConfig(
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        reg=settings.reg,
+        layers=settings.layers,
+        dim=settings.dim,
+        seed=settings.seed * 1_000_003 + leaf_id,
+        time_budget_seconds=settings.time_budget_seconds,
+    )
+    result = fit_lightgcn(
+        users_local.astype(np.int64),
+        items_local.astype(np.int64),
+        len(users_global),
+        len(items_global),
+        cfg,
+        device=device,
+        log=lambda *a, **k: None,
+    )
+    user_vecs = result.user_emb.detach().cpu().numpy()
+    item_vecs = result.item_emb.detach().cpu().numpy()
+    log: dict[str, Any] = {
+        "leaf_id": leaf_id,
+        "users": len(users_global),
+        "items": len(items_global),
+        "interactions": len(pdf),
+        "epochs": result.epochs,
+        "losses": [round(float(x), 6) for x in result.losses],
+        "train_seconds": round(result.seconds, 3),
+        "seconds": round(time.perf_counter() - started, 3),
+        "device": str(device),
+        "settings": asdict(settings),
+    }
+    n_u, n_i = len(users_global), len(items_global)
+    out = pd.DataFrame(
+        {
+            LEAF_ID: np.full(n_u + n_i, leaf_id, dtype=np.int64),
+            KIND: [USER] * n_u + [ITEM] * n_i,
+            NODE_ID: np.concatenate([users_global, items_global]),
+            ROLE: ["core"] * (n_u + n_i),
+            VECTOR: vectors_to_bytes(user_vecs) + vectors_to_bytes(item_vecs),
+            LEAF_LOG: [json.dumps(log)] + [None] * (n_u + n_i - 1),
+        }
+    )
+    return out
+
+
+def train_leaves(interactions: DataFrame, settings: LeafTrainSettings) -> DataFrame:
+    """Run :func:`train_leaf` once per ``leaf_id`` group inside Spark tasks.
+
+    Schema:
+        in: ``leaf_id`` long, ``user`` long, ``item`` long.
+        out: :data:`EMBEDDING_ROWS_SCHEMA`.
+    """
+
+    def fn(pdf: pd.DataFrame) -> pd.DataFrame:
+        return train_leaf(pdf, settings)
+
+    return (
+        interactions.select(
+            F.col(LEAF_ID).cast("long"), F.col(USER).cast("long"), F.col(ITEM).cast("long")
+        )
+        .groupBy(LEAF_ID)
+        .applyInPandas(fn, schema=EMBEDDING_ROWS_SCHEMA)
+    )
