@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,6 +58,8 @@ def build_spark(
         ui: Start the Spark UI (off in tests).
         log_level: JVM log level.
     """
+    # Python workers run the driver's interpreter (the project venv) unless told otherwise.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ or "SPARK_SUBMIT" in os.environ
     if master is not None:

@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import ConfigError, PipelineConfig, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_validate():
+    cfg = load_config()
+    assert cfg == PipelineConfig()
+    assert cfg.train.lr == 0.001 and cfg.export.top_k == 20
+
+
+def test_deploy_config_loads():
+    cfg = load_config(REPO / "deploy" / "configs" / "local.yaml")
+    assert cfg.model.name == "lightgcn"
+    assert cfg.ingest.format == "lightgcn"
+
+
+def test_overrides_are_typed(tmp_path):
+    cfg = load_config(
+        overrides=["train.lr=0.01", "train.epochs=3", "ingest.header=true", "spark.master=local[1]"]
+    )
+    assert cfg.train.lr == 0.01 and isinstance(cfg.train.lr, float)
+    assert cfg.train.epochs == 3
+    assert cfg.ingest.header is True
+    assert cfg.spark.master == "local[1]"
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.lrr=0.1", "train.lrr"),
+        ("nope.x=1", "nope"),
+        ("train.lr=-1", "train.lr"),
+        ("train.epochs=1.5", "train.epochs"),
+        ("ingest.format=xml", "ingest.format"),
+        ("ingest.header=maybe", "ingest.header"),
+        ("partition.balance_tolerance=2", "partition.balance_tolerance"),
+        ("train.device=tpu", "train.device"),
+    ],
+)
+def test_bad_key_or_value_names_the_key(override, key):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[override])
+    assert str(err.value).startswith(key)
+
+
+def test_yaml_unknown_key_and_unsafe_tags(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  epochz: 3\n")
+    with pytest.raises(ConfigError, match=r"^train\.epochz: unknown key"):
+        load_config(p)
+    p.write_text("train: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_resolved_config_round_trip_and_hash(tmp_path):
+    cfg = load_config(overrides=["train.lr=0.02", "spark.conf={spark.a: b}"])
+    cfg.write(tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again == cfg
+    assert again.section_hash("train") == cfg.section_hash("train")
+    other = load_config(overrides=["train.lr=0.03"])
+    assert other.section_hash("train") != cfg.section_hash("train")
+    assert other.section_hash("ingest") == cfg.section_hash("ingest")
