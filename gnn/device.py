@@ -1,0 +1,41 @@
+"""Pick the torch device once; everything else in ``gnn`` is device-agnostic."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["select_device"]
+
+
+def select_device(requested: str = "auto") -> torch.device:
+    """Resolve a device request to a :class:`torch.device`.
+
+    Args:
+        requested: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
+            ``"cuda:N"``. Which GPU a Spark task owns is decided by the caller, who passes
+            ``"cuda:N"``.
+
+    Returns:
+        The device.
+
+    Raises:
+        ValueError: the request is not a device string, or names CUDA where none is available,
+            or a GPU index that does not exist.
+    """
+    text = requested.strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError as exc:
+        raise ValueError(f"device: cannot parse {requested!r} ({exc})") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {requested!r} requested but CUDA is not available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device: {requested!r} requested but only {torch.cuda.device_count()} GPU(s)"
+            )
+    elif device.type != "cpu":
+        raise ValueError(f"device: {requested!r} is not supported (auto, cpu, cuda, cuda:N)")
+    return device
