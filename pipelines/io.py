@@ -175,9 +175,13 @@ def ingest(spark: SparkSession, cfg: IngestConfig, out_dir: Path) -> dict[str, i
                 counts["lines_skipped"] += skipped
             rows = reduce(DataFrame.unionByName, parts).persist(StorageLevel.MEMORY_AND_DISK)
             persisted.append(rows)
-            counts["rows_read"] = rows.count()
+            valid = F.col(REASON).isNull() & (F.col(SPLIT) == TRAIN)
+            good_train = rows.where(valid)
+            tally = rows.groupBy(valid.alias("ok")).count().collect()
+            counts["rows_read"] = sum(int(r["count"]) for r in tally)
+            if not any(r["ok"] for r in tally):
+                raise IngestError(_nothing_accepted(rows, cfg.train_path, counts["rows_read"]))
         with stage_timer("ingest: dictionary", logger=log, spark=spark):
-            good_train = rows.where(F.col(REASON).isNull() & (F.col(SPLIT) == TRAIN))
             ids = [(layout.kind_of(c), good_train.select(c)) for c in layout.id_columns]
             numeric_kinds = set(layout.kinds) - {"relation"} if cfg.numeric_ids else set()
             table, sizes = build_dictionary(spark, ids, numeric_kinds=numeric_kinds)
@@ -217,18 +221,18 @@ def ingest(spark: SparkSession, cfg: IngestConfig, out_dir: Path) -> dict[str, i
     counts = {**{k: counts[k] for k in first}, **counts}
     check_counts(counts)
     if counts["accepted"] == 0:
-        raise IngestError(_nothing_accepted(written, cfg.train_path, counts))
+        raise IngestError(_nothing_accepted(written, cfg.train_path, counts["rows_read"]))
     log.info("ingest: %s", counts)
     return counts
 
 
-def _nothing_accepted(rejected: DataFrame, path: str, counts: dict[str, int]) -> str:
-    top = rejected.groupBy(REASON).count().orderBy(F.desc("count"), REASON).limit(3).collect()
+def _nothing_accepted(rows: DataFrame, path: str, rows_read: int) -> str:
+    bad = rows.where(F.col(REASON).isNotNull()).groupBy(REASON).count()
+    top = bad.orderBy(F.desc("count"), REASON).limit(3).collect()
     reasons = "; ".join(f"{r[REASON]} ({r['count']} rows)" for r in top) or "none"
     return (
-        f"ingest.train_path {path}: no valid row ({counts['rows_read']} rows read, "
-        f"{counts['rejected']} rejected; top reasons: {reasons}); check ingest.format, "
-        "ingest.delimiter and ingest.numeric_ids"
+        f"ingest.train_path {path}: no valid row ({rows_read} rows read; top reasons: "
+        f"{reasons}); check ingest.format, ingest.delimiter and ingest.numeric_ids"
     )
 
 

@@ -18,19 +18,31 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _JOB_DESCRIPTION = "spark.job.description"
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record (pytest swaps it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging(level: int | str = logging.INFO, *, stream: Any = None) -> None:
     """Send ``time level logger: message`` lines to stderr (idempotent).
 
     Args:
         level: Root log level (``logging.INFO`` by default).
-        stream: Where to write; ``sys.stderr`` by default.
+        stream: Where to write; by default the current ``sys.stderr`` at each record.
     """
     root = logging.getLogger()
     root.setLevel(level)
     for handler in root.handlers:
         if getattr(handler, "_graphpipe", False):
             return
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler._graphpipe = True  # type: ignore[attr-defined]
     root.addHandler(handler)
