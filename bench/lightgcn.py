@@ -30,7 +30,7 @@ import torch
 from gnn.data import load_lightgcn_file
 from gnn.device import select_device
 from gnn.sampling import BPRSampler
-from gnn.train import LightGCNTrainConfig, fit_lightgcn, make_adam, train_epoch
+from gnn.train import BPRStepper, LightGCNTrainConfig, fit_lightgcn, make_adam, train_epoch
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -66,6 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also time torch_geometric's LightGCN through the same loop",
     )
     p.add_argument("--pyg-epochs", type=int, default=2, help="epochs timed for PyG")
+    p.add_argument(
+        "--no-cuda-graphs", action="store_true", help="eager steps on CUDA (no graph capture)"
+    )
     p.add_argument("--json", action="store_true", help="end with the JSON line (always printed)")
     return p.parse_args(argv)
 
@@ -80,6 +83,7 @@ def build_config(args: argparse.Namespace) -> LightGCNTrainConfig:
         "k": args.k,
         "threads": args.threads,
         "epochs": args.epochs if args.epochs is not None else 1000,
+        "cuda_graphs": not args.no_cuda_graphs,
     }
     for name in ("batch_size", "lr", "reg", "layers", "dim"):
         value = getattr(args, name)
@@ -114,27 +118,31 @@ def pyg_epoch_seconds(
         users, items, num_items, device=device, exclude_positives=cfg.exclude_positives
     )
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    optimizer = make_adam(model.parameters(), cfg.lr, device)
+    graphed = cfg.cuda_graphs and device.type == "cuda"
+    optimizer = make_adam(model.parameters(), cfg.lr, device, capturable=graphed)
 
     def forward() -> tuple[torch.Tensor, torch.Tensor]:
         return model.get_embedding(edge_index), model.embedding.weight
 
+    step = BPRStepper(
+        forward,
+        optimizer,
+        num_users=num_users,
+        reg=cfg.reg,
+        batch_size=cfg.batch_size,
+        cuda_graph=graphed,
+    )
+
     times = []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
-        loss, _ = train_epoch(
-            forward,
-            optimizer,
-            sampler,
-            num_users=num_users,
-            batch_size=cfg.batch_size,
-            reg=cfg.reg,
-            generator=generator,
-        )
+        loss, _ = train_epoch(step, sampler, batch_size=cfg.batch_size, generator=generator)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
-        print(f"pyg epoch {epoch}  loss {loss:.5f}  {times[-1]:.2f}s", flush=True)
+        graph = f", cuda graph {'on' if step.graphed else 'off'}" if graphed else ""
+        error = f" ({step.graph_error})" if step.graph_error else ""
+        print(f"pyg epoch {epoch}  loss {loss:.5f}  {times[-1]:.2f}s{graph}{error}", flush=True)
     return times
 
 

@@ -23,7 +23,14 @@ from gnn.metrics import RankingEvaluator
 from gnn.models.lightgcn import LightGCN, build_norm_adj
 from gnn.sampling import BPRSampler
 
-__all__ = ["LightGCNResult", "LightGCNTrainConfig", "fit_lightgcn", "train_epoch"]
+__all__ = [
+    "BPRStepper",
+    "LightGCNResult",
+    "LightGCNTrainConfig",
+    "fit_lightgcn",
+    "make_adam",
+    "train_epoch",
+]
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - reads best in field declarations
@@ -50,6 +57,7 @@ class LightGCNTrainConfig:
     eval_batch_size: int = _f(2048, "Users scored at once during evaluation.")
     exclude_positives: bool = _f(True, "Draw negatives among each user's non-positive items.")
     init_std: float = _f(0.1, "Std of the normal initialisation of the ego embeddings.")
+    cuda_graphs: bool = _f(True, "On CUDA, capture the training step in a CUDA graph.")
 
     def __post_init__(self) -> None:
         def require(cond: bool, name: str, msg: str) -> None:
@@ -117,62 +125,148 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_epoch(
-    forward: Callable[[], tuple[Tensor, Tensor]],
-    optimizer: torch.optim.Optimizer,
-    sampler: BPRSampler,
-    *,
-    num_users: int,
-    batch_size: int,
-    reg: float,
-    generator: torch.Generator,
-    deadline: float | None = None,
-) -> tuple[float, bool]:
-    """One BPR epoch over shuffled interactions (LightGCN Eq. 15), one Adam step per batch.
+class BPRStepper:
+    """One BPR + Adam step per call (LightGCN Eq. 15); on CUDA optionally a replayed graph.
+
+    Eager mode runs ``forward``, gathers the batch rows, computes the loss, back-propagates
+    and steps the optimiser. With ``cuda_graph=True`` (CUDA only) the first full-size batches
+    run eagerly on a side stream as warm-up, then the whole step (propagation, loss, backward
+    and a capturable Adam step) is captured once into a CUDA graph and replayed for every
+    later full-size batch: the step is launch-bound on fast GPUs, and replay removes the
+    per-kernel launch and autograd overhead. Smaller batches (an epoch's last) run eagerly.
+    If capture fails, training carries on eagerly and ``graph_error`` says why.
 
     Args:
         forward: Returns ``(final, ego)``: propagated and layer-0 embeddings of all nodes,
-            users first then items (item ``i`` is row ``num_users + i``). Called once per step.
-        optimizer: Steps the parameters behind ``ego``.
-        sampler: Source of ``(user, positive, negative)`` batches.
+            users first then items (item ``i`` is row ``num_users + i``).
+        optimizer: Steps the parameters behind ``ego`` (capturable when graphed).
         num_users: Offset of the item rows.
-        batch_size: Triples per step.
         reg: L2 weight on the batch's ego rows.
+        batch_size: The full batch size (the captured shape).
+        cuda_graph: Capture and replay the step on CUDA.
+        warmup_steps: Eager steps before capture.
+
+    Shapes:
+        ``forward()``: ``([U + I, d], [U + I, d])``; a call takes three ``[B]`` id tensors and
+        returns the detached scalar loss (no host synchronisation).
+    """
+
+    def __init__(
+        self,
+        forward: Callable[[], tuple[Tensor, Tensor]],
+        optimizer: torch.optim.Optimizer,
+        *,
+        num_users: int,
+        reg: float,
+        batch_size: int,
+        cuda_graph: bool = False,
+        warmup_steps: int = 3,
+    ) -> None:
+        self.forward = forward
+        self.optimizer = optimizer
+        self.num_users = num_users
+        self.reg = reg
+        self.batch_size = batch_size
+        self.use_graph = cuda_graph and torch.cuda.is_available()
+        self.warmup_steps = warmup_steps
+        self.graph_error: str | None = None
+        self._warm = 0
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._static: tuple[Tensor, Tensor, Tensor] | None = None
+        self._static_loss: Tensor | None = None
+
+    @property
+    def graphed(self) -> bool:
+        """Whether steps are being replayed from a captured graph."""
+        return self._graph is not None
+
+    def _eager(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        final, ego = self.forward()
+        idx = torch.cat([users, pos + self.num_users, neg + self.num_users])
+        f_u, f_p, f_n = final.index_select(0, idx).chunk(3)
+        e_u, e_p, e_n = ego.index_select(0, idx).chunk(3)
+        loss, _, _ = lightgcn_bpr_loss(f_u, f_p, f_n, e_u, e_p, e_n, reg=self.reg)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def __call__(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        if not self.use_graph or users.device.type != "cuda" or users.numel() != self.batch_size:
+            return self._eager(users, pos, neg)
+        if self._graph is not None:
+            assert self._static is not None and self._static_loss is not None
+            for dst, src in zip(self._static, (users, pos, neg), strict=True):
+                dst.copy_(src)
+            self._graph.replay()
+            return self._static_loss.clone()
+        if self._warm < self.warmup_steps:  # warm-up on a side stream, as capture requires
+            self._warm += 1
+            side = torch.cuda.Stream(device=users.device)
+            side.wait_stream(torch.cuda.current_stream(users.device))
+            with torch.cuda.stream(side):
+                loss = self._eager(users, pos, neg)
+            torch.cuda.current_stream(users.device).wait_stream(side)
+            return loss
+        return self._capture(users, pos, neg)
+
+    def _capture(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        static = (users.clone(), pos.clone(), neg.clone())
+        graph = torch.cuda.CUDAGraph()
+        try:
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.cuda.graph(graph):
+                static_loss = self._eager(*static)
+        except Exception as exc:  # any capture failure: fall back to eager steps
+            self.use_graph = False
+            self.graph_error = f"{type(exc).__name__}: {exc}"
+            torch.cuda.synchronize(users.device)
+            return self._eager(users, pos, neg)
+        self._graph, self._static, self._static_loss = graph, static, static_loss
+        graph.replay()  # capture records the step without running it
+        return static_loss.clone()
+
+
+def train_epoch(
+    step: BPRStepper,
+    sampler: BPRSampler,
+    *,
+    batch_size: int,
+    generator: torch.Generator,
+    deadline: float | None = None,
+) -> tuple[float, bool]:
+    """One BPR epoch over shuffled interactions, one optimiser step per batch.
+
+    Args:
+        step: Runs one step on ``(users, positives, negatives)`` and returns the loss.
+        sampler: Source of the batches.
+        batch_size: Triples per step.
         generator: Sampling generator (on the sampler's device).
         deadline: ``time.perf_counter()`` value after which the epoch stops early.
 
     Returns:
         ``(mean loss over the steps run, completed)``; ``completed`` is False when the deadline
         cut the epoch short.
-
-    Shapes:
-        ``forward()``: ``([U + I, d], [U + I, d])``.
     """
     total = None
     steps = 0
     for users, pos, neg in sampler.epoch(batch_size, generator=generator):
         if deadline is not None and time.perf_counter() >= deadline:
             break
-        final, ego = forward()
-        idx = torch.cat([users, pos + num_users, neg + num_users])
-        f_u, f_p, f_n = final.index_select(0, idx).chunk(3)
-        e_u, e_p, e_n = ego.index_select(0, idx).chunk(3)
-        loss, _, _ = lightgcn_bpr_loss(f_u, f_p, f_n, e_u, e_p, e_n, reg=reg)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        detached = loss.detach()
-        total = detached if total is None else total + detached  # no host sync per step
+        loss = step(users, pos, neg)
+        total = loss if total is None else total + loss  # no host sync per step
         steps += 1
     else:
-        return (float(total) / steps if steps else 0.0), True
-    return (float(total) / steps if steps else float("nan")), False
+        return (float(total) / steps if total is not None else 0.0), True
+    return (float(total) / steps if total is not None else float("nan")), False
 
 
-def make_adam(params: Any, lr: float, device: torch.device) -> torch.optim.Adam:
-    """Adam, fused on CUDA (one kernel per step), foreach on CPU."""
+def make_adam(
+    params: Any, lr: float, device: torch.device, *, capturable: bool = False
+) -> torch.optim.Adam:
+    """Adam: fused on CUDA (one kernel per step; ``capturable`` for CUDA graphs), foreach on CPU."""
     if device.type == "cuda":
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, fused=True, capturable=capturable)
     return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
@@ -241,7 +335,8 @@ def _fit(
         users, items, num_items, device=dev, exclude_positives=cfg.exclude_positives
     )
     generator = torch.Generator(device=dev).manual_seed(cfg.seed)
-    optimizer = make_adam(model.parameters(), cfg.lr, dev)
+    graphed = cfg.cuda_graphs and dev.type == "cuda"
+    optimizer = make_adam(model.parameters(), cfg.lr, dev, capturable=graphed)
     evaluator = None
     if (test_users is None) != (test_items is None):
         raise ValueError("give both test_users and test_items, or neither")
@@ -265,6 +360,15 @@ def _fit(
 
     def forward() -> tuple[Tensor, Tensor]:
         return model(adj), model.embedding
+
+    step = BPRStepper(
+        forward,
+        optimizer,
+        num_users=num_users,
+        reg=cfg.reg,
+        batch_size=cfg.batch_size,
+        cuda_graph=graphed,
+    )
 
     budget = cfg.time_budget_seconds or None
     losses: list[float] = []
@@ -292,14 +396,7 @@ def _fit(
         t0 = time.perf_counter()
         deadline = t0 + (budget - train_seconds) if budget is not None else None
         loss, completed = train_epoch(
-            forward,
-            optimizer,
-            sampler,
-            num_users=num_users,
-            batch_size=cfg.batch_size,
-            reg=cfg.reg,
-            generator=generator,
-            deadline=deadline,
+            step, sampler, batch_size=cfg.batch_size, generator=generator, deadline=deadline
         )
         _sync(dev)
         spent = time.perf_counter() - t0
@@ -311,6 +408,11 @@ def _fit(
         losses.append(loss)
         epoch_seconds.append(spent)
         log(f"epoch {epoch:4d}  loss {loss:.5f}  {spent:6.2f}s  train {train_seconds:8.1f}s")
+        if epoch == 1 and graphed:
+            log(
+                f"cuda graph: {'replaying' if step.graphed else 'off'}"
+                + (f" ({step.graph_error})" if step.graph_error else "")
+            )
         if evaluator is not None and cfg.eval_every and epoch % cfg.eval_every == 0:
             evaluate(loss)
         if budget is not None and train_seconds >= budget:
