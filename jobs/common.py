@@ -21,6 +21,12 @@ class JobContext:
     cfg: PipelineConfig
     spark: SparkSession
     run_dir: Path
+    owns_session: bool
+
+    def close(self) -> None:
+        """Stop Spark unless the session was already running (a test, a notebook)."""
+        if self.owns_session:
+            self.spark.stop()
 
 
 def job_parser(description: str) -> argparse.ArgumentParser:
@@ -54,9 +60,10 @@ def start_job(args: argparse.Namespace, job_name: str) -> JobContext:
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.write(run_dir / "config.yaml")
     conf = {"spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions), **cfg.spark.conf}
+    owns = SparkSession.getActiveSession() is None
     spark = build_spark(f"{cfg.run.name}-{job_name}", master=cfg.spark.master, conf=conf)
     log.info("job %s: run dir %s", job_name, run_dir)
-    return JobContext(cfg=cfg, spark=spark, run_dir=run_dir)
+    return JobContext(cfg=cfg, spark=spark, run_dir=run_dir, owns_session=owns)
 
 
 def fail(message: str) -> int:

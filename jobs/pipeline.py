@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IngestError as exc:
         return fail(str(exc))
     finally:
-        ctx.spark.stop()
+        ctx.close()
     k = ctx.cfg.export.top_k
     print(f"\n{'stage':<12}{'seconds':>10}  {'status':<9} counts")
     for st in summary.stages:

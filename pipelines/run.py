@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from pipelines import io as ingest_io
 from pipelines.bridge import LEAF_LOG, LeafTrainSettings, train_leaves
 from pipelines.config import PipelineConfig
+from pipelines.dense_ids import map_back
 from pipelines.evaluate import ranking_metrics
 from pipelines.recommend import recommend_topk
 from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, RANK, SCORE, USER, VECTOR
@@ -90,8 +91,9 @@ def recommend_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out:
         block_size=cfg.export.user_block_size,
     )
     dictionary = ingest_io.read_ingested(spark, run_dir / "ingest")["dictionary"]
-    with_ids = ingest_io.map_back(recs, dictionary, USER, "user")
-    with_ids = ingest_io.map_back(with_ids, dictionary, ITEM, "item")
+    with_ids = recs.withColumn("user_id", F.col(USER)).withColumn("item_id", F.col(ITEM))
+    with_ids = map_back(with_ids, dictionary, "user_id", "user")
+    with_ids = map_back(with_ids, dictionary, "item_id", "item")
     with_ids.write.parquet(str(out / "recommendations"))
     written = spark.read.parquet(str(out / "recommendations"))
     return {"recommendations": written.count(), "users": written.select(USER).distinct().count()}

@@ -68,6 +68,8 @@ def build_spark(
         builder = builder.master(os.environ.get("GRAPHPIPE_MASTER", "local[*]"))
     settings = dict(DEFAULT_CONF)
     settings["spark.ui.enabled"] = "true" if ui else "false"
+    # The console progress bar only on a terminal; log files get the stage log lines instead.
+    settings["spark.ui.showConsoleProgress"] = "true" if sys.stderr.isatty() else "false"
     jars = graphframes_jars()
     if jars:
         settings["spark.jars"] = ",".join(jars)
