@@ -1,0 +1,1 @@
+"""Reusable graph layers (pure PyTorch; the Triton kernels load only on CUDA)."""

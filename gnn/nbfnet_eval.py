@@ -1,0 +1,188 @@
+"""NBFNet evaluation: filtered ranking for knowledge graphs, AUROC / AP for homogeneous graphs.
+
+Filtered ranking (Bordes et al., NeurIPS 2013), both directions, as NBFNet reports it: for a
+test triple ``(h, r, t)`` the tail query ``(h, r, ?)`` and the head query ``(t, r^{-1}, ?)``
+each rank the answer among all entities after removing the OTHER true answers (from
+``filter_triples``); the rank is ``1 + #{non-answers scored >= the answer}`` (ties count
+against the model, as in the reference code).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import Tensor
+
+from gnn.kg import RelationalGraph
+from gnn.models.nbfnet import NBFNet
+
+try:  # shared metrics (another module's); private fall-backs keep this module self-contained
+    from gnn.metrics import auroc, average_precision
+except ImportError:  # pragma: no cover - exercised only before gnn.metrics lands
+    auroc = average_precision = None  # type: ignore[assignment]
+
+__all__ = ["AnswerFilter", "evaluate_kg", "evaluate_link_auc", "filtered_ranks", "link_auc"]
+
+
+class AnswerFilter:
+    """All true answers of ``(source, relation)`` queries, with inverse queries included.
+
+    Args:
+        triples: ``[M, 3]`` (head, relation, tail) true triples.
+        num_nodes: entity count.
+        num_relations: relation count WITHOUT inverses; inverse relation is ``r + R``.
+    """
+
+    def __init__(self, triples: Tensor, num_nodes: int, num_relations: int) -> None:
+        h, r, t = triples.t()
+        src = torch.cat([h, t])
+        rel = torch.cat([r, r + num_relations])
+        ans = torch.cat([t, h])
+        key = src * (2 * num_relations) + rel
+        self.key, order = torch.sort(key)
+        self.answer = ans[order]
+        self.num_relations = num_relations
+
+    def mask(self, src: Tensor, rel: Tensor, num_nodes: int) -> Tensor:
+        """``[B, N]`` bool, ``True`` where the node is a true answer of ``(src_b, rel_b, ?)``."""
+        dev = src.device
+        key = (src * (2 * self.num_relations) + rel).to(self.key.device)
+        start = torch.searchsorted(self.key, key, right=False)
+        end = torch.searchsorted(self.key, key, right=True)
+        count = end - start
+        row = torch.repeat_interleave(torch.arange(len(key), device=dev), count.to(dev))
+        offs = torch.arange(int(count.sum()), device=self.key.device)
+        offs = offs - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
+        cols = self.answer[torch.repeat_interleave(start, count) + offs].to(dev)
+        out = torch.zeros(len(key), num_nodes, dtype=torch.bool, device=dev)
+        out[row, cols] = True
+        return out
+
+
+def filtered_ranks(scores: Tensor, target: Tensor, true_mask: Tensor) -> Tensor:
+    """Filtered 1-based ranks: ``1 + #{c not true, c != target : s_c >= s_target}``.
+
+    Shapes:
+        scores: ``[B, N]``; target: ``[B]``; true_mask: ``[B, N]`` bool -> ``[B]`` long.
+    """
+    pos = scores.gather(1, target.unsqueeze(1))
+    others = ~true_mask
+    others[torch.arange(len(target), device=target.device), target] = False
+    return ((scores >= pos) & others).sum(dim=1) + 1
+
+
+@torch.no_grad()
+def evaluate_kg(model: NBFNet, graph: RelationalGraph, triples: Tensor, *,
+                filter_triples: Tensor, batch_size: int = 32,
+                device: torch.device | str = "cpu") -> dict[str, float]:
+    """Filtered MRR / Hits@1,3,10 over tail and head queries of ``triples``.
+
+    Args:
+        model: a trained NBFNet on ``graph`` (graph with inverse relations).
+        graph: the graph to propagate on (the training graph).
+        triples: ``[M, 3]`` (head, relation, tail) test triples.
+        filter_triples: all known true triples (train + valid + test).
+        batch_size: queries per Bellman-Ford pass.
+        device: where to run.
+
+    Returns:
+        ``{"mrr", "mr", "hits@1", "hits@3", "hits@10", "queries", "seconds", "qps"}``.
+    """
+    was_training = model.training
+    model.eval()
+    dev = torch.device(device)
+    g = graph.to(dev) if graph.edge_index.device != dev else graph
+    num_rel = g.num_relations // 2
+    filt = AnswerFilter(filter_triples.to(dev), g.num_nodes, num_rel)
+    h, r, t = triples.to(dev).t()
+    src = torch.cat([h, t])
+    rel = torch.cat([r, r + num_rel])
+    ans = torch.cat([t, h])
+    ranks = []
+    _sync(dev)
+    t0 = time.perf_counter()
+    for a in range(0, len(src), batch_size):
+        s, q, y = src[a:a + batch_size], rel[a:a + batch_size], ans[a:a + batch_size]
+        scores = model.score_all(g, s, q)
+        ranks.append(filtered_ranks(scores, y, filt.mask(s, q, g.num_nodes)))
+    _sync(dev)
+    secs = time.perf_counter() - t0
+    model.train(was_training)
+    rk = torch.cat(ranks).double()
+    out = {"mrr": float((1.0 / rk).mean()), "mr": float(rk.mean())}
+    for k in (1, 3, 10):
+        out[f"hits@{k}"] = float((rk <= k).double().mean())
+    out.update(queries=float(len(rk)), seconds=secs, qps=len(rk) / max(secs, 1e-9))
+    return out
+
+
+@torch.no_grad()
+def evaluate_link_auc(model: NBFNet, graph: RelationalGraph, pos: Tensor, neg: Tensor, *,
+                      batch_size: int = 64, symmetric: bool = True,
+                      device: torch.device | str = "cpu") -> dict[str, float]:
+    """AUROC and AP of positive vs negative node pairs (relation 0, homogeneous graph).
+
+    Args:
+        model: trained NBFNet.
+        graph: graph to propagate on (training edges only).
+        pos, neg: ``[P, 2]`` / ``[M, 2]`` node pairs.
+        batch_size: pairs per Bellman-Ford pass.
+        symmetric: average the pair features of the ``u -> v`` and ``v -> u`` passes (the
+            reference's ``symmetric`` option for undirected graphs).
+        device: where to run.
+
+    Returns:
+        ``{"auroc", "ap", "queries", "seconds", "qps"}`` (queries are Bellman-Ford passes).
+    """
+    was_training = model.training
+    model.eval()
+    dev = torch.device(device)
+    g = graph.to(dev) if graph.edge_index.device != dev else graph
+    pairs = torch.cat([pos, neg]).to(dev)
+    labels = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))])
+    scores = []
+    _sync(dev)
+    t0 = time.perf_counter()
+    for a in range(0, len(pairs), batch_size):
+        u, v = pairs[a:a + batch_size].t()
+        scores.append(model.pair_scores(g, u, v, torch.zeros_like(u), symmetric=symmetric))
+    _sync(dev)
+    secs = time.perf_counter() - t0
+    model.train(was_training)
+    n_pass = len(pairs) * (2 if symmetric else 1)
+    out = link_auc(torch.cat(scores).cpu(), labels)
+    out.update(queries=float(n_pass), seconds=secs, qps=n_pass / max(secs, 1e-9))
+    return out
+
+
+def link_auc(scores: Tensor, labels: Tensor) -> dict[str, float]:
+    """``{"auroc", "ap"}`` from scores and 0/1 labels (``gnn.metrics`` when available)."""
+    if auroc is not None and average_precision is not None:
+        return {"auroc": auroc(scores, labels), "ap": average_precision(scores, labels)}
+    return {"auroc": _auroc(scores, labels), "ap": _ap(scores, labels)}  # pragma: no cover
+
+
+def _auroc(scores: Tensor, labels: Tensor) -> float:  # pragma: no cover - fall-back
+    s, y = scores.double(), labels.bool()
+    order = torch.argsort(s)
+    ranks = torch.empty_like(s)
+    ranks[order] = torch.arange(1, len(s) + 1, dtype=s.dtype)
+    uniq, inv = torch.unique(s, return_inverse=True)
+    mean_rank = torch.zeros(len(uniq), dtype=s.dtype).index_add_(0, inv, ranks)
+    mean_rank /= torch.bincount(inv, minlength=len(uniq)).double()
+    p, n = int(y.sum()), int((~y).sum())
+    return float((mean_rank[inv][y].sum() - p * (p + 1) / 2) / (p * n))
+
+
+def _ap(scores: Tensor, labels: Tensor) -> float:  # pragma: no cover - fall-back
+    order = torch.argsort(scores.double(), descending=True, stable=True)
+    y = labels.double()[order]
+    tp = torch.cumsum(y, 0)
+    prec = tp / torch.arange(1, len(y) + 1, dtype=torch.float64)
+    return float((prec * y).sum() / y.sum())
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
