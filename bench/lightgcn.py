@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--layers", type=int, default=None)
     p.add_argument("--dim", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sampling", choices=("user", "edge"), default=None)
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None)
+    p.add_argument("--lr-min-ratio", type=float, default=None)
     p.add_argument(
         "--budget-minutes",
         type=float,
@@ -85,7 +88,16 @@ def build_config(args: argparse.Namespace) -> LightGCNTrainConfig:
         "epochs": args.epochs if args.epochs is not None else 1000,
         "cuda_graphs": not args.no_cuda_graphs,
     }
-    for name in ("batch_size", "lr", "reg", "layers", "dim"):
+    for name in (
+        "batch_size",
+        "lr",
+        "reg",
+        "layers",
+        "dim",
+        "sampling",
+        "lr_schedule",
+        "lr_min_ratio",
+    ):
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
@@ -115,10 +127,15 @@ def pyg_epoch_seconds(
     i = torch.as_tensor(items, device=device) + num_users
     edge_index = torch.stack([torch.cat([u, i]), torch.cat([i, u])])
     sampler = BPRSampler(
-        users, items, num_items, device=device, exclude_positives=cfg.exclude_positives
+        users,
+        items,
+        num_items,
+        device=device,
+        exclude_positives=cfg.exclude_positives,
+        mode=cfg.sampling,
     )
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    graphed = cfg.cuda_graphs and device.type == "cuda"
+    graphed = cfg.cuda_graphs and device.type == "cuda" and cfg.lr_schedule == "constant"
     optimizer = make_adam(model.parameters(), cfg.lr, device, capturable=graphed)
 
     def forward() -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,6 +152,8 @@ def pyg_epoch_seconds(
 
     times = []
     for epoch in range(1, epochs + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr_at(epoch)
         t0 = time.perf_counter()
         loss, _ = train_epoch(step, sampler, batch_size=cfg.batch_size, generator=generator)
         if device.type == "cuda":

@@ -1,7 +1,10 @@
 """Vectorised uniform negative sampling for BPR training.
 
-Each epoch visits every training interaction ``(u, i)`` once in a random order and pairs it
-with a negative item ``j``. By default ``j`` is uniform over the items that are *not*
+An epoch holds as many triples ``(u, i, j)`` as there are training interactions. With
+``mode="user"`` (the LightGCN authors' sampler) ``u`` is uniform over users with at least one
+interaction and ``i`` uniform over ``u``'s positives, so every user weighs the same, as in the
+Recall/NDCG average; with ``mode="edge"`` (PyG's example) every interaction is visited once in
+a random order. By default the negative ``j`` is uniform over the items that are *not*
 positives of ``u``, drawn exactly and without rejection loops: with ``u``'s positives sorted,
 ``p_0 < p_1 < ...``, the ``r``-th non-positive item is ``r + #{k : p_k - k <= r}``, and the
 count comes from one binary search over a sorted key array built once. With
@@ -42,6 +45,8 @@ class BPRSampler:
         device: Where the interactions, keys and samples live.
         exclude_positives: Draw negatives from each user's non-positive items only (a user
             who has interacted with every item gets uniform draws).
+        mode: ``"user"``: users uniform, then a uniform positive; ``"edge"``: each interaction
+            once per epoch, shuffled.
 
     Shapes:
         users, items: ``[E]``.
@@ -55,7 +60,10 @@ class BPRSampler:
         *,
         device: torch.device | str = "cpu",
         exclude_positives: bool = True,
+        mode: str = "user",
     ) -> None:
+        if mode not in ("user", "edge"):
+            raise ValueError(f"mode must be 'user' or 'edge', got {mode!r}")
         self.device = torch.device(device)
         self.users = torch.as_tensor(np.asarray(users, dtype=np.int64)).to(self.device)
         self.items = torch.as_tensor(np.asarray(items, dtype=np.int64)).to(self.device)
@@ -69,6 +77,7 @@ class BPRSampler:
             raise ValueError("negative user id")
         self.num_items = num_items
         self.exclude_positives = exclude_positives
+        self.mode = mode
         num_users = int(self.users.max()) + 1 if self.users.numel() else 0
         keys = torch.unique(self.users * num_items + self.items)  # sorted by user, then item
         key_user, key_item = keys // num_items, keys % num_items
@@ -76,6 +85,8 @@ class BPRSampler:
         self._indptr = torch.zeros(num_users + 1, dtype=torch.long, device=self.device)
         self._indptr[1:] = torch.cumsum(counts, 0)
         self._keys = keys
+        self._key_items = key_item  # positives grouped by user, ascending
+        self._active_users = torch.nonzero(counts).squeeze(1)
         # p_k - k per user (non-decreasing within a user, in [0, I)), offset by user * (I + 1)
         rank = torch.arange(keys.numel(), device=self.device) - self._indptr[key_user]
         self._shifted = key_user * (num_items + 1) + (key_item - rank)
@@ -123,9 +134,10 @@ class BPRSampler:
     def epoch(
         self, batch_size: int, *, generator: torch.Generator
     ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        """Shuffle the interactions and yield ``(users, positives, negatives)`` batches.
+        """Yield ``(users, positives, negatives)`` batches covering one epoch.
 
-        The last batch may be smaller. Negatives for the whole epoch are drawn at once.
+        The epoch has one triple per training interaction; the last batch may be smaller. All
+        triples of the epoch are drawn at once.
 
         Shapes:
             yields three ``[B]`` int64 tensors (``B <= batch_size``).
@@ -133,9 +145,21 @@ class BPRSampler:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         n = len(self)
-        perm = torch.randperm(n, generator=generator, device=self.device)
-        users = self.users[perm]
-        pos = self.items[perm]
+        if n == 0:
+            return
+        if self.mode == "edge":
+            perm = torch.randperm(n, generator=generator, device=self.device)
+            users, pos = self.users[perm], self.items[perm]
+        else:
+            pick = torch.randint(
+                self._active_users.numel(), (n,), generator=generator, device=self.device
+            )
+            users = self._active_users[pick]
+            start_at = self._indptr[users]
+            degree = self._indptr[users + 1] - start_at
+            draw = torch.rand(n, dtype=torch.float64, generator=generator, device=self.device)
+            offset = torch.minimum((draw * degree).long(), degree - 1)
+            pos = self._key_items[start_at + offset]
         neg = self.negatives(users, generator=generator)
         for start in range(0, n, batch_size):
             stop = start + batch_size

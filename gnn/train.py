@@ -57,7 +57,14 @@ class LightGCNTrainConfig:
     eval_batch_size: int = _f(2048, "Users scored at once during evaluation.")
     exclude_positives: bool = _f(True, "Draw negatives among each user's non-positive items.")
     init_std: float = _f(0.1, "Std of the normal initialisation of the ego embeddings.")
-    cuda_graphs: bool = _f(True, "On CUDA, capture the training step in a CUDA graph.")
+    sampling: str = _f("user", "user: users uniform then a positive (authors' code); edge.")
+    lr_schedule: str = _f(
+        "constant", "constant | cosine (set per epoch, over `epochs` or the time budget)."
+    )
+    lr_min_ratio: float = _f(0.0, "Cosine schedule: final lr as a fraction of `lr`.")
+    cuda_graphs: bool = _f(
+        True, "On CUDA, capture the training step in a CUDA graph (constant lr only)."
+    )
 
     def __post_init__(self) -> None:
         def require(cond: bool, name: str, msg: str) -> None:
@@ -78,6 +85,27 @@ class LightGCNTrainConfig:
         require(self.threads >= 0, "threads", "must be >= 0")
         require(self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
         require(self.init_std > 0, "init_std", "must be > 0")
+        require(self.sampling in ("user", "edge"), "sampling", "must be 'user' or 'edge'")
+        require(
+            self.lr_schedule in ("constant", "cosine"), "lr_schedule", "must be constant or cosine"
+        )
+        require(0.0 <= self.lr_min_ratio <= 1.0, "lr_min_ratio", "must be in [0, 1]")
+
+    def lr_at(self, epoch: int, *, elapsed: float = 0.0) -> float:
+        """Learning rate for a 1-based epoch that starts after ``elapsed`` training seconds.
+
+        ``cosine`` anneals from ``lr`` to ``lr * lr_min_ratio`` over whichever limit comes
+        first: ``epochs``, or the time budget (progress = elapsed / budget). Without a binding
+        budget the schedule depends on the epoch only, so runs stay deterministic.
+        """
+        if self.lr_schedule == "constant":
+            return self.lr
+        progress = (epoch - 1) / self.epochs if self.epochs else 1.0
+        if self.time_budget_seconds:
+            progress = max(progress, elapsed / self.time_budget_seconds)
+        progress = min(max(progress, 0.0), 1.0)
+        low = self.lr * self.lr_min_ratio
+        return low + 0.5 * (self.lr - low) * (1.0 + math.cos(math.pi * progress))
 
     @classmethod
     def paper(cls, **overrides: Any) -> LightGCNTrainConfig:
@@ -264,10 +292,10 @@ def train_epoch(
 def make_adam(
     params: Any, lr: float, device: torch.device, *, capturable: bool = False
 ) -> torch.optim.Adam:
-    """Adam: fused on CUDA (one kernel per step; ``capturable`` for CUDA graphs), foreach on CPU."""
+    """Fused Adam (one pass over the parameters); ``capturable`` for CUDA graphs."""
     if device.type == "cuda":
         return torch.optim.Adam(params, lr=lr, fused=True, capturable=capturable)
-    return torch.optim.Adam(params, lr=lr, foreach=True)
+    return torch.optim.Adam(params, lr=lr, fused=True)
 
 
 def fit_lightgcn(
@@ -332,10 +360,15 @@ def _fit(
         num_users, num_items, dim=cfg.dim, layers=cfg.layers, seed=cfg.seed, init_std=cfg.init_std
     ).to(dev)
     sampler = BPRSampler(
-        users, items, num_items, device=dev, exclude_positives=cfg.exclude_positives
+        users,
+        items,
+        num_items,
+        device=dev,
+        exclude_positives=cfg.exclude_positives,
+        mode=cfg.sampling,
     )
     generator = torch.Generator(device=dev).manual_seed(cfg.seed)
-    graphed = cfg.cuda_graphs and dev.type == "cuda"
+    graphed = cfg.cuda_graphs and dev.type == "cuda" and cfg.lr_schedule == "constant"
     optimizer = make_adam(model.parameters(), cfg.lr, dev, capturable=graphed)
     evaluator = None
     if (test_users is None) != (test_items is None):
@@ -395,6 +428,8 @@ def _fit(
     for epoch in range(1, cfg.epochs + 1):  # noqa: B007 - read by evaluate()
         t0 = time.perf_counter()
         deadline = t0 + (budget - train_seconds) if budget is not None else None
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr_at(epoch, elapsed=train_seconds)
         loss, completed = train_epoch(
             step, sampler, batch_size=cfg.batch_size, generator=generator, deadline=deadline
         )
@@ -407,7 +442,11 @@ def _fit(
             break
         losses.append(loss)
         epoch_seconds.append(spent)
-        log(f"epoch {epoch:4d}  loss {loss:.5f}  {spent:6.2f}s  train {train_seconds:8.1f}s")
+        lr_now = optimizer.param_groups[0]["lr"]
+        log(
+            f"epoch {epoch:4d}  loss {loss:.5f}  lr {float(lr_now):.2e}  {spent:6.2f}s  "
+            f"train {train_seconds:8.1f}s"
+        )
         if epoch == 1 and graphed:
             log(
                 f"cuda graph: {'replaying' if step.graphed else 'off'}"

@@ -128,22 +128,27 @@ def test_bpr_loss_values() -> None:
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_sampler_range_exclusion_and_determinism(device: str) -> None:
+@pytest.mark.parametrize("mode", ["user", "edge"])
+def test_sampler_range_exclusion_and_determinism(device: str, mode: str) -> None:
     rng = np.random.default_rng(0)
-    users = np.repeat(np.arange(20), 8)
+    users = np.repeat(np.arange(1, 21), 8)  # user 0 has no interactions
     items = np.concatenate([rng.choice(10, size=8, replace=False) for _ in range(20)])
-    sampler = BPRSampler(users, items, 10, device=device)
+    sampler = BPRSampler(users, items, 10, device=device, mode=mode)
 
     def run(seed: int) -> list[torch.Tensor]:
         gen = torch.Generator(device=device).manual_seed(seed)
-        return [torch.cat(t) for t in zip(*sampler.epoch(32, generator=gen), strict=True)]
+        batches = list(sampler.epoch(32, generator=gen))
+        assert [len(b[0]) for b in batches] == [32] * 5
+        return [torch.cat(t) for t in zip(*batches, strict=True)]
 
     u, p, n = run(5)
     assert u.numel() == len(users)
     assert int(n.min()) >= 0 and int(n.max()) < 10
-    # every interaction exactly once per epoch
-    got = sorted(zip(u.tolist(), p.tolist(), strict=True))
-    assert got == sorted(zip(users.tolist(), items.tolist(), strict=True))
+    assert int(u.min()) >= 1 and int(u.max()) <= 20
+    assert bool(sampler.is_positive(u, p).all())  # positives are training interactions
+    if mode == "edge":  # every interaction exactly once per epoch
+        got = sorted(zip(u.tolist(), p.tolist(), strict=True))
+        assert got == sorted(zip(users.tolist(), items.tolist(), strict=True))
     # 8 of 10 items are positives: uniform draws would collide ~80% of the time
     assert not bool(sampler.is_positive(u, n).any())
     u2, p2, n2 = run(5)
@@ -155,6 +160,26 @@ def test_sampler_range_exclusion_and_determinism(device: str) -> None:
     neg = plain.negatives(torch.as_tensor(users, device=device), generator=gen)
     assert int(neg.min()) >= 0 and int(neg.max()) < 10
     assert bool(plain.is_positive(torch.as_tensor(users, device=device), neg).any())
+    with pytest.raises(ValueError, match="mode"):
+        BPRSampler(users, items, 10, mode="item")
+
+
+def test_user_mode_weighs_users_equally() -> None:
+    # user 0 has 1 interaction, user 1 has 9: edge mode gives them 10% / 90% of the triples,
+    # user mode about 50% / 50%, with user 1's positives drawn uniformly.
+    users = np.array([0] + [1] * 9)
+    items = np.array([0] + list(range(1, 10)))
+    sampler = BPRSampler(users, items, 12, mode="user")
+    gen = torch.Generator().manual_seed(0)
+    draws = [
+        torch.cat(t)
+        for t in zip(*(next(sampler.epoch(10, generator=gen)) for _ in range(400)), strict=True)
+    ]
+    u, p = draws[0], draws[1]
+    assert abs(float((u == 0).double().mean()) - 0.5) < 0.05
+    assert bool((p[u == 0] == 0).all())
+    share = torch.bincount(p[u == 1], minlength=10)[1:].double() / int((u == 1).sum())
+    assert bool(((share - 1 / 9).abs() < 0.04).all()), share
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -254,6 +279,21 @@ def test_time_budget_stops_training() -> None:
     result = fit_lightgcn(tr_u, tr_i, 200, 100, cfg, log=lines.append)
     assert result.epochs == 0 and result.losses == []
     assert any("time budget" in line for line in lines)
+
+
+def test_lr_schedule() -> None:
+    constant = LightGCNTrainConfig(lr=0.5, epochs=4)
+    assert [constant.lr_at(e) for e in (1, 4)] == [0.5, 0.5]
+    cosine = LightGCNTrainConfig(lr=1.0, epochs=4, lr_schedule="cosine", lr_min_ratio=0.2)
+    # progress (e - 1) / 4: lr = 0.2 + 0.4 * (1 + cos(pi * progress))
+    expected = [0.2 + 0.4 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
+    assert [cosine.lr_at(e) for e in (1, 2, 3, 4)] == pytest.approx(expected)
+    timed = cosine.replace(time_budget_seconds=100.0)
+    assert timed.lr_at(1, elapsed=50.0) == pytest.approx(0.6)  # the budget is closer
+    assert timed.lr_at(3, elapsed=10.0) == pytest.approx(0.6)  # the epochs are closer
+    assert timed.lr_at(4, elapsed=500.0) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        LightGCNTrainConfig(lr_schedule="step")
 
 
 def test_config_validation_names_the_field() -> None:
