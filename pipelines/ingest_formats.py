@@ -87,6 +87,8 @@ def layout_for(cfg: IngestConfig) -> Layout:
             f"{cfg.train_path}: format lightgcn has no weight or timestamp fields "
             "(set ingest.weighted and ingest.timestamped to false)"
         )
+    ids: tuple[str, ...]
+    kinds: tuple[str, ...]
     if cfg.format in ("lightgcn", "pairs"):
         ids, kinds = (USER, ITEM), ("user", "item")
     elif cfg.format == "triples":

@@ -88,8 +88,8 @@ def list_files(spark: SparkSession, path: str, *, what: str) -> list[InputFile]:
     Raises:
         IngestError: The path does not exist or holds no files.
     """
-    jvm = spark._jvm  # noqa: SLF001 - the Hadoop FileSystem API has no Python wrapper
-    conf = spark._jsc.hadoopConfiguration()  # noqa: SLF001
+    jvm: Any = spark._jvm  # the Hadoop FileSystem API has no Python wrapper
+    conf = spark._jsc.hadoopConfiguration()
     try:
         hpath = jvm.org.apache.hadoop.fs.Path(path)
         fs = hpath.getFileSystem(conf)
@@ -191,7 +191,7 @@ def read_text(
             raise IngestError(f"{what} {f.display}: empty file (no data rows)")
         offset = 0
         for r in rows:
-            header_mid = r["head"][_MID] if header and r is header_row else None
+            header_mid = header_row["head"][_MID] if header and r is header_row else None
             offsets.append((r[_FP], r[_BS], r["first"], offset, f.display, header_mid))
             offset += int(r["n"])
             skipped += int(r["n"]) - int(r["n_data"])

@@ -114,13 +114,13 @@ def test_snap_gzip_folder_line_numbers_per_file(spark, tmp_path):
     folder = tmp_path / "snap"
     folder.mkdir()
     a = b"# Directed graph: test\r\n# FromNodeId\tToNodeId\r\n1\t2\r\n2\t3\r\nbad\t1\r\n"
-    (folder / "a.txt.gz").write_bytes(gzip.compress(a))
-    (folder / "b.txt.gz").write_bytes(gzip.compress(b"3 4\n4\n4  1\n"))
+    (folder / "a 1.txt.gz").write_bytes(gzip.compress(a))  # names Spark must escape
+    (folder / "b[1].txt.gz").write_bytes(gzip.compress(b"3 4\n4\n4  1\n"))
     (folder / "_SUCCESS").write_bytes(b"")  # hidden from readers, as in Spark
     counts, tables = run(spark, tmp_path / "out", train_path=str(folder), format="edges")
     assert rejected(tables) == {
-        ("a.txt.gz", 5, "non-numeric id"),
-        ("b.txt.gz", 2, "wrong column count (expected 2, got 1)"),
+        ("a 1.txt.gz", 5, "non-numeric id"),
+        ("b[1].txt.gz", 2, "wrong column count (expected 2, got 1)"),
     }
     assert rows_of(tables["edges"], "src", "dst") == [(0, 1), (1, 2), (2, 3), (3, 0)]
     assert counts["rows_read"] == 6 and counts["accepted"] == 4 and counts["rejected"] == 2
@@ -292,6 +292,7 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
         ("names.csv", b"src,weight\n1,2\n", {"header": True}, "does not name 'dst'"),
         ("bad.parquet", None, {}, "wrong schema: missing column(s) dst"),
         ("text.parquet", b"1 2\n", {}, "cannot read as Parquet"),
+        ("corrupt.txt.gz", b"\x1f\x8b\x08\x00garbage", {}, "cannot read"),
         ("all_bad.txt", b"a b\nc d\n", {}, "no valid row"),
     ],
 )
