@@ -234,22 +234,27 @@ def test_lightgcn_lines_pairs_and_unknown_test_ids(spark, tmp_path):
                       "items": 3, "accepted_train": 5, "accepted_test": 2}
 
 
-def test_pairs_csv_header_string_ids_round_trip(spark, tmp_path):
+def test_pairs_csv_header_timestamps_string_ids_round_trip(spark, tmp_path):
     (tmp_path / "pairs.csv").write_text(
-        "user,item\nalice,book\nbob,film\nalice,film\ncarol,\n"
+        "user,item,timestamp\n"  # 1 header
+        "alice,book,100\nbob,film,200\nalice,film,300\n"  # 2-4 ok
+        "carol,,400\n"  # 5 empty id
+        "dave,book,yesterday\n"  # 6 non-numeric timestamp
     )
     counts, tables = run(spark, tmp_path / "out", train_path=str(tmp_path / "pairs.csv"),
-                         format="pairs", header=True, numeric_ids=False)
-    assert rejected(tables) == {("pairs.csv", 5, "empty id")}
+                         format="pairs", header=True, numeric_ids=False, timestamped=True)
+    assert rejected(tables) == {("pairs.csv", 5, "empty id"),
+                                ("pairs.csv", 6, "non-numeric timestamp")}
     assert dictionary(tables, "user") == [("alice", 0), ("bob", 1)]
     assert dictionary(tables, "item") == [("book", 0), ("film", 1)]
     df = tables["interactions"]
+    assert df.columns == ["user", "item", "ts", "split"]
     back = map_back(map_back(df, tables["dictionary"], "user", "user"),
                     tables["dictionary"], "item", "item")
     assert back.columns == df.columns
-    assert rows_of(back, "user", "item") == [("alice", "book"), ("alice", "film"),
-                                             ("bob", "film")]
-    assert counts["accepted"] == 3 and counts["rejected"] == 1
+    assert rows_of(back, "user", "item", "ts") == [
+        ("alice", "book", 100), ("alice", "film", 300), ("bob", "film", 200)]
+    assert counts["accepted"] == 3 and counts["rejected"] == 2 and counts["rows_read"] == 5
 
 
 def test_gowalla_lines_map_to_themselves(spark, tmp_path, data_dir):
