@@ -61,7 +61,7 @@ class NBFNetTrainConfig:
     time_budget_seconds: float = _f(0.0, "Stop training after this long (0: no limit).")
     max_steps: int = _f(0, "Stop after this many optimiser steps (0: no limit).")
     log_every: int = _f(50, "Log a line every N steps (0: never).")
-    threads: int = _f(0, "torch CPU threads (0: leave as set).")
+    threads: int = _f(0, "torch CPU threads while training (0: leave as set).")
     backend: str = _f("auto", "Aggregation backend: auto, naive, torch or triton.")
 
     def __post_init__(self) -> None:
@@ -217,9 +217,18 @@ def fit_nbfnet(graph: RelationalGraph, cfg: NBFNetTrainConfig, *,
     Returns:
         :class:`NBFNetResult`.
     """
+    threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    dev = torch.device(device)
+    try:
+        return _fit(graph, cfg, torch.device(device), log, train_triples, on_epoch_end)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(graph: RelationalGraph, cfg: NBFNetTrainConfig, dev: torch.device,
+         log: Callable[[str], Any], train_triples: Tensor | None,
+         on_epoch_end: Callable[[NBFNet], dict[str, float]] | None) -> NBFNetResult:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     g = graph.to(dev)

@@ -40,6 +40,7 @@ __all__ = [
 MESSAGES = ("distmult", "transe", "rotate")
 _FUSED_MESSAGES = ("distmult", "transe")
 _SEGMENT = 256  # edges per relation segment in the Triton weight-gradient kernel
+_NAIVE_MAX_BYTES = 128 << 20  # CPU: materialise messages up to this size
 
 
 class AggregateOut(NamedTuple):
@@ -209,7 +210,7 @@ def relational_aggregate(
     with_sq: bool = False,
     with_minmax: bool = False,
     backend: str = "auto",
-    chunk_edges: int = 65536,
+    chunk_edges: int | None = None,
 ) -> AggregateOut:
     """Aggregate relational messages into destinations (NBFNet Eq. 3, without the boundary).
 
@@ -222,9 +223,10 @@ def relational_aggregate(
         dim: per-query width ``d``.
         with_sq: also return the sum of squared messages.
         with_minmax: also return the element-wise max and min.
-        backend: ``"auto"`` (Triton on CUDA for DistMult / TransE, chunked torch on CPU,
-            naive for RotatE), ``"naive"``, ``"torch"`` or ``"triton"``.
-        chunk_edges: edges per chunk of the ``torch`` backend.
+        backend: ``"auto"`` (Triton on CUDA for DistMult / TransE; on CPU naive while the
+            ``[E, C]`` messages take at most 128 MiB, else chunked torch; naive for RotatE),
+            ``"naive"``, ``"torch"`` or ``"triton"``.
+        chunk_edges: edges per chunk of the ``torch`` backend (default: 2M floats a chunk).
 
     Returns:
         :class:`AggregateOut` with ``[N, C]`` tensors.
@@ -235,10 +237,9 @@ def relational_aggregate(
     if kind not in MESSAGES:
         raise ValueError(f"unknown message {kind!r}; expected one of {MESSAGES}")
     if backend == "auto":
-        if kind not in _FUSED_MESSAGES:
-            backend = "naive"
-        else:
-            backend = "triton" if x.is_cuda else "torch"
+        backend = _auto_backend(x, view, kind)
+    if chunk_edges is None:
+        chunk_edges = max(256, (1 << 21) // max(1, x.shape[1]))
     if backend == "naive":
         return _naive(x, w, view, kind, dim, with_sq, with_minmax)
     if kind not in _FUSED_MESSAGES:
@@ -248,6 +249,15 @@ def relational_aggregate(
     s, q, mx, mn = _FusedAggregate.apply(
         x, w, index, view, kind, with_sq, with_minmax, backend, chunk_edges)
     return AggregateOut(s, q, mx, mn)
+
+
+def _auto_backend(x: Tensor, view: EdgeView, kind: str) -> str:
+    if kind not in _FUSED_MESSAGES:
+        return "naive"
+    if x.is_cuda:
+        return "triton"
+    small = view.src.numel() * x.shape[1] * x.element_size() <= _NAIVE_MAX_BYTES
+    return "naive" if small else "torch"
 
 
 def _naive(x: Tensor, w: Tensor, view: EdgeView, kind: str, dim: int, with_sq: bool,

@@ -54,7 +54,7 @@ def _fwd_kernel(x_ptr, w_ptr, src_ptr, typ_ptr, keep_ptr, indptr_ptr,
         m2 = em[:, None] & cmask[None, :]
         xv = tl.load(x_ptr + u[:, None] * C + cols[None, :], mask=m2, other=0.0)
         wv = tl.load(w_ptr + r[:, None] * C + cols[None, :], mask=m2, other=0.0)
-        if KIND == 0:
+        if KIND == 0:  # noqa: SIM108 - constexpr branch, compiled out
             m = xv * wv
         else:
             m = xv + wv
