@@ -18,7 +18,7 @@ lineage is cut with (local) checkpoints every ``checkpoint_interval`` iterations
 from __future__ import annotations
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from pipelines.schema import DST, SRC
@@ -35,6 +35,11 @@ _DEG = "_out_deg"
 
 class NotConvergedError(RuntimeError):
     """Connected components did not converge within ``max_iter`` iterations."""
+
+
+def _describe(spark: SparkSession, text: str | None) -> None:
+    """Label the following Spark jobs in the UI (None clears the label)."""
+    spark.sparkContext.setJobDescription(text)  # type: ignore[arg-type]
 
 
 def _truncate(df: DataFrame, mode: str) -> DataFrame:
@@ -104,7 +109,7 @@ def connected_components(
     level = StorageLevel.MEMORY_AND_DISK
     held: list[DataFrame] = []  # cached frames still read by the round in progress
     for iteration in range(max_iter + 1):
-        spark.sparkContext.setJobDescription(f"connected_components: round {iteration}")
+        _describe(spark, f"connected_components: round {iteration}")
         m = e.groupBy(SRC).agg(F.min(DST).alias(_M), F.count(F.lit(1)).alias(_DEG)).persist(level)
         joined = e.join(m.select(F.col(SRC).alias(DST), _M), on=DST, how="left").persist(level)
         not_star = joined.agg(F.count(_M).alias("n")).crossJoin(m.agg(F.max(_DEG).alias("d")))
@@ -117,7 +122,7 @@ def connected_components(
         if iteration == max_iter:
             for df in (*held, e):
                 df.unpersist()
-            spark.sparkContext.setJobDescription(None)
+            _describe(spark, None)
             raise NotConvergedError(
                 f"connected_components: not converged after max_iter={max_iter} rounds"
             )
@@ -142,7 +147,7 @@ def connected_components(
     result = _truncate(result, checkpoint)
     for df in (*held, e):
         df.unpersist()
-    spark.sparkContext.setJobDescription(None)
+    _describe(spark, None)
     return result
 
 
@@ -223,7 +228,7 @@ def label_propagation(
     isolated = isolated.select(ID, F.col(ID).alias(LABEL)).persist(StorageLevel.MEMORY_AND_DISK)
     labels = ids.select(ID, F.col(ID).alias(LABEL))
     for iteration in range(max_iter):
-        spark.sparkContext.setJobDescription(f"label_propagation: round {iteration + 1}")
+        _describe(spark, f"label_propagation: round {iteration + 1}")
         votes = (
             arcs.join(labels.withColumnRenamed(ID, "_sender"), on="_sender")
             .groupBy(ID, LABEL)
@@ -244,7 +249,7 @@ def label_propagation(
         labels = best.select(ID, F.col(f"b.{LABEL}").alias(LABEL)).union(isolated)
         if (iteration + 1) % checkpoint_interval == 0 or iteration + 1 == max_iter:
             labels = _truncate(labels, checkpoint)
-    spark.sparkContext.setJobDescription(None)
+    _describe(spark, None)
     result = vertices.select(ID).distinct().join(labels, on=ID, how="left")
     arcs.unpersist()  # labels is a checkpoint (or, with max_iter=0, the ids): no longer needed
     isolated.unpersist()
