@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton kernels run on CPU tensors here
-
 import math
+import os
 
 import pytest
 import torch
+
+if not torch.cuda.is_available():  # Triton's interpreter runs the kernels on CPU tensors
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from gnn.kg import (
     RelationalGraph,
@@ -27,6 +27,12 @@ from gnn.nbfnet_eval import AnswerFilter, evaluate_kg, filtered_ranks
 from gnn.nbfnet_train import NBFNetTrainConfig, NegativeSampler, fit_nbfnet, nbfnet_loss
 
 BACKENDS = ["naive", "torch", "triton"]
+# the Triton backend runs on CUDA where there is a GPU, else interpreted on CPU
+TRITON_DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _dev(backend: str) -> torch.device:
+    return TRITON_DEV if backend == "triton" else torch.device("cpu")
 
 
 # ---------------------------------------------------------------- MESSAGE
@@ -78,9 +84,11 @@ def test_aggregate_exact_on_three_nodes(backend: str) -> None:
     ei, et = _tiny_graph()
     x = torch.tensor([[1.0, 2.0], [3.0, -1.0], [-2.0, 0.5]])
     w = torch.tensor([[2.0, 1.0], [-1.0, 3.0]])
-    idx = GraphIndex.build(ei, et, 3, 2)
-    out = relational_aggregate(x, w, idx, idx.view(None), kind="distmult", dim=2,
+    dev = _dev(backend)
+    idx = GraphIndex.build(ei.to(dev), et.to(dev), 3, 2)
+    out = relational_aggregate(x.to(dev), w.to(dev), idx, idx.view(None), kind="distmult", dim=2,
                                with_sq=True, with_minmax=True, backend=backend)
+    out = type(out)(*(o.cpu() for o in out))
     # node 1 gets 0->1 r0: [2, 2] and 2->1 r1: [2, 1.5]
     # node 2 gets 1->2 r0: [6, -1], 0->2 r1: [-1, 6], 2->2 r0: [-4, 0.5]
     assert torch.equal(out.sum, torch.tensor([[0.0, 0.0], [4.0, 3.5], [1.0, 5.5]]))
@@ -98,29 +106,27 @@ def test_aggregate_matches_loop_and_gradients_agree(backend: str, kind: str) -> 
     ei = torch.randint(0, n, (2, e), generator=gen)
     et = torch.randint(0, r, (e,), generator=gen)
     keep = torch.rand(e, generator=gen) > 0.3
-    idx = GraphIndex.build(ei, et, n, r)
     x0 = torch.randn(n, c, generator=gen)
     w0 = torch.randn(r, c, generator=gen)
     coef = torch.randn(4, n, c, generator=gen)
     want = _loop_reference(x0, w0, ei, et, keep, kind)
     grads = {}
     for be in ("naive", backend):
-        x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
-        out = relational_aggregate(x, w, idx, idx.view(keep), kind=kind, dim=c, with_sq=True,
+        dev = _dev(be)
+        idx = GraphIndex.build(ei.to(dev), et.to(dev), n, r)
+        x, w = x0.to(dev).requires_grad_(), w0.to(dev).requires_grad_()
+        view = idx.view(keep.to(dev))
+        out = relational_aggregate(x, w, idx, view, kind=kind, dim=c, with_sq=True,
                                    with_minmax=True, backend=be)
         for got, ref in zip(out, want, strict=True):
-            torch.testing.assert_close(got, ref)
-        loss = sum((torch.nan_to_num(o, posinf=0.0, neginf=0.0) * k).sum()
+            torch.testing.assert_close(got.cpu(), ref)
+        loss = sum((torch.nan_to_num(o, posinf=0.0, neginf=0.0) * k.to(dev)).sum()
                    for o, k in zip(out, coef, strict=True))
         loss.backward()
-        grads[be] = (x.grad, w.grad)
+        grads[be] = (x.grad.cpu(), w.grad.cpu())
+        assert view.degree.long().tolist() == torch.bincount(ei[1][keep], minlength=n).tolist()
     torch.testing.assert_close(grads[backend][0], grads["naive"][0])
     torch.testing.assert_close(grads[backend][1], grads["naive"][1])
-    assert view_degree(idx, keep).tolist() == torch.bincount(ei[1][keep], minlength=n).tolist()
-
-
-def view_degree(idx: GraphIndex, keep: torch.Tensor) -> torch.Tensor:
-    return idx.view(keep).degree.long()
 
 
 @pytest.mark.parametrize("aggregate", ["sum", "mean", "max", "pna"])
@@ -322,3 +328,25 @@ def test_config_validation_names_field() -> None:
         NBFNetTrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="message"):
         NBFNet(2, message="complex")
+
+
+@pytest.mark.gpu
+def test_cuda_model_triton_matches_naive() -> None:
+    dev = torch.device("cuda")
+    graph = _toy_kg().to(dev)
+    torch.manual_seed(0)
+    fused = NBFNet(graph.num_relations, dim=16, layers=3, backend="triton").to(dev)
+    naive = NBFNet(graph.num_relations, dim=16, layers=3, backend="naive").to(dev)
+    naive.load_state_dict(fused.state_dict())
+    h = torch.tensor([0, 5, 7], device=dev)
+    r = torch.tensor([0, 1, 4], device=dev)
+    cand = torch.randint(0, 30, (3, 6), device=dev)
+    keep = remove_easy_edges(graph, h.unsqueeze(1).expand_as(cand), cand)
+    outs = []
+    for model in (fused, naive):
+        loss = nbfnet_loss(model(graph, h, cand, r, keep=keep), 0.5)
+        loss.backward()
+        outs.append((loss.detach(), [p.grad for p in model.parameters()]))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-4, atol=1e-5)
+    for a, b in zip(outs[0][1], outs[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
