@@ -136,6 +136,7 @@ class LightGCNResult:
         history: One dict per evaluation: epoch, seconds, loss, ``recall@K``, ``ndcg@K``.
         state_dict: The model's state (CPU tensors).
         epoch_seconds: Training time of each completed epoch.
+        ego_emb: The trained ego embeddings (layer 0), users first then items, CPU float32.
     """
 
     user_emb: Tensor
@@ -146,6 +147,7 @@ class LightGCNResult:
     history: list[dict[str, float]]
     state_dict: dict[str, Tensor]
     epoch_seconds: list[float] = field(default_factory=list)
+    ego_emb: Tensor | None = None
 
 
 def _sync(device: torch.device) -> None:
@@ -309,6 +311,7 @@ def fit_lightgcn(
     test_users: np.ndarray | None = None,
     test_items: np.ndarray | None = None,
     log: Callable[..., Any] = print,
+    init_embedding: Tensor | None = None,
 ) -> LightGCNResult:
     """Train LightGCN with BPR and Adam; optionally evaluate Recall/NDCG@K along the way.
 
@@ -325,19 +328,25 @@ def fit_lightgcn(
         test_users, test_items: Held-out interactions; when given, the model is evaluated
             every ``cfg.eval_every`` epochs and after training.
         log: Receives one progress line per epoch / evaluation.
+        init_embedding: Starting ego embeddings (users first, then items) instead of the
+            seeded normal initialisation; used by partitioned training, where every leaf
+            starts from the global table.
 
     Returns:
         :class:`LightGCNResult`.
 
     Shapes:
-        users, items: ``[E]``.
+        users, items: ``[E]``; init_embedding: ``[num_users + num_items, dim]``.
     """
     dev = torch.device(device)
     old_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        return _fit(users, items, num_users, num_items, cfg, dev, test_users, test_items, log)
+        return _fit(
+            users, items, num_users, num_items, cfg, dev, test_users, test_items, log,
+            init_embedding,
+        )
     finally:
         if cfg.threads:
             torch.set_num_threads(old_threads)
@@ -353,12 +362,21 @@ def _fit(
     test_users: np.ndarray | None,
     test_items: np.ndarray | None,
     log: Callable[..., Any],
+    init_embedding: Tensor | None = None,
 ) -> LightGCNResult:
     started = time.perf_counter()
     adj = build_norm_adj(users, items, num_users, num_items, dev)
     model = LightGCN(
         num_users, num_items, dim=cfg.dim, layers=cfg.layers, seed=cfg.seed, init_std=cfg.init_std
     ).to(dev)
+    if init_embedding is not None:
+        if tuple(init_embedding.shape) != tuple(model.embedding.shape):
+            raise ValueError(
+                f"init_embedding: expected shape {tuple(model.embedding.shape)}, "
+                f"got {tuple(init_embedding.shape)}"
+            )
+        with torch.no_grad():
+            model.embedding.copy_(init_embedding.to(dev, torch.float32))
     sampler = BPRSampler(
         users,
         items,
@@ -474,4 +492,5 @@ def _fit(
         history=history,
         state_dict={key: value.detach().cpu().clone() for key, value in model.state_dict().items()},
         epoch_seconds=epoch_seconds,
+        ego_emb=model.embedding.detach().to("cpu", torch.float32).clone(),
     )

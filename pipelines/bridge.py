@@ -195,3 +195,117 @@ def train_leaves(interactions: DataFrame, settings: LeafTrainSettings) -> DataFr
         .groupBy(LEAF_ID)
         .applyInPandas(fn, schema=EMBEDDING_ROWS_SCHEMA)
     )
+
+
+WEIGHTED_ROWS_SCHEMA = T.StructType(
+    [
+        T.StructField(LEAF_ID, T.LongType(), False),
+        T.StructField(KIND, T.StringType(), False),
+        T.StructField(NODE_ID, T.LongType(), False),
+        T.StructField("w", T.DoubleType(), False),
+        T.StructField(VECTOR, T.BinaryType(), False),
+        T.StructField(LEAF_LOG, T.StringType(), True),
+    ]
+)
+
+
+def train_leaf_from(
+    edges: pd.DataFrame, init: pd.DataFrame, settings: LeafTrainSettings, *, round_index: int = 0
+) -> pd.DataFrame:
+    """One round of a leaf: start from the global ego vectors, train, return the new ego vectors.
+
+    Schema:
+        edges: ``leaf_id``, ``user``, ``item`` (the leaf's core and halo interactions).
+        init: ``leaf_id``, ``kind``, ``node_id``, ``vector`` (current global ego vectors of
+        every node the leaf touches).
+        out: :data:`WEIGHTED_ROWS_SCHEMA` — ego vectors after training, ``w`` = the node's
+        interaction count in the leaf (the federated-averaging weight).
+    """
+    import torch
+
+    from gnn.train import LightGCNTrainConfig, fit_lightgcn
+
+    if edges.empty:
+        return pd.DataFrame({f.name: [] for f in WEIGHTED_ROWS_SCHEMA.fields})
+    leaf_id = int(edges[LEAF_ID].iloc[0])
+    started = time.perf_counter()
+    torch.set_num_threads(task_threads(settings.threads))
+    device = torch.device(task_device(settings.device))
+    users_global, users_local = np.unique(edges[USER].to_numpy(np.int64), return_inverse=True)
+    items_global, items_local = np.unique(edges[ITEM].to_numpy(np.int64), return_inverse=True)
+    n_u, n_i = len(users_global), len(items_global)
+    start = np.zeros((n_u + n_i, settings.dim), dtype=np.float32)
+    for kind, ids, offset in ((USER, users_global, 0), (ITEM, items_global, n_u)):
+        part = init[init[KIND] == kind]
+        pos = np.searchsorted(ids, part[NODE_ID].to_numpy(np.int64))
+        ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == part[NODE_ID].to_numpy())
+        start[offset + pos[ok]] = bytes_to_matrix(list(part[VECTOR]), settings.dim)[ok]
+    cfg = LightGCNTrainConfig(
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        reg=settings.reg,
+        layers=settings.layers,
+        dim=settings.dim,
+        seed=(settings.seed * 1_000_003 + leaf_id) * 1_009 + round_index,
+        time_budget_seconds=settings.time_budget_seconds,
+    )
+    result = fit_lightgcn(
+        users_local.astype(np.int64),
+        items_local.astype(np.int64),
+        n_u,
+        n_i,
+        cfg,
+        device=device,
+        init_embedding=torch.from_numpy(start),
+        log=lambda *a, **k: None,
+    )
+    ego = result.ego_emb.detach().cpu().numpy()
+    weights = np.concatenate(
+        [np.bincount(users_local, minlength=n_u), np.bincount(items_local, minlength=n_i)]
+    ).astype(np.float64)
+    log = {
+        "leaf_id": leaf_id,
+        "round": round_index,
+        "users": n_u,
+        "items": n_i,
+        "interactions": len(edges),
+        "epochs": result.epochs,
+        "losses": [round(float(x), 6) for x in result.losses],
+        "train_seconds": round(result.seconds, 3),
+        "seconds": round(time.perf_counter() - started, 3),
+        "device": str(device),
+    }
+    return pd.DataFrame(
+        {
+            LEAF_ID: np.full(n_u + n_i, leaf_id, dtype=np.int64),
+            KIND: [USER] * n_u + [ITEM] * n_i,
+            NODE_ID: np.concatenate([users_global, items_global]),
+            "w": weights,
+            VECTOR: vectors_to_bytes(ego),
+            LEAF_LOG: [json.dumps(log)] + [None] * (n_u + n_i - 1),
+        }
+    )
+
+
+def train_leaves_from(
+    leaf_edges: DataFrame, leaf_init: DataFrame, settings: LeafTrainSettings, *, round_index: int
+) -> DataFrame:
+    """Cogroup each leaf's edges with its starting vectors and run :func:`train_leaf_from`.
+
+    Schema:
+        leaf_edges: ``leaf_id``, ``user``, ``item``; leaf_init: ``leaf_id``, ``kind``,
+        ``node_id``, ``vector``. out: :data:`WEIGHTED_ROWS_SCHEMA`.
+    """
+
+    def fn(edges: pd.DataFrame, init: pd.DataFrame) -> pd.DataFrame:
+        return train_leaf_from(edges, init, settings, round_index=round_index)
+
+    # Fresh attribute ids on both sides: leaf_init is usually derived from leaf_edges.
+    edges = leaf_edges.select(*[F.col(c).alias(c) for c in (LEAF_ID, USER, ITEM)])
+    init = leaf_init.select(*[F.col(c).alias(c) for c in (LEAF_ID, KIND, NODE_ID, VECTOR)])
+    return (
+        edges.groupBy(LEAF_ID)
+        .cogroup(init.groupBy(LEAF_ID))
+        .applyInPandas(fn, schema=WEIGHTED_ROWS_SCHEMA)
+    )
