@@ -14,6 +14,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from pyspark.sql import SparkSession
+
 from pipelines.rmat import DEFAULT_CHUNK_SIZE, RmatSpec, generate_rmat
 from pipelines.session import build_spark
 
@@ -70,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"graphpipe-rmat: error: {exc}", file=sys.stderr)
         return 2
+    owns_session = SparkSession.getActiveSession() is None  # not when called from a test
     spark = build_spark("graphpipe-rmat", master=args.master)
     started = time.perf_counter()
     spark.sparkContext.setJobDescription(f"graphpipe rmat: {args.edges} edges -> {args.out}")
@@ -88,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = spark.read.parquet(args.out).count()
     summary = {**params, "scale": spec.scale, "out": args.out, "rows": rows}
     print(json.dumps({**summary, "seconds": round(seconds, 3)}))
+    if owns_session:
+        spark.stop()
     return 0
 
 
