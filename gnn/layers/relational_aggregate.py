@@ -15,9 +15,9 @@ Three backends compute the same thing:
 - ``triton``: the same function with fused CUDA kernels over CSR rows (CUDA default); the
   messages are never written to memory (the idea of the reference's ``rspmm`` kernel).
 
-The max / min gradient goes to one message per ``(v, column)``: the first (in
-destination-sorted edge order) that attains the extreme; ties have measure zero for continuous
-inputs.
+In the ``torch`` and ``triton`` backends the max / min gradient goes to one message per
+``(v, column)``: the first (in destination-sorted edge order) that attains the extreme; ``naive``
+splits it among ties like ``scatter_reduce``. Ties have measure zero for continuous inputs.
 """
 
 from __future__ import annotations
