@@ -1,6 +1,6 @@
 """End-to-end job: ingest -> LightGCN (through Spark tasks) -> top-K -> Recall@K / NDCG@K.
 
-    spark-submit jobs/pipeline.py --config deploy/configs/local.yaml --run-dir runs/demo
+spark-submit jobs/pipeline.py --config deploy/configs/local.yaml --run-dir runs/demo
 """
 
 from __future__ import annotations

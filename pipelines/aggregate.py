@@ -15,7 +15,7 @@ Vectors travel as raw float32 bytes (``binary``), see :mod:`pipelines.bridge`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,9 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def seeded_normal(node_ids: np.ndarray, kind_code: int, dim: int, seed: int, std: float) -> np.ndarray:
+def seeded_normal(
+    node_ids: np.ndarray, kind_code: int, dim: int, seed: int, std: float
+) -> np.ndarray:
     """Deterministic N(0, std²) vectors per (seed, kind, node id): same on every task and run.
 
     Shapes:
@@ -77,7 +79,7 @@ def initial_vectors(nodes: DataFrame, *, dim: int, seed: int, std: float = 0.1) 
         in: ``kind`` string, ``node_id`` long. out: :data:`VECTOR_TABLE_SCHEMA`.
     """
 
-    def fn(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def fn(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
         for pdf in batches:
             parts = []
             for kind, group in pdf.groupby(KIND, sort=False):
@@ -102,7 +104,7 @@ def weighted_mean_by_node(
         out: :data:`VECTOR_TABLE_SCHEMA`.
     """
 
-    def fn(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def fn(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
         frames = [b for b in batches if len(b)]
         if not frames:
             return
@@ -150,7 +152,8 @@ def lightgcn_propagate(
     du = pairs.groupBy(USER).agg(F.count("*").alias("du"))
     di = pairs.groupBy(ITEM).agg(F.count("*").alias("di"))
     normed = (
-        pairs.join(du, USER).join(di, ITEM)
+        pairs.join(du, USER)
+        .join(di, ITEM)
         .select(USER, ITEM, (1.0 / F.sqrt(F.col("du") * F.col("di"))).alias(WEIGHT_COL))
         .localCheckpoint()
     )

@@ -260,6 +260,7 @@ def train_leaf_from(
         init_embedding=torch.from_numpy(start),
         log=lambda *a, **k: None,
     )
+    assert result.ego_emb is not None
     ego = result.ego_emb.detach().cpu().numpy()
     weights = np.concatenate(
         [np.bincount(users_local, minlength=n_u), np.bincount(items_local, minlength=n_i)]

@@ -6,7 +6,9 @@ and bad values raise :class:`ConfigError` naming the dotted key.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import types
@@ -24,7 +26,8 @@ class ConfigError(ValueError):
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" reads best in field declarations
     if isinstance(default, (dict, list)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
+        factory: Any = functools.partial(copy.deepcopy, default)
+        return field(default_factory=factory, metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 

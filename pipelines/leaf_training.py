@@ -3,7 +3,8 @@
 Round ``r``: every leaf starts from the current global ego table (the same deterministic
 initialisation in round 0), trains ``settings.epochs`` epochs on its interactions inside one Spark
 task (:func:`pipelines.bridge.train_leaves_from`), and the copies of each node are averaged with
-weights = the node's interaction count in each leaf (:func:`pipelines.aggregate.weighted_mean_by_node`).
+weights = the node's interaction count in each leaf
+(:func:`pipelines.aggregate.weighted_mean_by_node`).
 Each round's table is written as Parquet under ``work_dir`` (lineage cut; a rerun resumes after
 the last finished round). The final LightGCN propagation runs globally
 (:func:`pipelines.aggregate.lightgcn_propagate`).
@@ -86,8 +87,10 @@ def train_partitioned(
         weighted_mean_by_node(
             rows.select(KIND, NODE_ID, "w", VECTOR), dim=settings.dim, partitions=partitions
         ).write.mode("overwrite").parquet(str(out_path))
-        round_logs = [json.loads(x[LEAF_LOG]) for x in rows.where(F.col(LEAF_LOG).isNotNull())
-                      .select(LEAF_LOG).collect()]
+        round_logs = [
+            json.loads(x[LEAF_LOG])
+            for x in rows.where(F.col(LEAF_LOG).isNotNull()).select(LEAF_LOG).collect()
+        ]
         rows.unpersist()
         round_logs.sort(key=lambda x: x["leaf_id"])
         log_path.write_text(json.dumps(round_logs))
@@ -101,7 +104,7 @@ def train_partitioned(
             time.perf_counter() - t0,
             sum(x["losses"][-1] for x in round_logs if x["losses"]) / max(1, len(round_logs)),
         )
-    spark.sparkContext.setJobDescription(None)
+    spark.sparkContext.setJobDescription(None)  # type: ignore[arg-type]
     members.unpersist()
     return PartitionedTraining(
         ego=spark.read.parquet(str(ego_path)),

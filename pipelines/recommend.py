@@ -7,7 +7,7 @@ table travels to the tasks; users, their seen items and the results stay distrib
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -87,14 +87,15 @@ def recommend_topk(
         seen: ``user`` long, ``item`` long (training interactions, masked out).
         returns: ``user`` long, ``item`` long, ``score`` float, ``rank`` int (1 = best).
     """
-    items_pdf = item_vectors.select(ITEM, VECTOR).toPandas().sort_values(ITEM)
+    items_pdf: pd.DataFrame = item_vectors.select(ITEM, VECTOR).toPandas()
+    items_pdf = items_pdf.sort_values(ITEM)
     item_ids = items_pdf[ITEM].to_numpy(np.int64)
     item_matrix = bytes_to_matrix(list(items_pdf[VECTOR]), dim)
     bc = spark.sparkContext.broadcast((item_ids, item_matrix))
     seen_lists = seen.groupBy(USER).agg(F.collect_list(ITEM).alias(SEEN))
     users = user_vectors.select(USER, VECTOR).join(seen_lists, USER, "left")
 
-    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def score(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
         ids, matrix = bc.value
         for pdf in batches:
             for start in range(0, len(pdf), block_size):

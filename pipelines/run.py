@@ -105,7 +105,10 @@ def evaluate_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: 
     )
     metrics = ranking_metrics(recs, interactions(spark, run_dir, "test"), k=cfg.export.top_k)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return {"evaluated_users": metrics["users"], **{k: v for k, v in metrics.items() if k != "users"}}
+    return {
+        "evaluated_users": metrics["users"],
+        **{k: v for k, v in metrics.items() if k != "users"},
+    }
 
 
 def run_pipeline(spark: SparkSession, cfg: PipelineConfig, run_dir: Path) -> RunSummary:
@@ -115,19 +118,31 @@ def run_pipeline(spark: SparkSession, cfg: PipelineConfig, run_dir: Path) -> Run
     h_export = cfg.section_hash("ingest", "run", "model", "train", "export")
     stages = [
         run_stage(
-            run_dir, "ingest", h_ingest, lambda out: ingest_io.ingest(spark, cfg.ingest, out),
+            run_dir,
+            "ingest",
+            h_ingest,
+            lambda out: ingest_io.ingest(spark, cfg.ingest, out),
             spark=spark,
         ),
         run_stage(
-            run_dir, "train", h_train, lambda out: train_body(spark, cfg, run_dir, out),
+            run_dir,
+            "train",
+            h_train,
+            lambda out: train_body(spark, cfg, run_dir, out),
             spark=spark,
         ),
         run_stage(
-            run_dir, "recommend", h_export, lambda out: recommend_body(spark, cfg, run_dir, out),
+            run_dir,
+            "recommend",
+            h_export,
+            lambda out: recommend_body(spark, cfg, run_dir, out),
             spark=spark,
         ),
         run_stage(
-            run_dir, "evaluate", h_export, lambda out: evaluate_body(spark, cfg, run_dir, out),
+            run_dir,
+            "evaluate",
+            h_export,
+            lambda out: evaluate_body(spark, cfg, run_dir, out),
             spark=spark,
         ),
     ]

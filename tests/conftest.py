@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-DATA_DIR = Path(os.environ.get("GRAPHPIPE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA_DIR = Path(
+    os.environ.get("GRAPHPIPE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 @pytest.fixture(scope="session")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator["object"]:
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from pipelines.session import build_spark
 
     session = build_spark(

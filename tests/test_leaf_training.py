@@ -26,9 +26,10 @@ def test_rounds_cover_every_node_and_resume(spark, tmp_path):
     )
     keys, vecs = _table(result.ego)
     pdf = edges.toPandas()
-    expected = sorted([["item", int(i)] for i in pdf.item.unique()] + [
-        ["user", int(u)] for u in pdf.user.unique()
-    ])
+    expected = sorted(
+        [["item", int(i)] for i in pdf.item.unique()]
+        + [["user", int(u)] for u in pdf.user.unique()]
+    )
     assert keys == expected
     assert np.isfinite(vecs).all()
     assert len(result.leaf_logs) == 2 * 2  # two leaves, two rounds
@@ -46,7 +47,11 @@ def test_rounds_cover_every_node_and_resume(spark, tmp_path):
 
     # Deterministic whatever the partitioning: a fresh one-round run equals round 1 above.
     other = train_partitioned(
-        spark, edges.repartition(7), settings=SETTINGS, rounds=1, partitions=4,
+        spark,
+        edges.repartition(7),
+        settings=SETTINGS,
+        rounds=1,
+        partitions=4,
         work_dir=tmp_path / "other",
     )
     k1, v1 = _table(spark.read.parquet(str(tmp_path / "ego-round-1")))

@@ -27,12 +27,26 @@ def small_lightgcn(tmp_path_factory):
 def test_pipeline_end_to_end_and_resume(spark, small_lightgcn, tmp_path, capsys):
     run_dir = tmp_path / "run"
     argv = [
-        "--run-dir", str(run_dir),
-        "--set", f"ingest.train_path={small_lightgcn / 'train.txt'}",
-        "--set", f"ingest.test_path={small_lightgcn / 'test.txt'}",
-        "--set", "train.epochs=40", "--set", "train.batch_size=64", "--set", "train.lr=0.02",
-        "--set", "model.dim=16", "--set", "model.layers=2", "--set", "export.top_k=5",
-        "--set", "train.threads=1",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        f"ingest.train_path={small_lightgcn / 'train.txt'}",
+        "--set",
+        f"ingest.test_path={small_lightgcn / 'test.txt'}",
+        "--set",
+        "train.epochs=40",
+        "--set",
+        "train.batch_size=64",
+        "--set",
+        "train.lr=0.02",
+        "--set",
+        "model.dim=16",
+        "--set",
+        "model.layers=2",
+        "--set",
+        "export.top_k=5",
+        "--set",
+        "train.threads=1",
     ]
     assert pipeline.main(argv) == 0
     out = capsys.readouterr().out

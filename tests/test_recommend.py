@@ -8,7 +8,10 @@ from pipelines.recommend import recommend_topk, topk_block
 def brute_force_topk(users, items, item_ids, seen, k):
     out = []
     for u, s in zip(users, seen, strict=True):
-        scores = {int(i): float(np.float32(u) @ np.float32(v)) for i, v in zip(item_ids, items, strict=True)}
+        scores = {
+            int(i): float(np.float32(u) @ np.float32(v))
+            for i, v in zip(item_ids, items, strict=True)
+        }
         cand = [(-sc, i) for i, sc in scores.items() if i not in set(s.tolist())]
         cand.sort()
         out.append([i for _, i in cand[:k]])
@@ -45,12 +48,16 @@ def test_recommend_topk_spark_equals_brute_force(spark, block_size):
     n_users, n_items, dim, k = 12, 15, 3, 4
     users = rng.normal(size=(n_users, dim)).astype(np.float32)
     items = rng.normal(size=(n_items, dim)).astype(np.float32)
-    seen_pairs = [(u, int(i)) for u in range(n_users) for i in rng.choice(n_items, 3, replace=False)]
+    seen_pairs = [
+        (u, int(i)) for u in range(n_users) for i in rng.choice(n_items, 3, replace=False)
+    ]
     udf = spark.createDataFrame(
-        [(u, bytearray(b)) for u, b in enumerate(vectors_to_bytes(users))], "user long, vector binary"
+        [(u, bytearray(b)) for u, b in enumerate(vectors_to_bytes(users))],
+        "user long, vector binary",
     )
     idf = spark.createDataFrame(
-        [(i, bytearray(b)) for i, b in enumerate(vectors_to_bytes(items))], "item long, vector binary"
+        [(i, bytearray(b)) for i, b in enumerate(vectors_to_bytes(items))],
+        "item long, vector binary",
     )
     sdf = spark.createDataFrame(seen_pairs, "user long, item long")
     recs = recommend_topk(spark, udf, idf, sdf, k=k, dim=dim, block_size=block_size)
