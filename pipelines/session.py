@@ -34,8 +34,11 @@ def graphframes_jars() -> list[str]:
 
 
 def graphframes_available() -> bool:
-    """True when the GraphFrames JVM side was resolved and will be on the classpath."""
-    return len(graphframes_jars()) >= 1
+    """True when both GraphFrames JARs (core and GraphX companion) are on the classpath."""
+    names = [Path(p).name for p in graphframes_jars()]
+    core = any(n.startswith("graphframes-spark4") for n in names)
+    graphx = any(n.startswith("graphframes-graphx-spark4") for n in names)
+    return core and graphx
 
 
 def build_spark(
