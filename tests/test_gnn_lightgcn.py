@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -313,6 +314,39 @@ def test_config_validation_names_the_field() -> None:
     )
     with pytest.raises(AttributeError):
         paper.lr = 0.1  # type: ignore[misc]
+    recipe = LightGCNTrainConfig.cpu_recipe(seed=2)
+    assert (recipe.batch_size, recipe.lr, recipe.lr_schedule, recipe.seed) == (
+        65536,
+        0.02,
+        "cosine",
+        2,
+    )
+
+
+def test_bench_main_prints_table_and_json(tmp_path, capsys) -> None:
+    from bench.lightgcn import main
+
+    tr_u, tr_i, te_u, te_i = clustered_graph()
+    for name, users, items in (("train.txt", tr_u, tr_i), ("test.txt", te_u, te_i)):
+        lines = [" ".join(map(str, [u, *items[users == u].tolist()])) for u in np.unique(users)]
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+    argv = ["--train", str(tmp_path / "train.txt"), "--test", str(tmp_path / "test.txt")]
+    argv += ["--device", "cpu", "--threads", "1", "--epochs", "2", "--batch-size", "512"]
+    assert main([*argv, "--eval-every", "1", "--dim", "8", "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "| epoch | train s | recall@20 | ndcg@20 |" in out
+    summary = json.loads(out[-1])
+    assert set(summary) == {
+        "recall@20",
+        "ndcg@20",
+        "epochs",
+        "seconds",
+        "epoch_seconds",
+        "pyg_epoch_seconds",
+        "epoch_time_ratio",
+    }
+    assert summary["epochs"] == 2 and 0.0 <= summary["recall@20"] <= 1.0
+    assert summary["pyg_epoch_seconds"] is None and summary["epoch_time_ratio"] is None
 
 
 def test_load_lightgcn_file(tmp_path) -> None:
