@@ -35,10 +35,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from gnn.bpr_loop import BPRStepper, make_adam, train_epoch
 from gnn.data import load_lightgcn_file
 from gnn.device import select_device
 from gnn.sampling import BPRSampler
-from gnn.train import BPRStepper, LightGCNTrainConfig, fit_lightgcn, make_adam, train_epoch
+from gnn.train import LightGCNTrainConfig, fit_lightgcn
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
