@@ -49,7 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key in ("num_leaves", "depth", "edge_cut", "balance", "halo_replication", "max_leaf_edges"):
         if key in q:
             value = q[key]
-            print(f"  {key:<18}{value:>14.4f}" if isinstance(value, float) else f"  {key:<18}{value:>14,}")
+            print(
+                f"  {key:<18}{value:>14.4f}"
+                if isinstance(value, float)
+                else f"  {key:<18}{value:>14,}"
+            )
     return 0
 
 

@@ -95,14 +95,17 @@ class PartitionSettings:
     initial_iterations: int = _h(20, "Move rounds per start of a coarsest-graph bisection.")
     initial_refine_iterations: int = _h(20, "k-way rounds on the coarsest graph.")
     max_initial_edges: int = _h(
-        10_000_000, "Largest coarsest graph (adjacency rows) partitioned in one task; above it "
-        "the leaves start from a hash split refined on Spark."
+        10_000_000,
+        "Largest coarsest graph (adjacency rows) partitioned in one task; above it "
+        "the leaves start from a hash split refined on Spark.",
     )
     work_dir: str | None = _h(None, "Folder for intermediate Parquet (default: checkpoint dir).")
     storage_level: str = _h("MEMORY_AND_DISK", "Storage level of persisted per-round tables.")
 
     @classmethod
-    def from_config(cls, cfg: PartitionConfig, *, seed: int = 0, **extras: Any) -> PartitionSettings:
+    def from_config(
+        cls, cfg: PartitionConfig, *, seed: int = 0, **extras: Any
+    ) -> PartitionSettings:
         """Settings from the ``partition`` config section, the run seed and extra knobs."""
         base = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
         return cls(**base, seed=seed, **extras).validate()
@@ -138,7 +141,9 @@ class PartitionSettings:
         if self.num_leaves > 0:
             k, key = self.num_leaves, "partition.num_leaves"
         else:
-            k = max(1, math.ceil((1 + self.balance_tolerance) * total_load / self.max_edges_per_leaf))
+            k = max(
+                1, math.ceil((1 + self.balance_tolerance) * total_load / self.max_edges_per_leaf)
+            )
             key = "partition.max_edges_per_leaf"
         if k > num_nodes:
             raise PartitionError(
@@ -197,9 +202,11 @@ def partition_graph(
         if extra is None:
             return df.withColumn(KIND, F.lit("node"))
         named = extra.select(F.col(NODE).alias(col), F.col(KIND).alias("_k"))
-        return df.join(named, col, "left").withColumn(
-            KIND, F.coalesce(F.col("_k"), F.lit("node"))
-        ).drop("_k")
+        return (
+            df.join(named, col, "left")
+            .withColumn(KIND, F.coalesce(F.col("_k"), F.lit("node")))
+            .drop("_k")
+        )
 
     return _partition(spark, edges.select(*keep), settings, extra, kinds, None, out_dir)
 
@@ -210,9 +217,7 @@ def interactions_as_edges(interactions: DataFrame) -> DataFrame:
     Schema:
         ``(user, item)`` -> ``(src, dst)``.
     """
-    return interactions.select(
-        (F.col(USER) * 2).alias(SRC), (F.col(ITEM) * 2 + 1).alias(DST)
-    )
+    return interactions.select((F.col(USER) * 2).alias(SRC), (F.col(ITEM) * 2 + 1).alias(DST))
 
 
 def partition_interactions(
@@ -257,7 +262,9 @@ def _partition(
     started = time.perf_counter()
     work = new_work_dir(spark, settings.work_dir)
     ck = Checkpointer(
-        spark, work, interval=settings.checkpoint_interval,
+        spark,
+        work,
+        interval=settings.checkpoint_interval,
         storage_level=getattr(StorageLevel, settings.storage_level),
     )
     target = str(out_dir) if out_dir is not None else f"{work}/result"
@@ -280,16 +287,25 @@ def _partition(
         capacity = [leaf_capacity(total_load, k, settings.balance_tolerance)] * k
         log.info(
             "partition: %d nodes (%d with edges), %d edges, load %d -> %d leaves, capacity %d",
-            num_nodes, active, num_edges, total_load, k, capacity[0],
+            num_nodes,
+            active,
+            num_edges,
+            total_load,
+            k,
+            capacity[0],
         )
-        state, info = _assign(spark, adjacency, nodes, active, total_load, k, capacity, settings, ck)
+        state, info = _assign(
+            spark, adjacency, nodes, active, total_load, k, capacity, settings, ck
+        )
         loads = leaf_loads(state, k) if active else [0] * k
         leaves = all_nodes.join(state.select(NODE, PART), NODE, "left").select(
             NODE,
             F.coalesce(
                 F.col(PART),
                 F.pmod(seeded_hash(settings.seed, salt(_ISOLATED_STAGE), NODE), F.lit(k)),
-            ).cast("int").alias(LEAF_ID),
+            )
+            .cast("int")
+            .alias(LEAF_ID),
         )
         leaves = ck.write(leaves, "leaves")
         halo_nodes, halo_edges = halo(adjacency, leaves, edges, settings.halo_hops, ck)
@@ -299,17 +315,30 @@ def _partition(
         )
         halo_out = kinds(halo_nodes, NODE).select(LEAF_ID, F.col(NODE).alias(NODE_ID), KIND, HOPS)
         halo_edges_out = edge_cols(halo_edges) if edge_cols is not None else halo_edges
-        for name, df in (("assignment", assignment), ("halo_nodes", halo_out),
-                         ("halo_edges", halo_edges_out)):
+        for name, df in (
+            ("assignment", assignment),
+            ("halo_nodes", halo_out),
+            ("halo_edges", halo_edges_out),
+        ):
             df.write.mode("overwrite").parquet(f"{target}/{name}")
-        tables = {n: spark.read.parquet(f"{target}/{n}") for n in ("assignment", "halo_nodes", "halo_edges")}
+        tables = {
+            n: spark.read.parquet(f"{target}/{n}")
+            for n in ("assignment", "halo_nodes", "halo_edges")
+        }
         stats = leaf_stats(
-            spark, num_leaves=k, leaves=leaves, loads=loads, edges=edges,
-            halo_nodes=tables["halo_nodes"], halo_edges=tables["halo_edges"],
+            spark,
+            num_leaves=k,
+            leaves=leaves,
+            loads=loads,
+            edges=edges,
+            halo_nodes=tables["halo_nodes"],
+            halo_edges=tables["halo_edges"],
         )
         stats_df(spark, stats).coalesce(1).write.mode("overwrite").parquet(f"{target}/leaf_stats")
         q = quality(stats, num_nodes=num_nodes, num_edges=num_edges)
-        q.update(info, halo_hops=settings.halo_hops, seconds=round(time.perf_counter() - started, 3))
+        q.update(
+            info, halo_hops=settings.halo_hops, seconds=round(time.perf_counter() - started, 3)
+        )
         log.info("partition: quality %s", q)
         return PartitionResult(
             assignment=tables["assignment"],
@@ -341,7 +370,9 @@ def _assign(
         return nodes.select(NODE, F.lit(0).alias(PART), VW), {"levels": 0, "initial": "trivial"}
     target_nodes = settings.coarsest_nodes_per_leaf * k
     levels = coarsen(
-        adjacency, nodes, active,
+        adjacency,
+        nodes,
+        active,
         target_nodes=target_nodes,
         max_weight=max(1, total_load // target_nodes),
         iterations=settings.coarsening_iterations,
@@ -356,20 +387,30 @@ def _assign(
     state = ck.keep(state, "initial")
     if how == "hash":
         state = refine(
-            spark, coarsest.adjacency, state, capacity=capacity,
+            spark,
+            coarsest.adjacency,
+            state,
+            capacity=capacity,
             iterations=settings.iterations_per_level,
-            active_fraction=settings.refine_active_fraction, seed=settings.seed,
-            level=len(levels) - 1, ck=ck,
+            active_fraction=settings.refine_active_fraction,
+            seed=settings.seed,
+            level=len(levels) - 1,
+            ck=ck,
         )
     for i in range(len(levels) - 2, -1, -1):
         level: Level = levels[i]
         assert level.mapping is not None
         state = ck.step(project(level.mapping, state, level.nodes), "refine")
         state = refine(
-            spark, level.adjacency, state, capacity=capacity,
+            spark,
+            level.adjacency,
+            state,
+            capacity=capacity,
             iterations=settings.iterations_per_level,
-            active_fraction=settings.refine_active_fraction, seed=settings.seed,
-            level=i, ck=ck,
+            active_fraction=settings.refine_active_fraction,
+            seed=settings.seed,
+            level=i,
+            ck=ck,
         )
     state = ck.write(state, "assigned")
     info = {"levels": len(levels) - 1, "coarsest_nodes": coarsest.num_nodes, "initial": how}
@@ -384,7 +425,8 @@ def _initial(
     if rows > settings.max_initial_edges:
         log.warning(
             "partition: coarsest graph has %d adjacency rows > partition.max_initial_edges; "
-            "starting from a hash split", rows,
+            "starting from a hash split",
+            rows,
         )
         part = F.pmod(seeded_hash(settings.seed, salt(_ISOLATED_STAGE, 1), NODE), F.lit(k))
         return level.nodes.select(NODE, part.cast("int").alias(PART), VW), "hash"
@@ -401,18 +443,27 @@ def _initial(
         is_node = pdf["t"].to_numpy() == 0
         nodes_pdf, edges_pdf = pdf[is_node], pdf[~is_node]
         ids, leaf = initial_partition(
-            nodes_pdf["a"].to_numpy(), nodes_pdf["w"].to_numpy(), edges_pdf["a"].to_numpy(),
-            edges_pdf["b"].to_numpy(), edges_pdf["w"].to_numpy(), params,
+            nodes_pdf["a"].to_numpy(),
+            nodes_pdf["w"].to_numpy(),
+            edges_pdf["a"].to_numpy(),
+            edges_pdf["b"].to_numpy(),
+            edges_pdf["w"].to_numpy(),
+            params,
         )
         return pd.DataFrame({NODE: ids, PART: leaf.astype("int32")})
 
     data = level.nodes.select(
-        F.lit(0).alias("t"), F.col(NODE).alias("a"), F.lit(0).cast("long").alias("b"),
+        F.lit(0).alias("t"),
+        F.col(NODE).alias("a"),
+        F.lit(0).cast("long").alias("b"),
         F.col(VW).alias("w"),
-    ).unionByName(level.adjacency.select(F.lit(1).alias("t"), F.col("u").alias("a"),
-                                         F.col("v").alias("b"), F.col("w")))
-    parts = data.withColumn("g", F.lit(0)).groupBy("g").applyInPandas(
-        run, f"{NODE} long, {PART} int"
+    ).unionByName(
+        level.adjacency.select(
+            F.lit(1).alias("t"), F.col("u").alias("a"), F.col("v").alias("b"), F.col("w")
+        )
+    )
+    parts = (
+        data.withColumn("g", F.lit(0)).groupBy("g").applyInPandas(run, f"{NODE} long, {PART} int")
     )
     return parts.join(level.nodes, NODE).select(NODE, PART, VW), "numpy"
 
@@ -444,7 +495,9 @@ def partition_stage(
             kinds = dictionary.where(F.col(KIND) != "relation").select(NODE_ID, KIND)
         result = partition_graph(spark, edges, settings, node_kinds=kinds, out_dir=out_dir)
     else:
-        raise PartitionError(f"{ingest_dir}: no edges/ or interactions/ (run the ingest stage first)")
+        raise PartitionError(
+            f"{ingest_dir}: no edges/ or interactions/ (run the ingest stage first)"
+        )
     q = result.quality
     return {
         "nodes": int(q["nodes"]),

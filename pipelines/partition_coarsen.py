@@ -29,11 +29,11 @@ from pyspark.sql import functions as F
 from pipelines.partition_common import (
     LABEL,
     NODE,
+    VW,
+    Checkpointer,
     U,
     V,
-    VW,
     W,
-    Checkpointer,
     hash_fraction_below,
     log,
     salt,
@@ -106,17 +106,9 @@ def cluster_level(
     for it in range(iterations):
         s = salt(_CLUSTER_STAGE, level, it)
         weights = lab.groupBy(LABEL).agg(F.sum(VW).alias("cw"))
-        by_v = lab.join(weights, LABEL).select(
-            F.col(NODE).alias(V), F.col(LABEL).alias("lv"), "cw"
-        )
-        conn = (
-            adjacency.join(by_v, V)
-            .groupBy(U, "lv", "cw")
-            .agg(F.sum(W).alias("c"))
-        )
-        rows = conn.join(
-            lab.select(F.col(NODE).alias(U), F.col(LABEL).alias("lu"), VW), U
-        )
+        by_v = lab.join(weights, LABEL).select(F.col(NODE).alias(V), F.col(LABEL).alias("lv"), "cw")
+        conn = adjacency.join(by_v, V).groupBy(U, "lv", "cw").agg(F.sum(W).alias("c"))
+        rows = conn.join(lab.select(F.col(NODE).alias(U), F.col(LABEL).alias("lu"), VW), U)
         option = F.struct(F.col("c"), seeded_hash(seed, s, U, "lv").alias("h"), F.col("lv"))
         other = F.col("lv") != F.col("lu")
         fits = other & (F.col("cw") + F.col(VW) <= F.lit(max_weight))
@@ -128,8 +120,7 @@ def cluster_level(
         per = ck.keep(per, "lpa-per")
         fav = per.select(F.col(U).alias(NODE), F.col("fav.lv").alias("fav"))
         cand = per.where(
-            hash_fraction_below(seed, s + 1, U, active_fraction)
-            & (F.col("best.c") > F.col("own"))
+            hash_fraction_below(seed, s + 1, U, active_fraction) & (F.col("best.c") > F.col("own"))
         ).select(
             F.col(U).alias(NODE),
             F.col("best.lv").alias("target"),
@@ -149,8 +140,15 @@ def cluster_level(
         )
         lab = ck.step(lab, "lpa")
     if fav is not None:
-        lab = _two_hop(lab, fav, max_weight=max_weight, threshold=two_hop_threshold,
-                       seed=seed, level=level, ck=ck)
+        lab = _two_hop(
+            lab,
+            fav,
+            max_weight=max_weight,
+            threshold=two_hop_threshold,
+            seed=seed,
+            level=level,
+            ck=ck,
+        )
     ck.release("lpa-per")
     return lab.select(NODE, LABEL)
 
@@ -190,7 +188,9 @@ def _two_hop(
     return ck.step(out, "lpa")
 
 
-def contract(adjacency: DataFrame, nodes: DataFrame, mapping: DataFrame) -> tuple[DataFrame, DataFrame]:
+def contract(
+    adjacency: DataFrame, nodes: DataFrame, mapping: DataFrame
+) -> tuple[DataFrame, DataFrame]:
     """The next level: one node per label, edge and node weights summed, inner edges dropped.
 
     Schema:

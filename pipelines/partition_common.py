@@ -22,7 +22,9 @@ NODE, VW, PART, LABEL = "node", "vw", "part", "label"
 
 def seeded_hash(seed: int, salt: int, *cols: str | Column) -> Column:
     """64-bit xxhash of (seed, salt, cols): depends on values only, never on row order."""
-    return F.xxhash64(F.lit(int(seed)), F.lit(int(salt)), *[F.col(c) if isinstance(c, str) else c for c in cols])
+    return F.xxhash64(
+        F.lit(int(seed)), F.lit(int(salt)), *[F.col(c) if isinstance(c, str) else c for c in cols]
+    )
 
 
 def hash_fraction_below(seed: int, salt: int, col: str, fraction: float) -> Column:
@@ -82,16 +84,21 @@ class Checkpointer:
         return df
 
     def step(self, df: DataFrame, name: str) -> DataFrame:
-        """Per-iteration state: persisted every step, written every ``interval`` steps."""
+        """Per-round state: lineage cut every round, reliably every ``interval`` rounds.
+
+        Rounds reuse the previous state several times (joins and aggregates), so keeping the
+        lineage would grow query plans geometrically. Every ``interval``-th round writes
+        Parquet (survives executor loss); the rounds between use ``localCheckpoint`` (kept by
+        the executors at ``storage_level``).
+        """
         n = self._steps.get(name, 0) + 1
         self._steps[name] = n
         if n % self.interval == 0:
             out = self.write(df, name)
-            old = self._persisted.pop(name, None)
-            if old is not None:
-                old.unpersist()
-            return out
-        return self.keep(df, name)
+        else:
+            out = df.localCheckpoint(eager=True, storageLevel=self.storage_level)
+        self.release(name)
+        return out
 
     def release(self, name: str) -> None:
         old = self._persisted.pop(name, None)

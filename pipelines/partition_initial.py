@@ -221,7 +221,9 @@ def _bisect_level(
     for r in range(params.tries):
         side = _init_sides(g, blk, split, t0, params.seed, level, r)
         for it in range(params.iterations):
-            side = _bisect_step(g, blk, split, t0, t1, tol, side, (si, di, wi), params, (level, r, it))
+            side = _bisect_step(
+                g, blk, split, t0, t1, tol, side, (si, di, wi), params, (level, r, it)
+            )
         side = _fm_blocks(g, blk, split, t0, t1, tol, side, (si, di, wi), params, (level, r))
         cut = np.bincount(blk[si], weights=wi * (side[si] != side[di]), minlength=nb)
         s0 = np.bincount(blk, weights=g.vw * (side == 0), minlength=nb)
@@ -267,12 +269,22 @@ def _fm_blocks(
         nodes = members[mbounds[b] : mbounds[b + 1]]
         if len(nodes) < 2 or len(nodes) > params.fm_max_nodes:
             continue
-        es, ed, ew = si[bounds[b] : bounds[b + 1]], di[bounds[b] : bounds[b + 1]], wi[bounds[b] : bounds[b + 1]]
+        es, ed, ew = (
+            si[bounds[b] : bounds[b + 1]],
+            di[bounds[b] : bounds[b + 1]],
+            wi[bounds[b] : bounds[b + 1]],
+        )
         ls, ld = np.searchsorted(nodes, es), np.searchsorted(nodes, ed)
         indptr = np.r_[0, np.cumsum(np.bincount(ls, minlength=len(nodes)))]
         side[nodes] = fm_bisection(
-            indptr, ld, ew, g.vw[nodes], side[nodes],
-            (t0[b] * (1 + tol), t1[b] * (1 + tol)), ties[nodes], passes=params.fm_passes,
+            indptr,
+            ld,
+            ew,
+            g.vw[nodes],
+            side[nodes],
+            (t0[b] * (1 + tol), t1[b] * (1 + tol)),
+            ties[nodes],
+            passes=params.fm_passes,
         )
     return side
 
@@ -415,9 +427,7 @@ def _bisect_step(
     return out
 
 
-def _connections(
-    g: _Graph, part: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _connections(g: _Graph, part: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows (node, leaf, weight) of edge weight from each node to each neighbouring leaf."""
     key = g.s * k + part[g.d]
     uniq, inv = np.unique(key, return_inverse=True)
@@ -444,7 +454,9 @@ def kway_refine(
         first = np.r_[True, node[1:] != node[:-1]]
         node, leaf, conn = node[first], leaf[first], conn[first]
         gain = conn - own[node]
-        active = _below(node_hash(g.ids[node], params.seed, 5, salt + it), params.refine_active_fraction)
+        active = _below(
+            node_hash(g.ids[node], params.seed, 5, salt + it), params.refine_active_fraction
+        )
         keep = active & (gain > 0)
         node, leaf, gain = node[keep], leaf[keep], gain[keep]
         if len(node) == 0:

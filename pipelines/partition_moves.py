@@ -37,9 +37,7 @@ def pair_allowances(
         Allowed weight per pair (the pair's candidates are admitted by rank while their running
         weight stays within it).
     """
-    pushes = Counter(
-        b for (a, b), x in totals.items() if x > 0 and x > totals.get((b, a), 0)
-    )
+    pushes = Counter(b for (a, b), x in totals.items() if x > 0 and x > totals.get((b, a), 0))
     allow: dict[Pair, int] = {}
     for (a, b), x in totals.items():
         y = totals.get((b, a), 0)
@@ -65,9 +63,7 @@ def tighten_allowances(
     free capacity is cut to the reverse flow plus that share. Allowances only shrink, so
     alternating admission and tightening converges.
     """
-    pushes = Counter(
-        b for (a, b), f in flows.items() if f > flows.get((b, a), 0)
-    )
+    pushes = Counter(b for (a, b), f in flows.items() if f > flows.get((b, a), 0))
     out = dict(allow)
     changed = False
     for (a, b), f in flows.items():

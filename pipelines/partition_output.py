@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipelines.partition_common import NODE, PART, U, V, Checkpointer
+from pipelines.partition_common import NODE, PART, Checkpointer, U, V
 from pipelines.schema import DST, LEAF_ID, NODE_ID, SRC
 
 HOPS = "hops"
@@ -41,7 +41,14 @@ PATH_TYPE = T.ArrayType(
 )
 
 LEAF_STATS_COLUMNS = (
-    LEAF_ID, DEPTH, "nodes", "internal_edges", "cut_edges", "load", "halo_nodes", "halo_edges",
+    LEAF_ID,
+    DEPTH,
+    "nodes",
+    "internal_edges",
+    "cut_edges",
+    "load",
+    "halo_nodes",
+    "halo_edges",
 )
 
 
@@ -118,9 +125,7 @@ def halo(
         ls = leaves.select(F.col(NODE).alias(SRC), F.col(LEAF_ID).alias("ls"))
         ld = leaves.select(F.col(NODE).alias(DST), F.col(LEAF_ID).alias("ld"))
         cut = edges.join(ls, SRC).join(ld, DST).where(F.col("ls") != F.col("ld"))
-        halo_edges = cut.select(
-            F.explode(F.array("ls", "ld")).alias(LEAF_ID), *edge_cols
-        )
+        halo_edges = cut.select(F.explode(F.array("ls", "ld")).alias(LEAF_ID), *edge_cols)
     else:
         hs = visited.select(LEAF_ID, F.col(NODE).alias(SRC), F.col(HOPS).alias("hs"))
         hd = visited.select(LEAF_ID, F.col(NODE).alias(DST), F.col(HOPS).alias("hd"))
@@ -128,8 +133,7 @@ def halo(
             edges.join(hs, SRC)
             .join(hd, [LEAF_ID, DST])
             .where(
-                ((F.col("hs") > 0) | (F.col("hd") > 0))
-                & (F.least("hs", "hd") <= F.lit(hops - 1))
+                ((F.col("hs") > 0) | (F.col("hd") > 0)) & (F.least("hs", "hd") <= F.lit(hops - 1))
             )
             .select(LEAF_ID, *edge_cols)
         )
@@ -152,8 +156,10 @@ def leaf_stats(
     tagged = edges.select(SRC, DST).join(ls, SRC).join(ld, DST)
     per_edge = tagged.select(
         F.explode(
-            F.when(F.col("ls") == F.col("ld"), F.array(F.struct(F.col("ls").alias("l"), F.lit(1).alias("i"))))
-            .otherwise(
+            F.when(
+                F.col("ls") == F.col("ld"),
+                F.array(F.struct(F.col("ls").alias("l"), F.lit(1).alias("i"))),
+            ).otherwise(
                 F.array(
                     F.struct(F.col("ls").alias("l"), F.lit(0).alias("i")),
                     F.struct(F.col("ld").alias("l"), F.lit(0).alias("i")),
@@ -173,8 +179,14 @@ def leaf_stats(
     paths = {leaf: depth for leaf, depth, _ in leaf_paths(num_leaves)}
     stats = {
         leaf: {
-            LEAF_ID: leaf, DEPTH: paths[leaf], "nodes": 0, "internal_edges": 0, "cut_edges": 0,
-            "load": int(loads[leaf]), "halo_nodes": 0, "halo_edges": 0,
+            LEAF_ID: leaf,
+            DEPTH: paths[leaf],
+            "nodes": 0,
+            "internal_edges": 0,
+            "cut_edges": 0,
+            "load": int(loads[leaf]),
+            "halo_nodes": 0,
+            "halo_edges": 0,
         }
         for leaf in range(num_leaves)
     }
@@ -188,8 +200,10 @@ def leaf_stats(
 
 def stats_df(spark: SparkSession, stats: list[dict[str, int]]) -> DataFrame:
     schema = T.StructType(
-        [T.StructField(c, T.IntegerType() if c in (LEAF_ID, DEPTH) else T.LongType(), False)
-         for c in LEAF_STATS_COLUMNS]
+        [
+            T.StructField(c, T.IntegerType() if c in (LEAF_ID, DEPTH) else T.LongType(), False)
+            for c in LEAF_STATS_COLUMNS
+        ]
     )
     return spark.createDataFrame([tuple(s[c] for c in LEAF_STATS_COLUMNS) for s in stats], schema)
 
@@ -224,6 +238,16 @@ def tree_depth(num_leaves: int) -> int:
 
 
 __all__ = [
-    "DEPTH", "HOPS", "LEAF_STATS_COLUMNS", "NODE_ID", "PATH", "halo", "leaf_paths", "leaf_stats",
-    "paths_df", "quality", "stats_df", "tree_depth",
+    "DEPTH",
+    "HOPS",
+    "LEAF_STATS_COLUMNS",
+    "NODE_ID",
+    "PATH",
+    "halo",
+    "leaf_paths",
+    "leaf_stats",
+    "paths_df",
+    "quality",
+    "stats_df",
+    "tree_depth",
 ]

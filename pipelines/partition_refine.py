@@ -25,11 +25,11 @@ from pipelines.partition_common import (
     LABEL,
     NODE,
     PART,
+    VW,
+    Checkpointer,
     U,
     V,
-    VW,
     W,
-    Checkpointer,
     hash_fraction_below,
     log,
     salt,
@@ -128,7 +128,9 @@ def refine(
             ).where(F.col("run") <= F.col("allow"))
             flows = {
                 (int(r["src_part"]), int(r["dst_part"])): int(r["f"])
-                for r in admitted.groupBy("src_part", "dst_part").agg(F.sum(VW).alias("f")).collect()
+                for r in admitted.groupBy("src_part", "dst_part")
+                .agg(F.sum(VW).alias("f"))
+                .collect()
             }
             tighter = tighten_allowances(loads, capacity, allow, flows)
             if tighter is None or attempt == _TIGHTEN_ROUNDS - 1:
@@ -149,7 +151,11 @@ def refine(
             loads[b] += flows[(a, b)]
         log.info(
             "partition: level %d round %d: %d candidate pairs, moved weight %d, max load %d",
-            level, it, len(totals), moved, max(loads),
+            level,
+            it,
+            len(totals),
+            moved,
+            max(loads),
         )
     ck.release("refine-cand")
     return state

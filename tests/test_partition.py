@@ -37,20 +37,23 @@ def test_pair_allowances_match_swaps_and_share_free_capacity() -> None:
     # (0,1) pushes into leaf 1: the 10 swapped back plus leaf 1's free 15 (one pusher).
     # (0,2)/(2,0) are even swaps; (1,2) may add leaf 2's whole free capacity 25.
     assert pair_allowances(loads, cap, totals) == {
-        (0, 1): 25, (1, 0): 10, (0, 2): 8, (2, 0): 8, (1, 2): 25,
+        (0, 1): 25,
+        (1, 0): 10,
+        (0, 2): 8,
+        (2, 0): 8,
+        (1, 2): 25,
     }
     # Two pushers into the same leaf share its free capacity.
     assert pair_allowances([0, 90, 100], [100] * 3, {(1, 0): 80, (2, 0): 80}) == {
-        (1, 0): 50, (2, 0): 50,
+        (1, 0): 50,
+        (2, 0): 50,
     }
 
 
 def test_repair_drops_flows_into_overfull_leaves_until_feasible() -> None:
     # Leaf 1 would reach 100 + 10 + 3 - 4 = 109 > 105: both pairs into it go; leaf 0 then ends
     # at 100 - 0 + 4 = 104 <= 105.
-    assert repair_flows([100, 100, 100], [105] * 3, {(0, 1): 10, (2, 1): 3, (1, 0): 4}) == {
-        (1, 0)
-    }
+    assert repair_flows([100, 100, 100], [105] * 3, {(0, 1): 10, (2, 1): 3, (1, 0): 4}) == {(1, 0)}
     # A leaf already above capacity may keep flows that do not make it heavier.
     assert repair_flows([120, 50], [105, 105], {(0, 1): 10, (1, 0): 5}) == {(0, 1), (1, 0)}
 
@@ -74,12 +77,17 @@ def test_leaf_capacity() -> None:
 def test_leaf_paths_follow_proportional_bisection() -> None:
     assert leaf_paths(1) == [(0, 0, [])]
     assert leaf_paths(4) == [
-        (0, 2, [(1, 0), (2, 0)]), (1, 2, [(1, 0), (2, 1)]),
-        (2, 2, [(1, 1), (2, 2)]), (3, 2, [(1, 1), (2, 3)]),
+        (0, 2, [(1, 0), (2, 0)]),
+        (1, 2, [(1, 0), (2, 1)]),
+        (2, 2, [(1, 1), (2, 2)]),
+        (3, 2, [(1, 1), (2, 3)]),
     ]
     assert leaf_paths(5) == [
-        (0, 3, [(1, 0), (2, 0), (3, 0)]), (1, 3, [(1, 0), (2, 0), (3, 1)]),
-        (2, 2, [(1, 0), (2, 1)]), (3, 2, [(1, 1), (2, 2)]), (4, 2, [(1, 1), (2, 3)]),
+        (0, 3, [(1, 0), (2, 0), (3, 0)]),
+        (1, 3, [(1, 0), (2, 0), (3, 1)]),
+        (2, 2, [(1, 0), (2, 1)]),
+        (3, 2, [(1, 1), (2, 2)]),
+        (4, 2, [(1, 1), (2, 3)]),
     ]
 
 
@@ -88,8 +96,12 @@ def _numpy_partition(g: nx.Graph, k: int, seed: int, ids: list[int] | None = Non
     e = np.array(list(g.edges()), dtype=np.int64)
     deg = np.array([g.degree(int(n)) for n in nodes], dtype=np.int64)
     out_ids, leaf = initial_partition(
-        nodes, deg, np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]],
-        np.ones(2 * len(e), dtype=np.int64), InitialParams(num_leaves=k, tolerance=0.05, seed=seed),
+        nodes,
+        deg,
+        np.r_[e[:, 0], e[:, 1]],
+        np.r_[e[:, 1], e[:, 0]],
+        np.ones(2 * len(e), dtype=np.int64),
+        InitialParams(num_leaves=k, tolerance=0.05, seed=seed),
     )
     return dict(zip(out_ids.tolist(), leaf.tolist(), strict=True))
 
@@ -136,15 +148,23 @@ def _stats(result) -> dict[int, dict]:
 def test_two_cliques_split_at_the_bridge(spark, tmp_path) -> None:
     g = nx.barbell_graph(6, 0)  # cliques 0-5 and 6-11, bridge 5-6
     result = partition_graph(
-        spark, _edges(spark, g.edges()), PartitionSettings(num_leaves=2, **FAST),
+        spark,
+        _edges(spark, g.edges()),
+        PartitionSettings(num_leaves=2, **FAST),
         out_dir=tmp_path / "out",
     )
     leaves = _leaves(result)
     assert {frozenset(n for n in leaves if leaves[n] == x) for x in (0, 1)} == {
-        frozenset(range(6)), frozenset(range(6, 12))
+        frozenset(range(6)),
+        frozenset(range(6, 12)),
     }
     for row in _stats(result).values():
-        assert (row["nodes"], row["internal_edges"], row["cut_edges"], row["load"]) == (6, 15, 1, 31)
+        assert (row["nodes"], row["internal_edges"], row["cut_edges"], row["load"]) == (
+            6,
+            15,
+            1,
+            31,
+        )
         assert (row["halo_nodes"], row["halo_edges"], row["depth"]) == (1, 1, 1)
     halo = {(r["leaf_id"], r["node_id"], r["hops"]) for r in result.halo_nodes.collect()}
     assert halo == {(leaves[5], 6, 1), (leaves[6], 5, 1)}
@@ -152,7 +172,10 @@ def test_two_cliques_split_at_the_bridge(spark, tmp_path) -> None:
     assert result.quality["balance"] == 1.0
     assert result.quality["halo_replication"] == pytest.approx(14 / 12)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "assignment", "halo_edges", "halo_nodes", "leaf_stats",
+        "assignment",
+        "halo_edges",
+        "halo_nodes",
+        "leaf_stats",
     ]
 
 
@@ -173,7 +196,9 @@ def test_star_hub_leaf_filled_to_capacity(spark) -> None:
     # 20,000 leaves around one hub, k = 2: load 40,000, capacity floor(1.05 * 20,000) = 21,000.
     # The hub (load 20,000) cannot be split, so its leaf takes 1,000 spokes and the rest are cut.
     n = 20_000
-    edges = spark.range(1, n + 1).select(F.lit(0).cast("long").alias("src"), F.col("id").alias("dst"))
+    edges = spark.range(1, n + 1).select(
+        F.lit(0).cast("long").alias("src"), F.col("id").alias("dst")
+    )
     result = partition_graph(spark, edges, PartitionSettings(num_leaves=2, **FAST))
     stats = _stats(result)
     hub_leaf = result.assignment.where("node_id = 0").first()["leaf_id"]
@@ -186,7 +211,9 @@ def test_star_hub_leaf_filled_to_capacity(spark) -> None:
 @pytest.mark.slow
 def test_million_neighbour_hub(spark) -> None:
     n = 1_000_000
-    edges = spark.range(1, n + 1).select(F.lit(0).cast("long").alias("src"), F.col("id").alias("dst"))
+    edges = spark.range(1, n + 1).select(
+        F.lit(0).cast("long").alias("src"), F.col("id").alias("dst")
+    )
     result = partition_graph(spark, edges, PartitionSettings(num_leaves=4, **FAST))
     hub_leaf = result.assignment.where("node_id = 0").first()["leaf_id"]
     stats = _stats(result)
@@ -258,7 +285,11 @@ def test_invariants_on_random_graph(awkward) -> None:
             load[leaves[a]] += 1
             load[leaves[b]] += 1
     for leaf, s in stats.items():
-        assert (s["internal_edges"], s["cut_edges"], s["load"]) == (internal[leaf], cut[leaf], load[leaf])
+        assert (s["internal_edges"], s["cut_edges"], s["load"]) == (
+            internal[leaf],
+            cut[leaf],
+            load[leaf],
+        )
     assert sum(internal.values()) + sum(cut.values()) // 2 == len(pairs)
     q = result.quality
     assert q["edges"] == len(pairs) and q["nodes"] == len(nodes)
@@ -285,7 +316,9 @@ def test_halo_is_exactly_the_two_hop_boundary(awkward) -> None:
                 expected_edges.add((leaf, a, b, r, i))
     got_nodes = {(r["leaf_id"], r["node_id"], r["hops"]) for r in result.halo_nodes.collect()}
     assert got_nodes == expected_nodes
-    got_edges = sorted((r["leaf_id"], r["src"], r["dst"], r["rel"]) for r in result.halo_edges.collect())
+    got_edges = sorted(
+        (r["leaf_id"], r["src"], r["dst"], r["rel"]) for r in result.halo_edges.collect()
+    )
     assert got_edges == sorted(e[:4] for e in expected_edges)
     stats = _stats(result)
     for leaf in range(5):
@@ -301,7 +334,9 @@ def test_deterministic_across_runs_and_shuffle_partitions(spark, awkward) -> Non
 
 # --------------------------------------------------------------------------- kinds of graphs
 def test_bipartite_interactions_split_between_communities(spark) -> None:
-    rows = [(u, i) for u in range(4) for i in range(4)] + [(u, i) for u in range(4, 8) for i in range(4, 8)]
+    rows = [(u, i) for u in range(4) for i in range(4)] + [
+        (u, i) for u in range(4, 8) for i in range(4, 8)
+    ]
     rows.append((3, 4))
     interactions = spark.createDataFrame(rows, "user long, item long")
     result = partition_interactions(spark, interactions, PartitionSettings(num_leaves=2, **FAST))
@@ -315,19 +350,26 @@ def test_bipartite_interactions_split_between_communities(spark) -> None:
     assert sorted(tuple(r) for r in result.halo_edges.collect()) == sorted(
         [(got[("user", 3)], 3, 4), (got[("item", 4)], 3, 4)]
     )
-    assert {(r["kind"], r["node_id"]) for r in result.halo_nodes.collect()} == {("user", 3), ("item", 4)}
+    assert {(r["kind"], r["node_id"]) for r in result.halo_nodes.collect()} == {
+        ("user", 3),
+        ("item", 4),
+    }
 
 
 def test_too_many_leaves_is_a_clear_error(spark) -> None:
     edges = _edges(spark, [(0, 1), (1, 2)])
-    with pytest.raises(PartitionError, match="partition.num_leaves: asks for 4 leaves.*only 3 nodes"):
+    with pytest.raises(
+        PartitionError, match="partition.num_leaves: asks for 4 leaves.*only 3 nodes"
+    ):
         partition_graph(spark, edges, PartitionSettings(num_leaves=4))
     with pytest.raises(PartitionError, match="partition.max_edges_per_leaf"):
         partition_graph(spark, edges, PartitionSettings(max_edges_per_leaf=1))
 
 
 def test_settings_from_config_and_validation() -> None:
-    s = PartitionSettings.from_config(PartitionConfig(num_leaves=8, halo_hops=2), seed=4, initial_tries=3)
+    s = PartitionSettings.from_config(
+        PartitionConfig(num_leaves=8, halo_hops=2), seed=4, initial_tries=3
+    )
     assert (s.num_leaves, s.halo_hops, s.seed, s.initial_tries) == (8, 2, 4, 3)
     with pytest.raises(ConfigError, match="partition.refine_active_fraction"):
         PartitionSettings(refine_active_fraction=0).validate()

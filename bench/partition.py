@@ -1,0 +1,302 @@
+"""Benchmark the Spark partitioner against METIS (pymetis) and hashing.
+
+    python -m bench.partition --edges ../shared/data/soc-epinions1/soc-Epinions1.txt.gz \\
+        --format snap --k 8,16,32,64 --json
+    python -m bench.partition --edges ../shared/data/gowalla/train.txt --format lightgcn --k 16
+    python -m bench.partition --rmat 1e6,1e7 --k 16 --json
+
+Every graph is read through the project's ingest (SNAP text with ``#`` comments, LF or CRLF,
+``.gz``, CSV, Parquet, LightGCN lines), made undirected and simple (self-loops and duplicate
+pairs dropped; user-item graphs stay bipartite), then partitioned by
+:func:`pipelines.partition.partition_graph` (or ``partition_interactions``) and, for the
+comparison only, by METIS on the driver with the same balance criterion (vertex weight =
+degree, METIS's default 3% imbalance); ``metis_vertex_edge_cut`` is METIS balancing vertex
+counts instead. Edge cuts are fractions of the undirected edges. ``peak_rss_mb`` is the peak
+resident memory of the Spark JVM plus the Python driver and workers during the run.
+Prints a table, then one JSON line ``{"results": [...]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pipelines.config import IngestConfig
+from pipelines.partition import PartitionSettings, partition_graph, partition_interactions
+from pipelines.schema import DST, ITEM, SRC, USER
+from pipelines.session import build_spark
+
+FORMATS = {
+    "snap": {"format": "edges", "file_type": "text"},
+    "csv": {"format": "edges", "file_type": "csv"},
+    "parquet": {"format": "edges", "file_type": "parquet"},
+    "lightgcn": {"format": "lightgcn"},
+}
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        out += [int(k) for k in kids]
+        todo += [int(k) for k in kids]
+    return out
+
+
+def _processes(spark: SparkSession) -> list[int]:
+    jvm = int(spark.sparkContext._jvm.ProcessHandle.current().pid())  # type: ignore[attr-defined]
+    return [os.getpid(), jvm, *_descendants(jvm)]
+
+
+def reset_peak_rss(spark: SparkSession) -> None:
+    """Reset the peak-RSS counters (Linux ``clear_refs`` 5) of the driver, JVM and workers."""
+    for pid in _processes(spark):
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def peak_rss_mb(spark: SparkSession) -> float:
+    """Sum of ``VmHWM`` over the driver, the JVM and its Python workers, in MiB."""
+    total = 0
+    for pid in _processes(spark):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return round(total / 1024, 1)
+
+
+def load_graph(spark: SparkSession, path: str, fmt: str, work: Path) -> tuple[DataFrame, bool]:
+    """Read ``path`` through the ingest stage; returns simple undirected pairs and bipartite."""
+    from pipelines.io import ingest
+
+    out = work / f"ingest-{abs(hash(path))}"
+    if not out.is_dir():
+        ingest(spark, IngestConfig(train_path=path, **FORMATS[fmt]), out)
+    if fmt == "lightgcn":
+        df = spark.read.parquet(str(out / "interactions")).where("split = 'train'")
+        return df.select(USER, ITEM).distinct(), True
+    df = spark.read.parquet(str(out / "edges")).where("split = 'train'")
+    pairs = df.where(F.col(SRC) != F.col(DST)).select(
+        F.least(SRC, DST).alias(SRC), F.greatest(SRC, DST).alias(DST)
+    )
+    return pairs.distinct(), False
+
+
+def rmat_graph(spark: SparkSession, num_edges: int, seed: int, work: Path) -> DataFrame:
+    """R-MAT edges from :func:`pipelines.rmat.generate_rmat`, written once, made simple."""
+    from pipelines.rmat import generate_rmat
+
+    out = work / f"rmat-{num_edges}-{seed}"
+    if not out.is_dir():
+        generate_rmat(spark, num_edges=num_edges, seed=seed).write.parquet(str(out))
+    df = spark.read.parquet(str(out))
+    pairs = df.where(F.col(SRC) != F.col(DST)).select(
+        F.least(SRC, DST).alias(SRC), F.greatest(SRC, DST).alias(DST)
+    )
+    simple = work / f"rmat-{num_edges}-{seed}-simple"
+    if not simple.is_dir():
+        pairs.distinct().write.parquet(str(simple))
+    return spark.read.parquet(str(simple))
+
+
+def metis(edges: np.ndarray, k: int, *, degree_balanced: bool) -> tuple[np.ndarray, float]:
+    """METIS k-way partition of undirected pairs (dense ids) and the seconds it took."""
+    import pymetis
+
+    n = int(edges.max()) + 1
+    s = np.r_[edges[:, 0], edges[:, 1]]
+    d = np.r_[edges[:, 1], edges[:, 0]]
+    order = np.argsort(s, kind="stable")
+    xadj = np.r_[0, np.cumsum(np.bincount(s, minlength=n))]
+    adjacency = pymetis.CSRAdjacency(xadj, d[order])
+    degree = np.diff(xadj)
+    started = time.perf_counter()
+    _, parts = pymetis.part_graph(
+        k,
+        adjacency,
+        vweights=np.maximum(degree, 1) if degree_balanced else None,
+        options=pymetis.Options(seed=0),
+    )
+    return np.asarray(parts), time.perf_counter() - started
+
+
+def dense_pairs(pairs: DataFrame, bipartite: bool) -> np.ndarray:
+    """Collect the pairs with dense ids (benchmark only: METIS runs on the driver)."""
+    cols = (USER, ITEM) if bipartite else (SRC, DST)
+    arr = np.array(pairs.select(*cols).collect(), dtype=np.int64).reshape(-1, 2)
+    if bipartite:
+        arr = np.c_[arr[:, 0], arr[:, 1] + arr[:, 0].max() + 1]
+    _, inv = np.unique(arr, return_inverse=True)
+    return inv.reshape(-1, 2)
+
+
+def cut_and_balance(edges: np.ndarray, parts: np.ndarray, k: int) -> tuple[float, float]:
+    cut = float((parts[edges[:, 0]] != parts[edges[:, 1]]).mean())
+    degree = np.bincount(edges.ravel(), minlength=len(parts))
+    loads = np.bincount(parts, weights=degree, minlength=k)
+    return cut, float(loads.max() / loads.mean())
+
+
+def hash_cut(pairs: DataFrame, bipartite: bool, k: int) -> float:
+    a, b = (F.col(USER) * 2, F.col(ITEM) * 2 + 1) if bipartite else (F.col(SRC), F.col(DST))
+    row = pairs.select(
+        F.avg((F.pmod(F.xxhash64(a), F.lit(k)) != F.pmod(F.xxhash64(b), F.lit(k))).cast("double"))
+    ).first()
+    return float(row[0])
+
+
+def run_one(
+    spark: SparkSession,
+    name: str,
+    pairs: DataFrame,
+    bipartite: bool,
+    k: int,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    pairs = pairs.cache()
+    num_edges = pairs.count()
+    settings = PartitionSettings(
+        num_leaves=k,
+        seed=args.seed,
+        iterations_per_level=args.iterations,
+        work_dir=args.work_dir,
+    )
+    reset_peak_rss(spark)
+    started = time.perf_counter()
+    if bipartite:
+        result = partition_interactions(spark, pairs, settings)
+    else:
+        result = partition_graph(spark, pairs, settings)
+    seconds = time.perf_counter() - started
+    peak = peak_rss_mb(spark)
+    q = result.quality
+    row: dict[str, Any] = {
+        "graph": name,
+        "nodes": q["nodes"],
+        "edges": num_edges,
+        "k": k,
+        "edge_cut": round(q["edge_cut"], 4),
+        "metis_edge_cut": None,
+        "metis_vertex_edge_cut": None,
+        "hash_edge_cut": round(hash_cut(pairs, bipartite, k), 4),
+        "balance": round(q["balance"], 4),
+        "metis_balance": None,
+        "seconds": round(seconds, 1),
+        "metis_seconds": None,
+        "seconds_per_million_edges": round(seconds / (num_edges / 1e6), 2),
+        "peak_rss_mb": peak,
+        "levels": q.get("levels"),
+        "halo_replication": round(q["halo_replication"], 3),
+    }
+    if num_edges <= args.metis_max_edges:
+        dense = dense_pairs(pairs, bipartite)
+        parts, metis_seconds = metis(dense, k, degree_balanced=True)
+        row["metis_edge_cut"], row["metis_balance"] = (
+            round(x, 4) for x in cut_and_balance(dense, parts, k)
+        )
+        row["metis_seconds"] = round(metis_seconds, 2)
+        vparts, _ = metis(dense, k, degree_balanced=False)
+        row["metis_vertex_edge_cut"] = round(cut_and_balance(dense, vparts, k)[0], 4)
+    pairs.unpersist()
+    return row
+
+
+COLUMNS = [  # (key, header, width, format)
+    ("graph", "graph", 18, "{}"),
+    ("edges", "edges", 11, "{:,}"),
+    ("k", "k", 4, "{}"),
+    ("edge_cut", "cut", 7, "{:.4f}"),
+    ("metis_edge_cut", "metis", 7, "{:.4f}"),
+    ("hash_edge_cut", "hash", 7, "{:.4f}"),
+    ("balance", "balance", 7, "{:.3f}"),
+    ("metis_balance", "m.bal", 7, "{:.3f}"),
+    ("seconds", "seconds", 8, "{:.1f}"),
+    ("metis_seconds", "m.sec", 7, "{:.2f}"),
+    ("seconds_per_million_edges", "s/Medge", 8, "{:.2f}"),
+    ("peak_rss_mb", "rss MiB", 8, "{:.0f}"),
+]
+
+
+def format_row(row: dict[str, Any] | None) -> str:
+    """One table line (``None``: the header)."""
+    cells = []
+    for key, head, width, fmt in COLUMNS:
+        text = head if row is None else ("-" if row.get(key) is None else fmt.format(row[key]))
+        cells.append(text.ljust(width) if key == "graph" else text.rjust(width))
+    return " ".join(cells)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--edges", help="Edge list or interactions file (or folder).")
+    parser.add_argument("--format", choices=sorted(FORMATS), default="snap")
+    parser.add_argument("--name", help="Graph name in the table (default: file name).")
+    parser.add_argument("--k", default="16", help="Comma-separated leaf counts.")
+    parser.add_argument(
+        "--rmat", default="", help="Comma-separated R-MAT edge counts, e.g. 1e6,1e7."
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--iterations", type=int, default=8, help="Refinement rounds per level.")
+    parser.add_argument("--metis-max-edges", type=float, default=2e7)
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--shuffle-partitions", type=int, default=8)
+    parser.add_argument("--driver-memory", default="6g")
+    parser.add_argument("--work-dir", help="Folder for generated graphs and intermediate files.")
+    parser.add_argument("--json", action="store_true", help="End with one JSON line.")
+    args = parser.parse_args(argv)
+    if not args.edges and not args.rmat:
+        parser.error("give --edges PATH and/or --rmat SIZES")
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-partition-"))
+    work.mkdir(parents=True, exist_ok=True)
+    args.work_dir = str(work / "spark")
+    spark = build_spark(
+        "bench-partition",
+        master=args.master,
+        checkpoint_dir=str(work / "ckpt"),
+        conf={
+            "spark.sql.shuffle.partitions": str(args.shuffle_partitions),
+            "spark.driver.memory": args.driver_memory,
+        },
+    )
+    graphs: list[tuple[str, DataFrame, bool]] = []
+    if args.edges:
+        pairs, bipartite = load_graph(spark, args.edges, args.format, work)
+        graphs.append((args.name or Path(args.edges).name.split(".")[0], pairs, bipartite))
+    for size in filter(None, args.rmat.split(",")):
+        n = int(float(size))
+        graphs.append((f"rmat-{size}", rmat_graph(spark, n, args.seed, work), False))
+    print(format_row(None), flush=True)
+    results = []
+    for name, pairs, bipartite in graphs:
+        for k in (int(x) for x in args.k.split(",")):
+            row = run_one(spark, name, pairs, bipartite, k, args)
+            results.append(row)
+            print(format_row(row), flush=True)
+    spark.stop()
+    if args.json:
+        print(json.dumps({"results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
