@@ -385,12 +385,14 @@ def _assign(
     coarsest = levels[-1]
     state, how = _initial(spark, coarsest, k, settings)
     state = ck.keep(state, "initial")
+    loads = leaf_loads(state, k)
     if how == "hash":
-        state = refine(
+        state, loads = refine(
             spark,
             coarsest.adjacency,
             state,
             capacity=capacity,
+            loads=loads,
             iterations=settings.iterations_per_level,
             active_fraction=settings.refine_active_fraction,
             seed=settings.seed,
@@ -401,11 +403,12 @@ def _assign(
         level: Level = levels[i]
         assert level.mapping is not None
         state = ck.step(project(level.mapping, state, level.nodes), "refine")
-        state = refine(
+        state, loads = refine(
             spark,
             level.adjacency,
             state,
             capacity=capacity,
+            loads=loads,
             iterations=settings.iterations_per_level,
             active_fraction=settings.refine_active_fraction,
             seed=settings.seed,

@@ -117,7 +117,7 @@ def cluster_level(
             F.max(F.when(fits, option)).alias("best"),
             F.max(F.when(other, option)).alias("fav"),
         )
-        per = ck.keep(per, "lpa-per")
+        per = ck.keep(per, "lpa-per", eager=False)
         fav = per.select(F.col(U).alias(NODE), F.col("fav.lv").alias("fav"))
         cand = per.where(
             hash_fraction_below(seed, s + 1, U, active_fraction) & (F.col("best.c") > F.col("own"))

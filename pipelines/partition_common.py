@@ -73,10 +73,15 @@ class Checkpointer:
         df.write.mode("overwrite").parquet(path)
         return self.spark.read.parquet(path)
 
-    def keep(self, df: DataFrame, name: str) -> DataFrame:
-        """Persist ``df`` under ``name``, releasing the previous table of that name."""
+    def keep(self, df: DataFrame, name: str, *, eager: bool = True) -> DataFrame:
+        """Persist ``df`` under ``name``, releasing the previous table of that name.
+
+        With ``eager=False`` the table is computed by its first use; only for tables that do
+        not derive from the one they replace.
+        """
         df = df.persist(self.storage_level)
-        df.count()
+        if eager:
+            df.count()
         old = self._persisted.pop(name, None)
         if old is not None:
             old.unpersist()

@@ -74,18 +74,19 @@ def refine(
     state: DataFrame,
     *,
     capacity: list[int],
+    loads: list[int],
     iterations: int,
     active_fraction: float,
     seed: int,
     level: int,
     ck: Checkpointer,
-) -> DataFrame:
-    """Run up to ``iterations`` refinement rounds; returns the new ``(node, part, vw)``.
+) -> tuple[DataFrame, list[int]]:
+    """Run up to ``iterations`` refinement rounds; returns the new state and leaf loads.
 
-    Stops early when a round has no candidate move.
+    ``loads`` are the current leaf weights (projection keeps them, so they carry over between
+    levels). Stops early when a round has no candidate move.
     """
-    k = len(capacity)
-    loads = leaf_loads(state, k)
+    loads = list(loads)
     for it in range(iterations):
         s = salt(_REFINE_STAGE, level, it)
         by_v = state.select(F.col(NODE).alias(V), F.col(PART).alias("pv"))
@@ -113,7 +114,7 @@ def refine(
             )
             .withColumn("run", F.sum(VW).over(rank.rowsBetween(Window.unboundedPreceding, 0)))
         )
-        cand = ck.keep(cand, "refine-cand")
+        cand = ck.keep(cand, "refine-cand", eager=False)
         totals = {
             (int(r["src_part"]), int(r["dst_part"])): int(r["x"])
             for r in cand.groupBy("src_part", "dst_part").agg(F.sum(VW).alias("x")).collect()
@@ -158,7 +159,7 @@ def refine(
             max(loads),
         )
     ck.release("refine-cand")
-    return state
+    return state, loads
 
 
 def _pairs_df(spark: SparkSession, allow: dict[tuple[int, int], int]) -> DataFrame:

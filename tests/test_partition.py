@@ -242,7 +242,12 @@ def _run_awkward(spark, shuffle_partitions: str):
         [(n, "entity") for n in isolated] + [(0, "entity")], "node_id long, kind string"
     )
     settings = PartitionSettings(
-        num_leaves=5, halo_hops=2, coarsest_nodes_per_leaf=8, seed=3, checkpoint_interval=2, **FAST
+        num_leaves=5,
+        halo_hops=2,
+        coarsest_nodes_per_leaf=24,  # 120 nodes: one or two coarsening levels on Spark
+        seed=3,
+        checkpoint_interval=2,
+        **FAST,
     )
     old = spark.conf.get("spark.sql.shuffle.partitions")
     spark.conf.set("spark.sql.shuffle.partitions", shuffle_partitions)
@@ -375,3 +380,46 @@ def test_settings_from_config_and_validation() -> None:
         PartitionSettings(refine_active_fraction=0).validate()
     # Leaves from the edge bound: ceil(1.05 * 1000 / 100) = 11.
     assert PartitionSettings(max_edges_per_leaf=100).leaves_for(1000, 500) == 11
+
+
+# --------------------------------------------------------------------------- job
+def test_partition_job_reads_ingest_output_and_resumes(spark, tmp_path, capsys) -> None:
+    from jobs.partition import main
+
+    run_dir = tmp_path / "run"
+    g = nx.barbell_graph(4, 0)  # cliques 0-3 and 4-7, bridge 3-4
+    rows = [(a, b, 0, "train") for a, b in g.edges()] + [(0, 7, 1, "test")]
+    spark.createDataFrame(rows, "src long, dst long, rel long, split string").write.parquet(
+        str(run_dir / "ingest" / "edges")
+    )
+    dictionary = [("node", str(n), n) for n in range(8)] + [("node", "lonely", 8)]
+    dictionary.append(("relation", "r0", 0))
+    spark.createDataFrame(
+        dictionary, "kind string, original_id string, node_id long"
+    ).write.parquet(str(run_dir / "ingest" / "dictionary"))
+    args = ["--run-dir", str(run_dir), "--set", "partition.num_leaves=2", "--set", "run.seed=1"]
+    assert main(args) == 0
+    out = run_dir / "partition"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "_STAGE.json",
+        "assignment",
+        "halo_edges",
+        "halo_nodes",
+        "leaf_stats",
+    ]
+    assignment = {
+        r["node_id"]: r["leaf_id"] for r in spark.read.parquet(str(out / "assignment")).collect()
+    }
+    assert set(assignment) == set(range(9))  # node 8 has no train edge: still assigned
+    assert (
+        len({assignment[n] for n in range(4)}) == 1
+        and len({assignment[n] for n in range(4, 8)}) == 1
+    )
+    halo_edges = spark.read.parquet(str(out / "halo_edges"))
+    assert halo_edges.columns == ["leaf_id", "src", "dst", "rel"]
+    assert sorted(tuple(r)[1:] for r in halo_edges.collect()) == [(3, 4, 0), (3, 4, 0)]
+    printed = capsys.readouterr().out
+    assert "edge_cut" in printed and "done in" in printed
+    assert main(args) == 0
+    assert "skipped (already done)" in capsys.readouterr().out
+    assert main(["--run-dir", str(tmp_path / "empty")]) == 2
