@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_spark(
         "bench-pipeline",
         master=f"local[{args.threads}]",
-        conf={"spark.sql.shuffle.partitions": "8", "spark.driver.memory": "6g"},
+        conf={"spark.sql.shuffle.partitions": "8", "spark.driver.memory": "4g"},
     )
     inter = spark.createDataFrame(pd.DataFrame({USER: users, ITEM: items})).cache()
     adj = build_norm_adj(users, items, n_users, n_items, "cpu")
