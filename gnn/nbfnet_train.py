@@ -57,6 +57,10 @@ class NBFNetTrainConfig:
     strict_negative: bool = _f(True, "Redraw negatives that are true answers in the graph.")
     remove_one_hop: bool = _f(True, "Drop every edge between a query source and its candidates "
                                     "(else only the query triple and its inverse).")
+    negative_sources: float = _f(0.0, "link task: extra all-negative queries per positive "
+                                      "query, from uniform random sources with uniform random "
+                                      "non-neighbour candidates (calibrates scores across "
+                                      "sources, like the reference's random negative pairs).")
     seed: int = _f(0, "Seed of initialisation, shuffling and negative sampling.")
     time_budget_seconds: float = _f(0.0, "Stop training after this long (0: no limit).")
     max_steps: int = _f(0, "Stop after this many optimiser steps (0: no limit).")
@@ -84,6 +88,9 @@ class NBFNetTrainConfig:
         require(self.adversarial_temperature >= 0, "adversarial_temperature", "must be >= 0")
         require(self.time_budget_seconds >= 0, "time_budget_seconds", "must be >= 0")
         require(self.max_steps >= 0, "max_steps", "must be >= 0")
+        require(self.negative_sources >= 0, "negative_sources", "must be >= 0")
+        require(self.negative_sources == 0 or self.task == "link", "negative_sources",
+                "only for task='link'")
         require(self.log_every >= 0, "log_every", "must be >= 0")
         require(self.threads >= 0, "threads", "must be >= 0")
         require(self.backend in ("auto", "naive", "torch", "triton"), "backend",
@@ -249,15 +256,25 @@ def _fit(graph: RelationalGraph, cfg: NBFNetTrainConfig, dev: torch.device,
         for batch in torch.randperm(len(triples), generator=gen).split(cfg.batch_size):
             src, rel, ans = _queries(triples[batch], cfg, num_rel, gen)
             neg = sampler.sample(src, rel, ans, cfg.num_negative, generator=gen)
-            cand = torch.cat([ans.unsqueeze(1), neg], dim=1).to(dev)
-            src, rel, ans = src.to(dev), rel.to(dev), ans.to(dev)
+            cand = torch.cat([ans.unsqueeze(1), neg], dim=1)
+            n_pos = len(src)
+            n_extra = round(cfg.negative_sources * n_pos)
+            if n_extra:
+                xs = torch.randint(graph.num_nodes, (n_extra,), generator=gen)
+                xr = torch.zeros(n_extra, dtype=torch.long)
+                xc = sampler.sample(xs, xr, xs, cfg.num_negative + 1, generator=gen)
+                src, rel, cand = torch.cat([src, xs]), torch.cat([rel, xr]), torch.cat([cand, xc])
+            src, rel, ans, cand = src.to(dev), rel.to(dev), ans.to(dev), cand.to(dev)
             if cfg.remove_one_hop:
                 keep = remove_easy_edges(g, src.unsqueeze(1).expand_as(cand), cand)
             else:
-                keep = remove_easy_edges(g, src, ans, r_index=rel,
+                keep = remove_easy_edges(g, src[:n_pos], ans, r_index=rel[:n_pos],
                                          inverse_offset=num_rel if cfg.task == "kg" else 0)
             logits = model(g, src, cand, rel, keep=keep)
-            loss = nbfnet_loss(logits, cfg.adversarial_temperature)
+            loss = nbfnet_loss(logits[:n_pos], cfg.adversarial_temperature)
+            if n_extra:  # rows of negatives only: mean BCE towards 0, one row = one query
+                neg_rows = F.softplus(logits[n_pos:]).mean(dim=1)
+                loss = (loss * n_pos + neg_rows.sum()) / (n_pos + n_extra)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -350,3 +350,17 @@ def test_cuda_model_triton_matches_naive() -> None:
     torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-4, atol=1e-5)
     for a, b in zip(outs[0][1], outs[1][1], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_link_training_with_negative_sources_runs_and_learns() -> None:
+    ring = torch.stack([torch.arange(20), (torch.arange(20) + 1) % 20], 1)
+    pairs = torch.sort(ring, dim=1).values
+    graph = homogeneous_graph(pairs, 20)
+    cfg = NBFNetTrainConfig(task="link", dependent=False, dim=8, layers=2, batch_size=5,
+                            epochs=3, num_negative=3, negative_sources=1.0, log_every=0,
+                            adversarial_temperature=0.0, threads=1)
+    res = fit_nbfnet(graph, cfg)
+    assert res.steps == 12 and res.queries == 60
+    assert sum(res.losses[-3:]) < sum(res.losses[:3])
+    with pytest.raises(ValueError, match="negative_sources"):
+        NBFNetTrainConfig(task="kg", negative_sources=1.0)
