@@ -43,6 +43,7 @@ from pipelines.partition_common import (
     PART,
     VW,
     Checkpointer,
+    cache_by_source,
     log,
     new_work_dir,
     remove_dir,
@@ -99,6 +100,11 @@ class PartitionSettings:
         "Largest coarsest graph (adjacency rows) partitioned in one task; above it "
         "the leaves start from a hash split refined on Spark.",
     )
+    broadcast_max_nodes: int = _h(
+        20_000_000,
+        "Node tables up to this many rows are broadcast in the per-round joins (through the "
+        "driver: O(nodes), never edges); above it the joins shuffle.",
+    )
     work_dir: str | None = _h(None, "Folder for intermediate Parquet (default: checkpoint dir).")
     storage_level: str = _h("MEMORY_AND_DISK", "Storage level of persisted per-round tables.")
 
@@ -129,6 +135,7 @@ class PartitionSettings:
             (self.initial_iterations >= 0, "initial_iterations", "must be >= 0"),
             (self.initial_refine_iterations >= 0, "initial_refine_iterations", "must be >= 0"),
             (self.max_initial_edges >= 0, "max_initial_edges", "must be >= 0"),
+            (self.broadcast_max_nodes >= 0, "broadcast_max_nodes", "must be >= 0"),
             (hasattr(StorageLevel, self.storage_level), "storage_level", "unknown StorageLevel"),
         ]
         for ok, key, msg in checks:
@@ -379,6 +386,7 @@ def _assign(
         active_fraction=settings.cluster_active_fraction,
         min_shrink=settings.min_shrink,
         max_levels=settings.max_levels,
+        broadcast_max_nodes=settings.broadcast_max_nodes,
         seed=settings.seed,
         ck=ck,
     )
@@ -386,26 +394,13 @@ def _assign(
     state, how = _initial(spark, coarsest, k, settings)
     state = ck.keep(state, "initial")
     loads = leaf_loads(state, k)
-    if how == "hash":
-        state, loads = refine(
+
+    def refine_level(i: int, state: DataFrame, loads: list[int]) -> tuple[DataFrame, list[int]]:
+        level = levels[i]
+        adj = cache_by_source(level.adjacency, ck, "refine-adj")
+        out = refine(
             spark,
-            coarsest.adjacency,
-            state,
-            capacity=capacity,
-            loads=loads,
-            iterations=settings.iterations_per_level,
-            active_fraction=settings.refine_active_fraction,
-            seed=settings.seed,
-            level=len(levels) - 1,
-            ck=ck,
-        )
-    for i in range(len(levels) - 2, -1, -1):
-        level: Level = levels[i]
-        assert level.mapping is not None
-        state = ck.step(project(level.mapping, state, level.nodes), "refine")
-        state, loads = refine(
-            spark,
-            level.adjacency,
+            adj,
             state,
             capacity=capacity,
             loads=loads,
@@ -414,7 +409,18 @@ def _assign(
             seed=settings.seed,
             level=i,
             ck=ck,
+            broadcast=level.num_nodes <= settings.broadcast_max_nodes,
         )
+        ck.release("refine-adj")
+        return out
+
+    if how == "hash":
+        state, loads = refine_level(len(levels) - 1, state, loads)
+    for i in range(len(levels) - 2, -1, -1):
+        mapping = levels[i].mapping
+        assert mapping is not None
+        state = ck.step(project(mapping, state, levels[i].nodes), "refine")
+        state, loads = refine_level(i, state, loads)
     state = ck.write(state, "assigned")
     info = {"levels": len(levels) - 1, "coarsest_nodes": coarsest.num_nodes, "initial": how}
     return state, info

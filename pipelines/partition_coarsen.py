@@ -34,10 +34,12 @@ from pipelines.partition_common import (
     U,
     V,
     W,
+    cache_by_source,
     hash_fraction_below,
     log,
     salt,
     seeded_hash,
+    small,
 )
 from pipelines.schema import DST, SRC
 
@@ -87,6 +89,7 @@ def cluster_level(
     seed: int,
     level: int,
     ck: Checkpointer,
+    broadcast: bool = False,
 ) -> DataFrame:
     """Size-constrained label propagation; returns ``(node, label)`` for every node.
 
@@ -100,6 +103,7 @@ def cluster_level(
         seed: Partition seed.
         level: Level number (salts the hashes).
         ck: Checkpointer for the per-round state.
+        broadcast: Broadcast node tables in the joins with the adjacency.
     """
     lab = ck.keep(nodes.select(NODE, F.col(NODE).alias(LABEL), VW), "lpa")
     fav = None
@@ -107,8 +111,10 @@ def cluster_level(
         s = salt(_CLUSTER_STAGE, level, it)
         weights = lab.groupBy(LABEL).agg(F.sum(VW).alias("cw"))
         by_v = lab.join(weights, LABEL).select(F.col(NODE).alias(V), F.col(LABEL).alias("lv"), "cw")
-        conn = adjacency.join(by_v, V).groupBy(U, "lv", "cw").agg(F.sum(W).alias("c"))
-        rows = conn.join(lab.select(F.col(NODE).alias(U), F.col(LABEL).alias("lu"), VW), U)
+        conn = adjacency.join(small(by_v, broadcast), V).groupBy(U, "lv", "cw")
+        conn = conn.agg(F.sum(W).alias("c"))
+        mine = lab.select(F.col(NODE).alias(U), F.col(LABEL).alias("lu"), VW)
+        rows = conn.join(small(mine, broadcast), U)
         option = F.struct(F.col("c"), seeded_hash(seed, s, U, "lv").alias("h"), F.col("lv"))
         other = F.col("lv") != F.col("lu")
         fits = other & (F.col("cw") + F.col(VW) <= F.lit(max_weight))
@@ -189,7 +195,7 @@ def _two_hop(
 
 
 def contract(
-    adjacency: DataFrame, nodes: DataFrame, mapping: DataFrame
+    adjacency: DataFrame, nodes: DataFrame, mapping: DataFrame, *, broadcast: bool = False
 ) -> tuple[DataFrame, DataFrame]:
     """The next level: one node per label, edge and node weights summed, inner edges dropped.
 
@@ -200,8 +206,8 @@ def contract(
     mu = mapping.select(F.col(NODE).alias(U), F.col(LABEL).alias("cu"))
     mv = mapping.select(F.col(NODE).alias(V), F.col(LABEL).alias("cv"))
     coarse = (
-        adjacency.join(mu, U)
-        .join(mv, V)
+        adjacency.join(small(mu, broadcast), U)
+        .join(small(mv, broadcast), V)
         .where(F.col("cu") != F.col("cv"))
         .groupBy("cu", "cv")
         .agg(F.sum(W).alias(W))
@@ -227,6 +233,7 @@ def coarsen(
     active_fraction: float,
     min_shrink: float,
     max_levels: int,
+    broadcast_max_nodes: int,
     seed: int,
     ck: Checkpointer,
 ) -> list[Level]:
@@ -238,8 +245,10 @@ def coarsen(
     levels = [Level(adjacency, nodes, num_nodes)]
     while levels[-1].num_nodes > target_nodes and len(levels) <= max_levels:
         cur = levels[-1]
+        broadcast = cur.num_nodes <= broadcast_max_nodes
+        adj = cache_by_source(cur.adjacency, ck, "coarsen-adj")
         mapping = cluster_level(
-            cur.adjacency,
+            adj,
             cur.nodes,
             max_weight=max_weight,
             iterations=iterations,
@@ -248,9 +257,10 @@ def coarsen(
             seed=seed,
             level=len(levels) - 1,
             ck=ck,
+            broadcast=broadcast,
         )
         mapping = ck.write(mapping, f"map{len(levels) - 1}")
-        next_adj, next_nodes = contract(cur.adjacency, cur.nodes, mapping)
+        next_adj, next_nodes = contract(adj, cur.nodes, mapping, broadcast=broadcast)
         next_nodes = ck.write(next_nodes, f"nodes{len(levels)}")
         count = next_nodes.count()
         log.info(
@@ -261,4 +271,5 @@ def coarsen(
         next_adj = ck.write(next_adj, f"adj{len(levels)}")
         levels[-1] = Level(cur.adjacency, cur.nodes, cur.num_nodes, mapping)
         levels.append(Level(next_adj, next_nodes, count))
+    ck.release("coarsen-adj")
     return levels

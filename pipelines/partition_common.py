@@ -117,6 +117,21 @@ class Checkpointer:
         self._persisted.clear()
 
 
+def small(df: DataFrame, is_small: bool) -> DataFrame:
+    """``df`` with a broadcast hint when it is a node table small enough to broadcast."""
+    return F.broadcast(df) if is_small else df
+
+
+def cache_by_source(adjacency: DataFrame, ck: Checkpointer, name: str) -> DataFrame:
+    """Adjacency hash-partitioned by ``u`` and persisted for the rounds of one level.
+
+    Per-node aggregates (``groupBy(u, ...)``) over it then need no shuffle; with the node
+    state broadcast, a round moves no edge-sized data between tasks.
+    """
+    parts = int(ck.spark.conf.get("spark.sql.shuffle.partitions") or "200")
+    return ck.keep(adjacency.repartition(parts, U), name)
+
+
 def new_work_dir(spark: SparkSession, work_dir: str | None) -> str:
     """A fresh folder for intermediate Parquet: under ``work_dir`` or the checkpoint dir."""
     base = work_dir or spark.sparkContext.getCheckpointDir()

@@ -34,6 +34,7 @@ from pipelines.partition_common import (
     log,
     salt,
     seeded_hash,
+    small,
 )
 from pipelines.partition_moves import pair_allowances, repair_flows, tighten_allowances
 
@@ -80,6 +81,7 @@ def refine(
     seed: int,
     level: int,
     ck: Checkpointer,
+    broadcast: bool = False,
 ) -> tuple[DataFrame, list[int]]:
     """Run up to ``iterations`` refinement rounds; returns the new state and leaf loads.
 
@@ -90,8 +92,9 @@ def refine(
     for it in range(iterations):
         s = salt(_REFINE_STAGE, level, it)
         by_v = state.select(F.col(NODE).alias(V), F.col(PART).alias("pv"))
-        conn = adjacency.join(by_v, V).groupBy(U, "pv").agg(F.sum(W).alias("c"))
-        rows = conn.join(state.select(F.col(NODE).alias(U), F.col(PART).alias("pu"), VW), U)
+        conn = adjacency.join(small(by_v, broadcast), V).groupBy(U, "pv").agg(F.sum(W).alias("c"))
+        mine = state.select(F.col(NODE).alias(U), F.col(PART).alias("pu"), VW)
+        rows = conn.join(small(mine, broadcast), U)
         option = F.struct(F.col("c"), seeded_hash(seed, s, U, "pv").alias("h"), F.col("pv"))
         other = F.col("pv") != F.col("pu")
         per = rows.groupBy(U, "pu", VW).agg(
