@@ -15,12 +15,8 @@ import torch
 from torch import Tensor
 
 from gnn.kg import RelationalGraph
+from gnn.metrics import auroc, average_precision
 from gnn.models.nbfnet import NBFNet
-
-try:  # shared metrics (another module's); private fall-backs keep this module self-contained
-    from gnn.metrics import auroc, average_precision
-except ImportError:  # pragma: no cover - exercised only before gnn.metrics lands
-    auroc = average_precision = None  # type: ignore[assignment]
 
 __all__ = ["AnswerFilter", "evaluate_kg", "evaluate_link_auc", "filtered_ranks", "link_auc"]
 
@@ -163,30 +159,8 @@ def evaluate_link_auc(model: NBFNet, graph: RelationalGraph, pos: Tensor, neg: T
 
 
 def link_auc(scores: Tensor, labels: Tensor) -> dict[str, float]:
-    """``{"auroc", "ap"}`` from scores and 0/1 labels (``gnn.metrics`` when available)."""
-    if auroc is not None and average_precision is not None:
-        return {"auroc": auroc(scores, labels), "ap": average_precision(scores, labels)}
-    return {"auroc": _auroc(scores, labels), "ap": _ap(scores, labels)}  # pragma: no cover
-
-
-def _auroc(scores: Tensor, labels: Tensor) -> float:  # pragma: no cover - fall-back
-    s, y = scores.double(), labels.bool()
-    order = torch.argsort(s)
-    ranks = torch.empty_like(s)
-    ranks[order] = torch.arange(1, len(s) + 1, dtype=s.dtype)
-    uniq, inv = torch.unique(s, return_inverse=True)
-    mean_rank = torch.zeros(len(uniq), dtype=s.dtype).index_add_(0, inv, ranks)
-    mean_rank /= torch.bincount(inv, minlength=len(uniq)).double()
-    p, n = int(y.sum()), int((~y).sum())
-    return float((mean_rank[inv][y].sum() - p * (p + 1) / 2) / (p * n))
-
-
-def _ap(scores: Tensor, labels: Tensor) -> float:  # pragma: no cover - fall-back
-    order = torch.argsort(scores.double(), descending=True, stable=True)
-    y = labels.double()[order]
-    tp = torch.cumsum(y, 0)
-    prec = tp / torch.arange(1, len(y) + 1, dtype=torch.float64)
-    return float((prec * y).sum() / y.sum())
+    """``{"auroc", "ap"}`` from scores and 0/1 labels (via :mod:`gnn.metrics`)."""
+    return {"auroc": auroc(scores, labels), "ap": average_precision(scores, labels)}
 
 
 def _sync(dev: torch.device) -> None:
