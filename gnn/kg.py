@@ -160,8 +160,9 @@ def load_fb15k237(data_dir: str | Path) -> KGDataset:
         root = root / "fb15k-237"
     ents = _read_dict(root / "entities.dict")
     rels = _read_dict(root / "relations.dict")
-    return KGDataset(*(_read_triples(root / f"{s}.txt", ents, rels)
-                       for s in ("train", "valid", "test")), ents, rels)
+    train, valid, test = (_read_triples(root / f"{s}.txt", ents, rels)
+                          for s in ("train", "valid", "test"))
+    return KGDataset(train, valid, test, ents, rels)
 
 
 def load_cora_edges(data_dir: str | Path) -> tuple[Tensor, int]:

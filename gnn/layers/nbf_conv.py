@@ -32,13 +32,13 @@ class PassContext(NamedTuple):
     """What every layer of one forward pass shares: the kept edges and degree scalers.
 
     Attributes:
-        index: the graph's CSR views.
+        graph_index: the graph's CSR views.
         view: kept edges for this pass (easy edges removed when training).
         degree: ``[N]`` in-degree plus one (the boundary message).
         scale: ``[N]`` PNA scaler ``log(degree) / mean(log(degree))``.
     """
 
-    index: GraphIndex
+    graph_index: GraphIndex
     view: EdgeView
     degree: Tensor
     scale: Tensor
@@ -81,6 +81,7 @@ class GeneralizedRelationalConv(nn.Module):
         else:
             self.lin_agg = nn.Linear(in_dim, out_dim, bias=False)
         self.norm = nn.LayerNorm(out_dim) if layer_norm else nn.Identity()
+        self.relation: nn.Linear | nn.Embedding
         if dependent:
             self.relation = nn.Linear(query_dim, num_relations * in_dim)
         else:
@@ -109,21 +110,23 @@ class GeneralizedRelationalConv(nn.Module):
         n, b, d = x.shape
         pna = self.aggregate == "pna"
         agg = relational_aggregate(
-            x.reshape(n, b * d), self.relation_vectors(query), ctx.index, ctx.view,
+            x.reshape(n, b * d), self.relation_vectors(query), ctx.graph_index, ctx.view,
             kind=self.message, dim=d, with_sq=pna, with_minmax=self.aggregate in ("max", "pna"),
             backend=self.backend)
         deg = ctx.degree.view(n, 1, 1)
+        mx = agg.max.view(n, b, d) if agg.max is not None else boundary
         if self.aggregate == "sum":
             update = self.lin_agg(agg.sum.view(n, b, d) + boundary)
         elif self.aggregate == "mean":
             update = self.lin_agg((agg.sum.view(n, b, d) + boundary) / deg)
         elif self.aggregate == "max":
-            update = self.lin_agg(torch.maximum(agg.max.view(n, b, d), boundary))
+            update = self.lin_agg(torch.maximum(mx, boundary))
         else:
+            assert agg.sq is not None and agg.min is not None
             mean = (agg.sum.view(n, b, d) + boundary) / deg
             sq_mean = (agg.sq.view(n, b, d) + boundary * boundary) / deg
             std = (sq_mean - mean * mean).clamp(min=_EPS).sqrt()
-            feats = torch.cat([mean, torch.maximum(agg.max.view(n, b, d), boundary),
+            feats = torch.cat([mean, torch.maximum(mx, boundary),
                                torch.minimum(agg.min.view(n, b, d), boundary), std], dim=-1)
             y = self.lin_agg(feats).view(n, b, 3, self.out_dim)
             s = ctx.scale.view(n, 1, 1)

@@ -335,12 +335,12 @@ def _torch_forward(x: Tensor, w: Tensor, view: EdgeView, kind: str, with_sq: boo
         s.index_add_(0, dst, m)
         if q is not None:
             q.index_add_(0, dst, m * m)
-        if with_minmax:
+        if mx is not None and mn is not None:
             idx = dst.unsqueeze(1).expand_as(m)
             mx.scatter_reduce_(0, idx, m, "amax")
             mn.scatter_reduce_(0, idx, m, "amin")
     amx = amn = None
-    if with_minmax and need_arg:
+    if mx is not None and mn is not None and need_arg:
         big = torch.iinfo(torch.long).max
         amx = torch.full((n, c), big, dtype=torch.long, device=x.device)
         amn = torch.full((n, c), big, dtype=torch.long, device=x.device)
