@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -33,6 +34,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.config import IngestConfig
+from pipelines.logs import setup_logging
 from pipelines.partition import PartitionSettings, partition_graph, partition_interactions
 from pipelines.schema import DST, ITEM, SRC, USER
 from pipelines.session import build_spark
@@ -141,7 +143,8 @@ def metis(edges: np.ndarray, k: int, *, degree_balanced: bool) -> tuple[np.ndarr
 def dense_pairs(pairs: DataFrame, bipartite: bool) -> np.ndarray:
     """Collect the pairs with dense ids (benchmark only: METIS runs on the driver)."""
     cols = (USER, ITEM) if bipartite else (SRC, DST)
-    arr = np.array(pairs.select(*cols).collect(), dtype=np.int64).reshape(-1, 2)
+    pdf = pairs.select(*cols).toPandas()  # Arrow transfer
+    arr = pdf.to_numpy(dtype=np.int64).reshape(-1, 2)
     if bipartite:
         arr = np.c_[arr[:, 0], arr[:, 1] + arr[:, 0].max() + 1]
     _, inv = np.unique(arr, return_inverse=True)
@@ -179,14 +182,16 @@ def run_one(
         iterations_per_level=args.iterations,
         work_dir=args.work_dir,
     )
+    out = Path(args.work_dir) / f"out-{name}-{k}"
     reset_peak_rss(spark)
     started = time.perf_counter()
     if bipartite:
-        result = partition_interactions(spark, pairs, settings)
+        result = partition_interactions(spark, pairs, settings, out_dir=out)
     else:
-        result = partition_graph(spark, pairs, settings)
+        result = partition_graph(spark, pairs, settings, out_dir=out)
     seconds = time.perf_counter() - started
     peak = peak_rss_mb(spark)
+    shutil.rmtree(out, ignore_errors=True)
     q = result.quality
     row: dict[str, Any] = {
         "graph": name,
@@ -264,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", help="Folder for generated graphs and intermediate files.")
     parser.add_argument("--json", action="store_true", help="End with one JSON line.")
     args = parser.parse_args(argv)
+    setup_logging()
     if not args.edges and not args.rmat:
         parser.error("give --edges PATH and/or --rmat SIZES")
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-partition-"))

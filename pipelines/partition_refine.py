@@ -102,11 +102,13 @@ def refine(
             F.max(F.when(other, option)).alias("best"),
         )
         rank = Window.partitionBy("src_part", "dst_part").orderBy(F.desc("gain"), "h", NODE)
+        # Nodes of leaves above capacity may also move at a loss (best first), to shed weight.
+        over = [a for a, load in enumerate(loads) if load > capacity[a]]
+        wanted = F.col("best.c") > F.col("own")
+        if over:
+            wanted = wanted | (F.col("pu").isin(over) & F.col("best").isNotNull())
         cand = (
-            per.where(
-                hash_fraction_below(seed, s + 1, U, active_fraction)
-                & (F.col("best.c") > F.col("own"))
-            )
+            per.where(hash_fraction_below(seed, s + 1, U, active_fraction) & wanted)
             .select(
                 F.col(U).alias(NODE),
                 F.col("pu").alias("src_part"),

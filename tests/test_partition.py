@@ -212,6 +212,8 @@ def test_star_hub_leaf_filled_to_capacity(spark) -> None:
 
 @pytest.mark.slow
 def test_million_neighbour_hub(spark) -> None:
+    # The hub alone (load 1e6) exceeds the capacity floor(1.05 * 2e6 / 4) = 525,000: its leaf
+    # holds nothing else and every other leaf stays within capacity.
     n = 1_000_000
     edges = spark.range(1, n + 1).select(
         F.lit(0).cast("long").alias("src"), F.col("id").alias("dst")
@@ -219,10 +221,24 @@ def test_million_neighbour_hub(spark) -> None:
     result = partition_graph(spark, edges, PartitionSettings(num_leaves=4, **FAST))
     hub_leaf = result.assignment.where("node_id = 0").first()["leaf_id"]
     stats = _stats(result)
-    # Capacity floor(1.05 * 2e6 / 4) = 525,000: the hub leaf holds the hub and 25,000 spokes.
-    assert stats[hub_leaf]["load"] == 525_000
-    assert result.quality["nodes"] == n + 1
+    assert (stats[hub_leaf]["nodes"], stats[hub_leaf]["load"]) == (1, n)
+    assert all(s["load"] <= 525_000 for leaf, s in stats.items() if leaf != hub_leaf)
     assert sum(s["nodes"] for s in stats.values()) == n + 1
+    assert result.quality["cut_edges"] == n
+
+
+def test_hash_start_when_the_coarsest_graph_is_too_big(spark) -> None:
+    # max_initial_edges = 0: no graph goes to the single-task partitioner; the leaves start from
+    # a seeded hash split and Spark refinement must still respect the capacity.
+    g = nx.barbell_graph(6, 0)
+    settings = PartitionSettings(num_leaves=2, max_initial_edges=0, **FAST)
+    result = partition_graph(spark, _edges(spark, g.edges()), settings)
+    q = result.quality
+    assert q["initial"] == "hash"
+    assert sorted(_leaves(result)) == list(range(12))
+    assert q["balance"] <= 1.05
+    stats = _stats(result)
+    assert sum(s["load"] for s in stats.values()) == 62
 
 
 # --------------------------------------------------------------------------- invariants
