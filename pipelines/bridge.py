@@ -108,6 +108,48 @@ def bytes_to_matrix(values: pd.Series | list[bytes], dim: int) -> np.ndarray:
     return np.frombuffer(buf, dtype=np.float32).reshape(len(values), dim).copy()
 
 
+@dataclass(frozen=True)
+class _LeafSetup:
+    leaf_id: int
+    device: Any
+    users_global: np.ndarray
+    users_local: np.ndarray
+    items_global: np.ndarray
+    items_local: np.ndarray
+
+
+def _setup_leaf(pdf: pd.DataFrame, settings: LeafTrainSettings) -> _LeafSetup:
+    """Threads and device of the task, and the leaf's global ids mapped to local 0..n-1."""
+    import torch
+
+    torch.set_num_threads(task_threads(settings.threads))
+    users_global, users_local = np.unique(pdf[USER].to_numpy(np.int64), return_inverse=True)
+    items_global, items_local = np.unique(pdf[ITEM].to_numpy(np.int64), return_inverse=True)
+    return _LeafSetup(
+        leaf_id=int(pdf[LEAF_ID].iloc[0]),
+        device=torch.device(task_device(settings.device)),
+        users_global=users_global,
+        users_local=users_local.astype(np.int64),
+        items_global=items_global,
+        items_local=items_local.astype(np.int64),
+    )
+
+
+def _leaf_config(settings: LeafTrainSettings, seed: int) -> Any:
+    from gnn.train import LightGCNTrainConfig
+
+    return LightGCNTrainConfig(
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        reg=settings.reg,
+        layers=settings.layers,
+        dim=settings.dim,
+        seed=seed,
+        time_budget_seconds=settings.time_budget_seconds,
+    )
+
+
 def train_leaf(pdf: pd.DataFrame, settings: LeafTrainSettings) -> pd.DataFrame:
     """Train LightGCN on one leaf and return its node vectors.
 
@@ -118,34 +160,20 @@ def train_leaf(pdf: pd.DataFrame, settings: LeafTrainSettings) -> pd.DataFrame:
         (global id), ``role`` (core), ``vector`` (float32 bytes), ``leaf_log`` (JSON with the
         loss curve, epochs, seconds and device on the first row of the leaf, else null).
     """
-    import torch
-
-    from gnn.train import LightGCNTrainConfig, fit_lightgcn
+    from gnn.train import fit_lightgcn
 
     if pdf.empty:
         return pd.DataFrame({f.name: [] for f in EMBEDDING_ROWS_SCHEMA.fields})
-    leaf_id = int(pdf[LEAF_ID].iloc[0])
     started = time.perf_counter()
-    torch.set_num_threads(task_threads(settings.threads))
-    device = torch.device(task_device(settings.device))
-    users_global, users_local = np.unique(pdf[USER].to_numpy(np.int64), return_inverse=True)
-    items_global, items_local = np.unique(pdf[ITEM].to_numpy(np.int64), return_inverse=True)
-    cfg = LightGCNTrainConfig(
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        reg=settings.reg,
-        layers=settings.layers,
-        dim=settings.dim,
-        seed=settings.seed * 1_000_003 + leaf_id,
-        time_budget_seconds=settings.time_budget_seconds,
-    )
+    leaf = _setup_leaf(pdf, settings)
+    leaf_id, device = leaf.leaf_id, leaf.device
+    users_global, items_global = leaf.users_global, leaf.items_global
     result = fit_lightgcn(
-        users_local.astype(np.int64),
-        items_local.astype(np.int64),
+        leaf.users_local,
+        leaf.items_local,
         len(users_global),
         len(items_global),
-        cfg,
+        _leaf_config(settings, settings.seed * 1_000_003 + leaf_id),
         device=device,
         log=lambda *a, **k: None,
     )
@@ -223,16 +251,15 @@ def train_leaf_from(
     """
     import torch
 
-    from gnn.train import LightGCNTrainConfig, fit_lightgcn
+    from gnn.train import fit_lightgcn
 
     if edges.empty:
         return pd.DataFrame({f.name: [] for f in WEIGHTED_ROWS_SCHEMA.fields})
-    leaf_id = int(edges[LEAF_ID].iloc[0])
     started = time.perf_counter()
-    torch.set_num_threads(task_threads(settings.threads))
-    device = torch.device(task_device(settings.device))
-    users_global, users_local = np.unique(edges[USER].to_numpy(np.int64), return_inverse=True)
-    items_global, items_local = np.unique(edges[ITEM].to_numpy(np.int64), return_inverse=True)
+    leaf = _setup_leaf(edges, settings)
+    leaf_id, device = leaf.leaf_id, leaf.device
+    users_global, users_local = leaf.users_global, leaf.users_local
+    items_global, items_local = leaf.items_global, leaf.items_local
     n_u, n_i = len(users_global), len(items_global)
     start = np.zeros((n_u + n_i, settings.dim), dtype=np.float32)
     for kind, ids, offset in ((USER, users_global, 0), (ITEM, items_global, n_u)):
@@ -240,22 +267,12 @@ def train_leaf_from(
         pos = np.searchsorted(ids, part[NODE_ID].to_numpy(np.int64))
         ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == part[NODE_ID].to_numpy())
         start[offset + pos[ok]] = bytes_to_matrix(list(part[VECTOR]), settings.dim)[ok]
-    cfg = LightGCNTrainConfig(
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        reg=settings.reg,
-        layers=settings.layers,
-        dim=settings.dim,
-        seed=(settings.seed * 1_000_003 + leaf_id) * 1_009 + round_index,
-        time_budget_seconds=settings.time_budget_seconds,
-    )
     result = fit_lightgcn(
-        users_local.astype(np.int64),
-        items_local.astype(np.int64),
+        users_local,
+        items_local,
         n_u,
         n_i,
-        cfg,
+        _leaf_config(settings, (settings.seed * 1_000_003 + leaf_id) * 1_009 + round_index),
         device=device,
         init_embedding=torch.from_numpy(start),
         log=lambda *a, **k: None,
