@@ -183,9 +183,12 @@ def test_two_cliques_split_at_the_bridge(spark, tmp_path) -> None:
 
 def test_grid_is_cut_into_quadrants(spark) -> None:
     g = nx.convert_node_labels_to_integers(nx.grid_2d_graph(6, 6), ordering="sorted")
-    result = partition_graph(spark, _edges(spark, g.edges()), PartitionSettings(num_leaves=4))
+    settings = PartitionSettings(num_leaves=4, halo_hops=0)
+    result = partition_graph(spark, _edges(spark, g.edges()), settings)
     leaves = _leaves(result)
     assert result.quality["cut_edges"] == 12
+    assert result.halo_nodes.count() == result.halo_edges.count() == 0
+    assert result.quality["halo_replication"] == 1.0
     quadrant_leaves = {(n // 6 // 3, n % 6 // 3): set() for n in leaves}
     for n, leaf in leaves.items():
         quadrant_leaves[(n // 6 // 3, n % 6 // 3)].add(leaf)
