@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -147,10 +148,36 @@ class TrainConfig:
 class ExportConfig:
     top_k: int = _f(20, "Recommendations per user; Recall@K and NDCG@K use the same K.")
     user_block_size: int = _f(4096, "Users scored per matrix product.")
+    item_block_size: int = _f(4096, "Items scored per block when finding similar items.")
+    similar_k: int = _f(20, "Similar items kept per item (0: skip similar items).")
+    ann_index: str = _f("hnsw", "faiss index over item vectors: hnsw | ivf | flat.")
+    hnsw_m: int = _f(32, "HNSW graph degree (M).")
+    hnsw_ef_search: int = _f(128, "HNSW search depth (efSearch).")
+    ivf_lists: int = _f(0, "IVF inverted lists (0: about 4 * sqrt(items)).")
+    ivf_probe: int = _f(16, "IVF lists probed per query (nprobe).")
+    serving_table_prefix: str = _f(
+        "graphpipe", "PostgreSQL table prefix; credentials come from PG* environment variables."
+    )
 
     def validate(self) -> None:
         _require(self.top_k >= 1, "export.top_k", "must be >= 1")
         _require(self.user_block_size >= 1, "export.user_block_size", "must be >= 1")
+        _require(self.item_block_size >= 1, "export.item_block_size", "must be >= 1")
+        _require(self.similar_k >= 0, "export.similar_k", "must be >= 0")
+        _require(
+            self.ann_index in ("hnsw", "ivf", "flat"),
+            "export.ann_index",
+            "must be hnsw, ivf or flat",
+        )
+        _require(self.hnsw_m >= 2, "export.hnsw_m", "must be >= 2")
+        _require(self.hnsw_ef_search >= 1, "export.hnsw_ef_search", "must be >= 1")
+        _require(self.ivf_lists >= 0, "export.ivf_lists", "must be >= 0")
+        _require(self.ivf_probe >= 1, "export.ivf_probe", "must be >= 1")
+        _require(
+            re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", self.serving_table_prefix) is not None,
+            "export.serving_table_prefix",
+            "must be a lower-case SQL identifier (letters, digits, _)",
+        )
 
 
 @dataclass(frozen=True)
