@@ -151,6 +151,8 @@ def kway_refine(
         mine = leaf == part[node]
         own[node[mine]] = conn[mine]
         node, leaf, conn = node[~mine], leaf[~mine], conn[~mine]
+        if len(node) == 0:  # no node touches another leaf: nothing to refine
+            break
         tie = node_hash(g.ids[node], params.seed, 4, salt + it) ^ node_hash(leaf, params.seed, 8)
         order = np.lexsort((tie, -conn, node))
         node, leaf, conn = node[order], leaf[order], conn[order]
