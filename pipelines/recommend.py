@@ -1,8 +1,14 @@
-"""Top-K recommendations from embedding tables, computed in Spark tasks in blocks.
+"""Top-K recommendations and similar items from embedding tables, in Spark tasks, in blocks.
 
-Each task scores a block of users against the item matrix (a broadcast of the item vectors), masks
-the user's seen items, and keeps the K best with ties broken by the lower item id. Only the item
-table travels to the tasks; users, their seen items and the results stay distributed.
+Queries (users, or items for similar items) are grouped into blocks of ``query_block_size``
+rows and items into blocks of ``item_block_size`` rows; every (query block, item block) pair is
+one row of a shuffled join, scored by one matrix product in a Python task, which keeps the K
+best of that item block per query (masked items excluded, ties broken by the lower item id).
+A per-query window then keeps the K best over all item blocks. This is exact: every item of
+the global top-K under the order (score desc, item id asc) is in its own block's top-K.
+
+Nothing is collected to the driver and no task holds more than one block of each side; with a
+single item block this degenerates to scoring user blocks against the whole (small) item table.
 """
 
 from __future__ import annotations
@@ -11,14 +17,28 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from pipelines.bridge import bytes_to_matrix
 from pipelines.schema import ITEM, RANK, SCORE, USER, VECTOR
+from pipelines.topk import topk_block
+
+__all__ = [
+    "RECOMMENDATION_SCHEMA",
+    "SEEN",
+    "SIMILAR",
+    "blocked_topk",
+    "recommend_topk",
+    "similar_items",
+    "topk_block",
+]
 
 SEEN = "seen"
+SIMILAR = "similar"
+_QID, _QBLOCK, _IBLOCK = "_qid", "_qblock", "_iblock"
+_QIDS, _QVECS, _QSEEN, _IIDS, _IVECS = "_qids", "_qvecs", "_qseen", "_iids", "_ivecs"
 
 RECOMMENDATION_SCHEMA = T.StructType(
     [
@@ -29,44 +49,121 @@ RECOMMENDATION_SCHEMA = T.StructType(
     ]
 )
 
+_PARTIAL_SCHEMA = T.StructType(
+    [
+        T.StructField(_QID, T.LongType(), False),
+        T.StructField(ITEM, T.LongType(), False),
+        T.StructField(SCORE, T.FloatType(), False),
+    ]
+)
 
-def topk_block(
-    user_matrix: np.ndarray,
-    item_matrix: np.ndarray,
-    item_ids: np.ndarray,
-    seen: list[np.ndarray],
-    k: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` items for a block of users, seen items masked, ties to the lower item id.
 
-    Shapes:
-        user_matrix: ``[U, d]``; item_matrix: ``[I, d]``; item_ids: ``[I]`` sorted ascending;
-        seen: ``U`` arrays of item ids. Returns (items ``[U, k']``, scores ``[U, k']``) with
-        ``k' = min(k, I)``; a row may hold fewer valid entries (marked -1) when the user has seen
-        almost every item.
+def _block_pairs(
+    queries: DataFrame, items: DataFrame, *, query_block_size: int, item_block_size: int
+) -> DataFrame:
+    """One row per (query block, item block): ids, vectors and masks of both blocks.
+
+    Blocks are ``id div block_size``, so a block never holds more than ``block_size`` rows. The
+    item-block ids are attached to every query block by a join with the (tiny) list of item
+    block ids, then the item blocks come in through a shuffled join (never a broadcast of the
+    whole item table).
     """
-    scores = user_matrix.astype(np.float32) @ item_matrix.astype(np.float32).T
-    for row, items in enumerate(seen):
-        if len(items):
-            pos = np.clip(np.searchsorted(item_ids, items), 0, len(item_ids) - 1)
-            pos = pos[item_ids[pos] == items]
-            scores[row, pos] = -np.inf
-    kk = min(k, scores.shape[1])
-    out_items = np.full((scores.shape[0], kk), -1, dtype=np.int64)
-    out_scores = np.full((scores.shape[0], kk), -np.inf, dtype=np.float32)
-    if kk == 0:
-        return out_items, out_scores
-    # k-th largest value per row, then every candidate >= it; exact order among candidates by
-    # (score desc, item id asc) makes ties deterministic.
-    kth = -np.partition(-scores, kk - 1, axis=1)[:, kk - 1]
-    for row in range(scores.shape[0]):
-        cand = np.flatnonzero(scores[row] >= kth[row])
-        cand = cand[np.isfinite(scores[row, cand])]
-        order = np.lexsort((item_ids[cand], -scores[row, cand]))[:kk]
-        chosen = cand[order]
-        out_items[row, : len(chosen)] = item_ids[chosen]
-        out_scores[row, : len(chosen)] = scores[row, chosen]
-    return out_items, out_scores
+    iblocks = (
+        items.withColumn(_IBLOCK, F.floor(F.col(ITEM) / item_block_size))
+        .groupBy(_IBLOCK)
+        .agg(F.collect_list(F.struct(ITEM, VECTOR)).alias("_irows"))
+        .select(
+            _IBLOCK,
+            F.col(f"_irows.{ITEM}").alias(_IIDS),
+            F.col(f"_irows.{VECTOR}").alias(_IVECS),
+        )
+    )
+    qblocks = (
+        queries.withColumn(_QBLOCK, F.floor(F.col(_QID) / query_block_size))
+        .groupBy(_QBLOCK)
+        .agg(F.collect_list(F.struct(_QID, VECTOR, SEEN)).alias("_qrows"))
+        .select(
+            _QBLOCK,
+            F.col(f"_qrows.{_QID}").alias(_QIDS),
+            F.col(f"_qrows.{VECTOR}").alias(_QVECS),
+            F.col(f"_qrows.{SEEN}").alias(_QSEEN),
+        )
+    )
+    block_ids = iblocks.select(_IBLOCK)
+    pairs = qblocks.crossJoin(F.broadcast(block_ids))
+    return pairs.hint("shuffle_hash").join(iblocks.hint("shuffle_hash"), _IBLOCK)
+
+
+def _score_pairs(pairs: DataFrame, *, k: int, dim: int) -> DataFrame:
+    """Partial top-``k`` of every (query block, item block) row.
+
+    Schema:
+        pairs: see :func:`_block_pairs`.
+        returns: ``_qid long, item long, score float`` (at most ``k`` rows per query and block).
+    """
+
+    def score(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
+        for pdf in batches:
+            for i in range(len(pdf)):
+                iids = np.asarray(pdf[_IIDS].iat[i], dtype=np.int64)
+                order = np.argsort(iids, kind="stable")
+                ivecs = pdf[_IVECS].iat[i]
+                imat = bytes_to_matrix([ivecs[j] for j in order], dim)
+                qids = np.asarray(pdf[_QIDS].iat[i], dtype=np.int64)
+                qmat = bytes_to_matrix(list(pdf[_QVECS].iat[i]), dim)
+                seen = [
+                    np.asarray(s, dtype=np.int64) if s is not None else np.zeros(0, np.int64)
+                    for s in pdf[_QSEEN].iat[i]
+                ]
+                top_items, top_scores = topk_block(qmat, imat, iids[order], seen, k)
+                kk = top_items.shape[1]
+                flat = top_items.reshape(-1)
+                valid = flat >= 0
+                yield pd.DataFrame(
+                    {
+                        _QID: np.repeat(qids, kk)[valid],
+                        ITEM: flat[valid],
+                        SCORE: top_scores.reshape(-1)[valid],
+                    }
+                )
+
+    return pairs.mapInPandas(score, schema=_PARTIAL_SCHEMA)
+
+
+def blocked_topk(
+    queries: DataFrame,
+    items: DataFrame,
+    *,
+    k: int,
+    dim: int,
+    query_block_size: int = 4096,
+    item_block_size: int = 4096,
+) -> DataFrame:
+    """Exact top-``k`` items per query by blocks of queries and items.
+
+    Args:
+        queries: One row per query vector with the item ids it must not get.
+        items: The candidate item vectors.
+        k: Results per query.
+        dim: Vector size (float32 values per ``vector``).
+        query_block_size: Queries per matrix product.
+        item_block_size: Items per matrix product.
+
+    Returns:
+        Up to ``k`` rows per query, ranked 1..k by (score desc, item id asc).
+
+    Schema:
+        queries: ``_qid long, vector binary, seen array<long>`` (``seen`` may be null).
+        items: ``item long, vector binary``.
+        returns: ``_qid long, item long, score float, rank int``.
+    """
+    pairs = _block_pairs(
+        queries, items, query_block_size=query_block_size, item_block_size=item_block_size
+    )
+    partial = _score_pairs(pairs, k=k, dim=dim)
+    window = Window.partitionBy(_QID).orderBy(F.col(SCORE).desc(), F.col(ITEM).asc())
+    ranked = partial.withColumn(RANK, F.row_number().over(window))
+    return ranked.where(F.col(RANK) <= k).select(_QID, ITEM, SCORE, ranked[RANK].cast("int"))
 
 
 def recommend_topk(
@@ -78,8 +175,17 @@ def recommend_topk(
     k: int,
     dim: int,
     block_size: int = 4096,
+    item_block_size: int = 4096,
 ) -> DataFrame:
     """Top-``k`` unseen items per user.
+
+    Args:
+        spark: The session (kept for API stability; nothing is broadcast from the driver).
+        user_vectors, item_vectors, seen: See Schema.
+        k: Items per user.
+        dim: Vector size.
+        block_size: Users per block.
+        item_block_size: Items per block.
 
     Schema:
         user_vectors: ``user`` long, ``vector`` binary (float32 x dim).
@@ -87,37 +193,52 @@ def recommend_topk(
         seen: ``user`` long, ``item`` long (training interactions, masked out).
         returns: ``user`` long, ``item`` long, ``score`` float, ``rank`` int (1 = best).
     """
-    items_pdf: pd.DataFrame = item_vectors.select(ITEM, VECTOR).toPandas()
-    items_pdf = items_pdf.sort_values(ITEM)
-    item_ids = items_pdf[ITEM].to_numpy(np.int64)
-    item_matrix = bytes_to_matrix(list(items_pdf[VECTOR]), dim)
-    bc = spark.sparkContext.broadcast((item_ids, item_matrix))
+    del spark
     seen_lists = seen.groupBy(USER).agg(F.collect_list(ITEM).alias(SEEN))
-    users = user_vectors.select(USER, VECTOR).join(seen_lists, USER, "left")
+    queries = (
+        user_vectors.select(USER, VECTOR)
+        .join(seen_lists, USER, "left")
+        .select(F.col(USER).alias(_QID), VECTOR, SEEN)
+    )
+    out = blocked_topk(
+        queries,
+        item_vectors.select(ITEM, VECTOR),
+        k=k,
+        dim=dim,
+        query_block_size=block_size,
+        item_block_size=item_block_size,
+    )
+    return out.select(F.col(_QID).alias(USER), ITEM, SCORE, RANK)
 
-    def score(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
-        ids, matrix = bc.value
-        for pdf in batches:
-            for start in range(0, len(pdf), block_size):
-                block = pdf.iloc[start : start + block_size]
-                u = bytes_to_matrix(list(block[VECTOR]), dim)
-                seen_arrays = [
-                    np.asarray(s, dtype=np.int64) if s is not None else np.zeros(0, np.int64)
-                    for s in block[SEEN]
-                ]
-                top_items, top_scores = topk_block(u, matrix, ids, seen_arrays, k)
-                kk = top_items.shape[1]
-                users_rep = np.repeat(block[USER].to_numpy(np.int64), kk)
-                ranks = np.tile(np.arange(1, kk + 1, dtype=np.int32), len(block))
-                flat_items = top_items.reshape(-1)
-                valid = flat_items >= 0
-                yield pd.DataFrame(
-                    {
-                        USER: users_rep[valid],
-                        ITEM: flat_items[valid],
-                        SCORE: top_scores.reshape(-1)[valid],
-                        RANK: ranks[valid],
-                    }
-                )
 
-    return users.mapInPandas(score, schema=RECOMMENDATION_SCHEMA)
+def similar_items(
+    item_vectors: DataFrame,
+    *,
+    k: int,
+    dim: int,
+    query_block_size: int = 4096,
+    item_block_size: int = 4096,
+) -> DataFrame:
+    """Top-``k`` most similar items (inner product) per item, the item itself excluded.
+
+    Ties go to the lower item id, as in :func:`recommend_topk`.
+
+    Schema:
+        item_vectors: ``item long, vector binary``.
+        returns: ``item long, similar long, score float, rank int`` (1 = most similar).
+    """
+    items = item_vectors.select(ITEM, VECTOR)
+    queries = items.select(
+        F.col(ITEM).alias(_QID), VECTOR, F.array(F.col(ITEM)).alias(SEEN)
+    )
+    out = blocked_topk(
+        queries,
+        items,
+        k=k,
+        dim=dim,
+        query_block_size=query_block_size,
+        item_block_size=item_block_size,
+    )
+    return out.select(
+        F.col(_QID).alias(ITEM), F.col(ITEM).alias(SIMILAR), SCORE, RANK
+    )
