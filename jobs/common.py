@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from pyspark.sql import SparkSession
 
 from pipelines.config import ConfigError, PipelineConfig, load_config
 from pipelines.session import build_spark
+from pipelines.stages import MissingStageError
 
 log = logging.getLogger("graphpipe.jobs")
 
@@ -72,4 +74,40 @@ def fail(message: str) -> int:
     return 2
 
 
-__all__ = ["ConfigError", "JobContext", "fail", "job_parser", "start_job", "setup_logging"]
+__all__ = [
+    "ConfigError",
+    "JobContext",
+    "MissingStageError",
+    "fail",
+    "job_parser",
+    "stage_main",
+    "start_job",
+    "setup_logging",
+]
+
+
+def stage_main(argv: Sequence[str] | None, stage: str, description: str) -> int:
+    """A job that runs one stage of a run (``pipelines.run.STAGES``): thin by design.
+
+    Exit codes: 0 done or already done (same config), 2 bad input, bad config or a missing
+    upstream stage.
+    """
+    args = job_parser(description).parse_args(argv)
+    from pipelines.io import IngestError
+    from pipelines.run import run_one_stage
+
+    try:
+        ctx = start_job(args, stage)
+    except ConfigError as exc:
+        return fail(str(exc))
+    try:
+        result = run_one_stage(ctx.spark, ctx.cfg, ctx.run_dir, stage)
+    except (ConfigError, IngestError, MissingStageError) as exc:
+        return fail(str(exc))
+    finally:
+        ctx.close()
+    status = "skipped (already done)" if result.skipped else f"done in {result.seconds:.1f} s"
+    print(f"{stage} {status}: {result.path}")
+    for key, value in result.counts.items():
+        print(f"  {key:<18}{value:>14,}")
+    return 0

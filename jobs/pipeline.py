@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"users evaluated {summary.metrics['users']}")
     print(f"outputs in {summary.run_dir}")
     print(f"  recommendations: {summary.run_dir / 'recommend' / 'recommendations'}")
-    print(f"  embeddings:      {summary.run_dir / 'train' / 'embeddings'}")
+    print(f"  embeddings:      {summary.run_dir / 'aggregate' / 'embeddings'}")
     return 0
 
 

@@ -121,7 +121,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = _f(30, "Maximum training epochs.")
+    epochs: int = _f(30, "Maximum training epochs (per round when the graph has several leaves).")
+    rounds: int = _f(1, "Rounds of per-leaf training + averaging of shared nodes.")
     batch_size: int = _f(8192, "BPR triples per step.")
     lr: float = _f(0.001, "Adam learning rate.")
     reg: float = _f(1e-4, "L2 weight on the ego embeddings of a batch (BPR regulariser).")
@@ -132,6 +133,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         _require(self.epochs >= 0, "train.epochs", "must be >= 0")
+        _require(self.rounds >= 1, "train.rounds", "must be >= 1")
         _require(self.batch_size >= 1, "train.batch_size", "must be >= 1")
         _require(self.lr > 0, "train.lr", "must be > 0")
         _require(self.reg >= 0, "train.reg", "must be >= 0")

@@ -1,4 +1,5 @@
-"""The end-to-end recommendation run: ingest -> train -> recommend -> evaluate.
+"""The end-to-end recommendation run: ingest -> partition -> train -> aggregate -> recommend ->
+evaluate.
 
 Every stage goes through :func:`pipelines.stages.run_stage`, keyed by the hash of the config
 sections it depends on, so a rerun skips finished stages and a failed run resumes.
@@ -8,25 +9,24 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pipelines import io as ingest_io
-from pipelines.bridge import LEAF_LOG, LeafTrainSettings, train_leaves
 from pipelines.config import PipelineConfig
 from pipelines.dense_ids import map_back
 from pipelines.evaluate import ranking_metrics
 from pipelines.recommend import recommend_topk
-from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, RANK, SCORE, USER, VECTOR
-from pipelines.stages import StageResult, run_stage
+from pipelines.schema import ITEM, RANK, SCORE, USER
+from pipelines.stages import StageResult, require_stages, run_stage
+from pipelines.train_stage import aggregate_body, embeddings, interactions, train_body
 
 log = logging.getLogger("graphpipe.run")
-
-SPLIT = "split"
 
 
 @dataclass(frozen=True)
@@ -34,50 +34,6 @@ class RunSummary:
     run_dir: Path
     stages: list[StageResult]
     metrics: dict[str, Any]
-
-
-def leaf_settings(cfg: PipelineConfig) -> LeafTrainSettings:
-    return LeafTrainSettings(
-        dim=cfg.model.dim,
-        layers=cfg.model.layers,
-        epochs=cfg.train.epochs,
-        batch_size=cfg.train.batch_size,
-        lr=cfg.train.lr,
-        reg=cfg.train.reg,
-        seed=cfg.run.seed,
-        time_budget_seconds=cfg.train.time_budget_minutes * 60.0,
-        device=cfg.train.device,
-        threads=cfg.train.threads,
-    )
-
-
-def interactions(spark: SparkSession, run_dir: Path, split: str) -> DataFrame:
-    tables = ingest_io.read_ingested(spark, run_dir / "ingest")
-    df = tables["interactions"]
-    return df.where(F.col(SPLIT) == split).select(USER, ITEM)
-
-
-def train_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path) -> dict:
-    """Full-graph LightGCN as one leaf (leaf 0) through the Spark-to-torch seam."""
-    train = interactions(spark, run_dir, "train").withColumn(LEAF_ID, F.lit(0).cast("long"))
-    rows = train_leaves(train, leaf_settings(cfg)).persist()
-    rows.select(KIND, NODE_ID, LEAF_ID, VECTOR).write.parquet(str(out / "embeddings"))
-    logs = rows.where(F.col(LEAF_LOG).isNotNull()).select(LEAF_ID, LEAF_LOG)
-    logs.write.parquet(str(out / "leaf_logs"))
-    counts = rows.groupBy(KIND).count().collect()
-    leaf_log = [json.loads(r[LEAF_LOG]) for r in logs.collect()]
-    rows.unpersist()
-    result: dict[str, Any] = {f"{r[KIND]}_vectors": int(r["count"]) for r in counts}
-    result["leaves"] = len(leaf_log)
-    result["epochs"] = max((x["epochs"] for x in leaf_log), default=0)
-    result["device"] = ",".join(sorted({x["device"] for x in leaf_log}))
-    result["final_loss"] = leaf_log[0]["losses"][-1] if leaf_log and leaf_log[0]["losses"] else None
-    return result
-
-
-def embeddings(spark: SparkSession, run_dir: Path, kind: str, column: str) -> DataFrame:
-    df = spark.read.parquet(str(run_dir / "train" / "embeddings"))
-    return df.where(F.col(KIND) == kind).select(F.col(NODE_ID).alias(column), VECTOR)
 
 
 def recommend_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path) -> dict:
@@ -111,40 +67,77 @@ def evaluate_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: 
     }
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a run: its name, the config sections its output depends on, its body."""
+
+    name: str
+    sections: tuple[str, ...]
+    body: Callable[[SparkSession, PipelineConfig, Path, Path], Mapping[str, Any]]
+    needs: tuple[str, ...] = ()
+
+
+def _ingest_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path) -> dict:
+    return ingest_io.ingest(spark, cfg.ingest, out)
+
+
+def _partition_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path) -> dict:
+    from pipelines.partition import PartitionSettings, partition_stage
+
+    settings = PartitionSettings.from_config(cfg.partition, seed=cfg.run.seed)
+    return partition_stage(spark, run_dir / "ingest", settings, out)
+
+
+_TRAINED = ("ingest", "partition", "run", "model", "train")
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        Stage("ingest", ("ingest",), _ingest_body),
+        Stage("partition", ("ingest", "partition", "run"), _partition_body, ("ingest",)),
+        Stage("train", _TRAINED, train_body, ("ingest",)),
+        Stage("aggregate", _TRAINED, aggregate_body, ("train",)),
+        Stage("recommend", (*_TRAINED, "export"), recommend_body, ("aggregate",)),
+        Stage("evaluate", (*_TRAINED, "export"), evaluate_body, ("recommend",)),
+    )
+}
+
+
+def run_one_stage(
+    spark: SparkSession, cfg: PipelineConfig, run_dir: Path, name: str
+) -> StageResult:
+    """Run (or skip, when already done with the same config) one stage of a run."""
+    stage = STAGES[name]
+    require_stages(run_dir, name, stage.needs)
+    return run_stage(
+        run_dir,
+        name,
+        cfg.section_hash(*stage.sections),
+        lambda out: stage.body(spark, cfg, run_dir, out),
+        spark=spark,
+    )
+
+
+def needs_partition(spark: SparkSession, cfg: PipelineConfig, run_dir: Path) -> bool:
+    """Partition when leaves are asked for, or when the train split exceeds one leaf's bound."""
+    if cfg.partition.num_leaves > 0:
+        return cfg.partition.num_leaves > 1
+    if (run_dir / "partition" / "_STAGE.json").exists():
+        return True
+    edges = interactions(spark, run_dir, "train").count()
+    return edges > cfg.partition.max_edges_per_leaf
+
+
 def run_pipeline(spark: SparkSession, cfg: PipelineConfig, run_dir: Path) -> RunSummary:
-    """Run (or resume) every stage of the recommendation pipeline."""
-    h_ingest = cfg.section_hash("ingest")
-    h_train = cfg.section_hash("ingest", "run", "model", "train")
-    h_export = cfg.section_hash("ingest", "run", "model", "train", "export")
-    stages = [
-        run_stage(
-            run_dir,
-            "ingest",
-            h_ingest,
-            lambda out: ingest_io.ingest(spark, cfg.ingest, out),
-            spark=spark,
-        ),
-        run_stage(
-            run_dir,
-            "train",
-            h_train,
-            lambda out: train_body(spark, cfg, run_dir, out),
-            spark=spark,
-        ),
-        run_stage(
-            run_dir,
-            "recommend",
-            h_export,
-            lambda out: recommend_body(spark, cfg, run_dir, out),
-            spark=spark,
-        ),
-        run_stage(
-            run_dir,
-            "evaluate",
-            h_export,
-            lambda out: evaluate_body(spark, cfg, run_dir, out),
-            spark=spark,
-        ),
-    ]
+    """Run (or resume) every stage of the recommendation pipeline.
+
+    ingest → partition (only when the graph needs more than one leaf) → train → aggregate →
+    recommend → evaluate. Each stage is keyed by the hash of the config sections it depends on,
+    so a rerun skips finished stages and a run killed between stages resumes.
+    """
+    stages = [run_one_stage(spark, cfg, run_dir, "ingest")]
+    if needs_partition(spark, cfg, run_dir):
+        stages.append(run_one_stage(spark, cfg, run_dir, "partition"))
+    for name in ("train", "aggregate", "recommend", "evaluate"):
+        stages.append(run_one_stage(spark, cfg, run_dir, name))
     metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     return RunSummary(run_dir=run_dir, stages=stages, metrics=metrics)

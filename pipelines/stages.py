@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,20 @@ class StageResult:
     seconds: float
     skipped: bool
     extra: dict[str, Any]
+
+
+class MissingStageError(RuntimeError):
+    """A stage's input, an upstream stage, has not finished in this run directory."""
+
+
+def require_stages(run_dir: str | Path, stage: str, needs: Sequence[str]) -> None:
+    """Raise :class:`MissingStageError` naming the first upstream stage without a marker."""
+    for upstream in needs:
+        if read_marker(run_dir, upstream) is None:
+            raise MissingStageError(
+                f"{Path(run_dir) / upstream}: stage '{upstream}' has not finished in this run "
+                f"directory; run it before '{stage}'"
+            )
 
 
 def read_marker(run_dir: str | Path, stage: str) -> dict[str, Any] | None:

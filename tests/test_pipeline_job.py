@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from jobs import pipeline
+from jobs import aggregate, evaluate, pipeline, train
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,10 @@ def test_pipeline_end_to_end_and_resume(spark, small_lightgcn, tmp_path, capsys)
     # Random ranking of 51 unseen items gives recall@5 ~ 5/51 ~ 0.1; a trained model doubles it.
     assert metrics["recall@5"] > 0.2
     assert 0 < metrics["ndcg@5"] <= 1
-    for stage in ("ingest", "train", "recommend", "evaluate"):
+    for stage in ("ingest", "train", "aggregate", "recommend", "evaluate"):
         assert (run_dir / stage / "_STAGE.json").is_file()
+    # 160 training interactions need one leaf: no partition stage.
+    assert not (run_dir / "partition").exists()
     assert (run_dir / "config.yaml").is_file()
 
     from pyspark.sql import SparkSession
@@ -79,10 +81,80 @@ def test_pipeline_end_to_end_and_resume(spark, small_lightgcn, tmp_path, capsys)
     assert pipeline.main(argv) == 0
     again = capsys.readouterr().out
     statuses = {line.split()[0]: line.split()[2] for line in again.splitlines() if "{" in line}
-    assert statuses == dict.fromkeys(("ingest", "train", "recommend", "evaluate"), "skipped")
+    stages = ("ingest", "train", "aggregate", "recommend", "evaluate")
+    assert statuses == dict.fromkeys(stages, "skipped")
     assert json.loads((run_dir / "evaluate" / "metrics.json").read_text()) == metrics
 
 
 def test_pipeline_bad_config_and_missing_input(tmp_path, capsys):
     assert pipeline.main(["--run-dir", str(tmp_path / "r"), "--set", "train.lr=-1"]) == 2
     assert "train.lr" in capsys.readouterr().err
+
+
+def _small_argv(data, run_dir, *extra: str) -> list[str]:
+    sets = [
+        f"ingest.train_path={data / 'train.txt'}",
+        f"ingest.test_path={data / 'test.txt'}",
+        "train.epochs=20",
+        "train.batch_size=64",
+        "train.lr=0.02",
+        "model.dim=16",
+        "model.layers=2",
+        "export.top_k=5",
+        "train.threads=1",
+        *extra,
+    ]
+    return ["--run-dir", str(run_dir)] + [x for s in sets for x in ("--set", s)]
+
+
+@pytest.fixture(scope="module")
+def four_communities(tmp_path_factory):
+    """80 users, 4 communities of 15 items: each of 2 leaves holds 2 communities, so a leaf's
+    negative samples include the other community's items (as in any real leaf)."""
+    rng = np.random.default_rng(5)
+    root = tmp_path_factory.mktemp("lgcn4")
+    train, test = [], []
+    for u in range(80):
+        pool = np.arange(15) + 15 * (u % 4)
+        items = rng.choice(pool, size=12, replace=False)
+        train.append(f"{u} " + " ".join(str(i) for i in items[:9]))
+        test.append(f"{u} " + " ".join(str(i) for i in items[9:]))
+    (root / "train.txt").write_text("\n".join(train) + "\n")
+    (root / "test.txt").write_text("\n".join(test) + "\n")
+    return root
+
+
+def test_partitioned_run_trains_every_leaf_and_aggregates(
+    spark, four_communities, tmp_path, capsys
+):
+    run_dir = tmp_path / "run"
+    argv = _small_argv(four_communities, run_dir, "partition.num_leaves=2", "train.rounds=2")
+    assert pipeline.main(argv) == 0
+    capsys.readouterr()
+    assert (run_dir / "partition" / "_STAGE.json").is_file()
+    from pyspark.sql import SparkSession
+
+    s = SparkSession.getActiveSession() or spark
+    logs = s.read.parquet(str(run_dir / "train" / "leaf_logs")).toPandas()
+    # Two leaves, two rounds: one loss curve per leaf and round.
+    assert sorted(zip(logs["leaf_id"], logs["round"], strict=True)) == [
+        (0, 1),
+        (0, 2),
+        (1, 1),
+        (1, 2),
+    ]
+    emb = s.read.parquet(str(run_dir / "aggregate" / "embeddings")).toPandas()
+    assert (emb["kind"] == "user").sum() == 80 and (emb["kind"] == "item").sum() == 60
+    assert emb.groupby(["kind", "node_id"]).size().max() == 1
+    metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    # Chance: 3 test items among 51 unseen, recall@5 ~ 0.1; the community model far above it.
+    assert metrics["users"] == 80 and metrics["recall@5"] > 0.25
+
+
+def test_stage_jobs_refuse_a_missing_upstream_stage(small_lightgcn, tmp_path, capsys):
+    run_dir = tmp_path / "empty-run"
+    for job, upstream in ((train, "ingest"), (aggregate, "train"), (evaluate, "recommend")):
+        assert job.main(_small_argv(small_lightgcn, run_dir)) == 2
+        err = capsys.readouterr().err
+        assert f"stage '{upstream}' has not finished" in err and str(run_dir) in err
+        assert not (run_dir / job.__name__.split(".")[-1]).exists()
