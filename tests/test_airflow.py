@@ -1,0 +1,234 @@
+"""The Airflow DAGs (deploy/airflow): spec parsing, a DagBag without import errors inside the
+Airflow venv, and one real ``airflow dags test graphpipe_daily`` against local Spark.
+
+The Airflow venv (.venv-airflow) is built by ``scripts/airflow_env.sh`` on first use (about
+1-1.5 minutes, then a no-op). The DAG run uses a metadata DB of its own under tmp.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.packaging import build_pyfiles_zip
+
+ROOT = Path(__file__).resolve().parents[1]
+AIRFLOW_ENV = ROOT / "scripts" / "airflow_env.sh"
+SPECS = ROOT / "deploy" / "airflow" / "dags.yaml"
+DAILY = ("ingest", "partition", "train", "aggregate", "recommend", "export", "evaluate")
+
+
+def _specs_module():
+    path = ROOT / "deploy" / "airflow" / "dags" / "graphpipe_airflow" / "specs.py"
+    spec = importlib.util.spec_from_file_location("graphpipe_airflow_specs", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def _airflow(args: list[str], env: dict[str, str], timeout: float, **kw):
+    return subprocess.run(
+        ["bash", str(AIRFLOW_ENV), *args],
+        env=env, capture_output=True, text=True, timeout=timeout, **kw,
+    )  # fmt: skip
+
+
+def _base_env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK_", "AIRFLOW"))}
+    env.update(AIRFLOW_HOME=str(tmp / "airflow-home"), GRAPHPIPE_PYTHON=sys.executable)
+    env.update(SPARK_LOCAL_IP="127.0.0.1")
+    return env
+
+
+def test_specs_merge_defaults_and_stage_overrides():
+    specs = _specs_module()
+    parsed = specs.parse_specs(yaml.safe_load(SPECS.read_text()))
+    daily = parsed["graphpipe_daily"]
+    assert tuple(s.name for s in daily.stages) == DAILY
+    assert daily.schedule == "@daily"
+    train = daily.stages[2]
+    assert (train.driver_memory, train.executor_memory, train.retries) == ("4g", "4g", 2)
+    assert daily.stages[0].driver_memory == "2g"
+    assert train.application(Path("/r")) == Path("/r/jobs/train.py")
+    forget = parsed["graphpipe_forget"]
+    assert [s.name for s in forget.stages] == ["forget", "recommend", "export"]
+    assert forget.schedule is None
+
+
+BASE_DEFAULTS = yaml.safe_load(SPECS.read_text())["defaults"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"defaults": BASE_DEFAULTS, "dags": {"d": {"stages": ["a", "a"]}}},
+            "dags.d: duplicate stage names ['a', 'a']",
+        ),
+        ({"defaults": BASE_DEFAULTS, "dags": {"d": {"stages": []}}}, "dags.d: no stages"),
+        (
+            {"defaults": BASE_DEFAULTS, "dags": {"d": {"stages": [{"name": "a", "mem": 1}]}}},
+            "dags.d.a: unknown keys ['mem']",
+        ),
+        ({"defaults": {"retriez": 1}, "dags": {}}, "defaults: unknown keys ['retriez']"),
+        ({"dags": {"d": {"stages": ["a"]}}}, "dags.d.a: missing ['driver_memory', 'execution_timeout_minutes'"),
+        ({"dags": {"d": {"stages": [3]}}}, "dags.d: a stage is a name or a mapping"),
+        ({"dag": {}}, "spec: top level needs a 'dags' mapping"),
+    ],
+)
+def test_bad_specs_name_the_key(data, message):
+    specs = _specs_module()
+    with pytest.raises(specs.SpecError) as info:
+        specs.parse_specs(data)
+    assert str(info.value).startswith(message)
+
+
+def test_stage_overrides_and_args():
+    specs = _specs_module()
+    base = yaml.safe_load(SPECS.read_text())["defaults"]
+    parsed = specs.parse_specs(
+        {
+            "defaults": base,
+            "dags": {"d": {"stages": [
+                {"name": "x", "job": "pipeline", "args": ["--flag", 3], "retries": 0,
+                 "conf": {"spark.a": 1}},
+            ]}},
+        }
+    )  # fmt: skip
+    (x,) = parsed["d"].stages
+    assert (x.job, x.args, x.retries, x.retry_delay_minutes) == ("pipeline", ("--flag", "3"), 0, 5)
+    assert x.conf == {"spark.ui.showConsoleProgress": "false", "spark.a": "1"}
+
+
+DAGBAG_PROBE = r"""
+import json, os
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+out = {"errors": {k: str(v)[-300:] for k, v in bag.import_errors.items()}, "dags": {}}
+for dag_id, dag in sorted(bag.dags.items()):
+    out["dags"][dag_id] = {
+        "schedule": str(dag.schedule),
+        "params": sorted(dag.params.keys()),
+        "tasks": [
+            {"id": t.task_id, "type": type(t).__name__, "up": sorted(t.upstream_task_ids),
+             "app": t.application, "args": t.application_args, "retries": t.retries,
+             "py_files": t.py_files, "conn": t._conn_id, "env": t.env_vars,
+             "python_conf": t.conf["spark.pyspark.python"]}
+            for t in dag.topological_sort()
+        ],
+    }
+print(json.dumps(out))
+"""
+
+
+def test_dagbag_has_no_import_errors(tmp_path):
+    proc = _airflow(["python", "-c", DAGBAG_PROBE], _base_env(tmp_path), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    bag = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert bag["errors"] == {}
+    assert sorted(bag["dags"]) == ["graphpipe_daily", "graphpipe_forget"]
+    for dag_id, stages in (("graphpipe_daily", DAILY), ("graphpipe_forget", ("forget",
+                           "recommend", "export"))):  # fmt: skip
+        dag = bag["dags"][dag_id]
+        assert dag["params"] == ["config", "pyfiles", "python", "run_root"]
+        assert [t["id"] for t in dag["tasks"]] == list(stages)
+        assert [t["up"] for t in dag["tasks"]] == [[]] + [[s] for s in stages[:-1]]
+        for t in dag["tasks"]:
+            assert t["type"] == "SparkSubmitOperator" and t["conn"] == "graphpipe_spark"
+            assert t["app"] == str(ROOT / "jobs" / f"{t['id']}.py")
+            assert t["args"] == [
+                "--config", "{{ params.config }}", "--run-dir", "{{ params.run_root }}/{{ ds }}"
+            ]  # fmt: skip
+            assert t["retries"] == 2 and t["py_files"] == "{{ params.pyfiles }}"
+            assert t["env"]["PYSPARK_PYTHON"] == t["python_conf"] == "{{ params.python }}"
+    assert bag["dags"]["graphpipe_daily"]["schedule"] == "@daily"
+
+
+def _tiny_graph(folder: Path) -> tuple[Path, Path]:
+    """40 users x 10 distinct items out of 50 (LightGCN lines): 8 train and 2 test each."""
+    rng = random.Random(0)
+    train, test = [], []
+    for user in range(40):
+        items = rng.sample(range(50), 10)
+        train.append(" ".join(map(str, [user, *items[:8]])))
+        test.append(" ".join(map(str, [user, *items[8:]])))
+    (folder / "train.txt").write_text("\n".join(train) + "\n")
+    (folder / "test.txt").write_text("\n".join(test) + "\n")
+    return folder / "train.txt", folder / "test.txt"
+
+
+def test_daily_dag_runs_on_local_spark(tmp_path):
+    train, test = _tiny_graph(tmp_path)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "run": {"name": "gp-airflow", "seed": 0},
+                "spark": {"shuffle_partitions": 2, "conf": {"spark.ui.enabled": "false"}},
+                "ingest": {"train_path": str(train), "test_path": str(test)},
+                "partition": {"num_leaves": 2},
+                "model": {"dim": 8, "layers": 2},
+                "train": {"epochs": 2, "rounds": 2, "batch_size": 128, "lr": 0.01,
+                          "threads": 1, "device": "cpu"},  # fmt: skip
+                "export": {"top_k": 5, "similar_k": 3, "user_block_size": 16},
+            }
+        )
+    )
+    # The real DAG spec, with no retries (a failure fails the test now, not after 5 minutes).
+    specs = yaml.safe_load(SPECS.read_text())
+    specs["defaults"]["retries"] = 0
+    for dag in specs["dags"].values():
+        for stage in dag["stages"]:
+            if isinstance(stage, dict):
+                stage.pop("retries", None)
+                stage.update(driver_memory="1g", executor_memory="1g")
+    (tmp_path / "dags.yaml").write_text(yaml.safe_dump(specs))
+    env = _base_env(tmp_path)
+    env.update(
+        GRAPHPIPE_AIRFLOW_SPECS=str(tmp_path / "dags.yaml"),
+        GRAPHPIPE_CONFIG=str(config),
+        GRAPHPIPE_RUN_ROOT=str(tmp_path / "runs"),
+        GRAPHPIPE_PYFILES=str(build_pyfiles_zip(tmp_path / "dist")),
+    )
+    proc = _airflow(
+        ["airflow", "dags", "test", "graphpipe_daily", "2026-11-27"], env, timeout=1200,
+        cwd=tmp_path,
+    )  # fmt: skip
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-6000:]
+
+    # Task-instance states from the run's metadata DB (dags test exits 0 on task failures too).
+    with sqlite3.connect(tmp_path / "airflow-home" / "airflow.db") as db:
+        states = dict(
+            db.execute(
+                "select task_id, state from task_instance where dag_id = 'graphpipe_daily'"
+            ).fetchall()
+        )
+        runs = db.execute("select state from dag_run where dag_id = 'graphpipe_daily'").fetchall()
+    assert states == {stage: "success" for stage in DAILY}, log[-6000:]
+    assert runs == [("success",)]
+
+    run_dir = tmp_path / "runs" / "2026-11-27"
+    markers = {s: json.loads((run_dir / s / "_STAGE.json").read_text()) for s in DAILY}
+    ingest = markers["ingest"]["counts"]
+    assert (ingest["accepted_train"], ingest["accepted_test"], ingest["users"]) == (320, 80, 40)
+    assert ingest["items"] == len({int(x) for line in train.read_text().splitlines()
+                                   + test.read_text().splitlines() for x in line.split()[1:]})
+    assert markers["partition"]["counts"]["leaves"] == 2
+    assert markers["aggregate"]["counts"]["user_vectors"] == 40
+    # Every user has 42 unseen items, so exactly top_k = 5 recommendations each.
+    assert markers["recommend"]["counts"]["recommendations"] == 200
+    metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    assert metrics["users"] == 40
+    assert 0.0 <= metrics["recall@5"] <= 1.0 and 0.0 <= metrics["ndcg@5"] <= 1.0
