@@ -82,7 +82,10 @@ BASE_DEFAULTS = yaml.safe_load(SPECS.read_text())["defaults"]
             "dags.d.a: unknown keys ['mem']",
         ),
         ({"defaults": {"retriez": 1}, "dags": {}}, "defaults: unknown keys ['retriez']"),
-        ({"dags": {"d": {"stages": ["a"]}}}, "dags.d.a: missing ['driver_memory', 'execution_timeout_minutes'"),
+        (
+            {"dags": {"d": {"stages": ["a"]}}},
+            "dags.d.a: missing ['driver_memory', 'execution_timeout_minutes'",
+        ),
         ({"dags": {"d": {"stages": [3]}}}, "dags.d: a stage is a name or a mapping"),
         ({"dag": {}}, "spec: top level needs a 'dags' mapping"),
     ],
@@ -179,8 +182,14 @@ def test_daily_dag_runs_on_local_spark(tmp_path):
                 "ingest": {"train_path": str(train), "test_path": str(test)},
                 "partition": {"num_leaves": 2},
                 "model": {"dim": 8, "layers": 2},
-                "train": {"epochs": 2, "rounds": 2, "batch_size": 128, "lr": 0.01,
-                          "threads": 1, "device": "cpu"},  # fmt: skip
+                "train": {
+                    "epochs": 2,
+                    "rounds": 2,
+                    "batch_size": 128,
+                    "lr": 0.01,
+                    "threads": 1,
+                    "device": "cpu",
+                },  # fmt: skip
                 "export": {"top_k": 5, "similar_k": 3, "user_block_size": 16},
             }
         )
@@ -223,8 +232,13 @@ def test_daily_dag_runs_on_local_spark(tmp_path):
     markers = {s: json.loads((run_dir / s / "_STAGE.json").read_text()) for s in DAILY}
     ingest = markers["ingest"]["counts"]
     assert (ingest["accepted_train"], ingest["accepted_test"], ingest["users"]) == (320, 80, 40)
-    assert ingest["items"] == len({int(x) for line in train.read_text().splitlines()
-                                   + test.read_text().splitlines() for x in line.split()[1:]})
+    assert ingest["items"] == len(
+        {
+            int(x)
+            for line in train.read_text().splitlines() + test.read_text().splitlines()
+            for x in line.split()[1:]
+        }
+    )
     assert markers["partition"]["counts"]["leaves"] == 2
     assert markers["aggregate"]["counts"]["user_vectors"] == 40
     # Every user has 42 unseen items, so exactly top_k = 5 recommendations each.

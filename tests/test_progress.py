@@ -76,7 +76,9 @@ def test_terminal_redraws_at_most_every_redraw_seconds():
     # Redraws at steps 1, 5, 9, ... 97 (every 4 steps = 1 s): 25 of them; none final yet.
     assert tty.getvalue().count("\r") == 25
     bar.update()
-    assert tty.getvalue().count("\r") == 26 and tty.getvalue().endswith("100/100 (100%), 0:25 elapsed\n")
+    assert tty.getvalue().count("\r") == 26 and tty.getvalue().endswith(
+        "100/100 (100%), 0:25 elapsed\n"
+    )
 
 
 def test_unknown_total_and_early_exit_report_once_on_close(caplog):

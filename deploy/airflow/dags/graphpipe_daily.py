@@ -1,4 +1,4 @@
-"""Daily graphpipe run (Airflow DAG ``graphpipe_daily``); the stages live in deploy/airflow/dags.yaml."""
+"""Daily graphpipe run (Airflow DAG ``graphpipe_daily``); stages in deploy/airflow/dags.yaml."""
 
 from graphpipe_airflow.factory import build_dag
 

@@ -1,0 +1,38 @@
+"""Report job: one HTML page for a run, <run-dir>/report/index.html (pipelines/report.py).
+
+    python -m jobs.report --run-dir runs/demo
+
+Needs no Spark session (reads the small tables and markers with pyarrow). Sections whose stage
+did not run are shown as "not run". Prints the page's path. Exit codes: 0 written, 2 the run
+directory does not exist.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from jobs.common import fail, job_parser
+from pipelines.logs import setup_logging
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = job_parser(__doc__ or "report").parse_args(argv)
+    setup_logging()
+    from pipelines.report import build_report
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        return fail(f"run directory {run_dir} does not exist")
+    print(build_report(run_dir).resolve())
+    return 0
+
+
+def run() -> None:
+    """Console script ``graphpipe-report``."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
