@@ -1,0 +1,410 @@
+"""Distill to delete: graph unlearning by knowledge distillation (D2DGN).
+
+Sinha, Mandal, Kankanhalli, "Distill to Delete: Unlearning in Graph Networks with Knowledge
+Distillation", arXiv:2309.16173, 2023. The trained model is the *preserver* (teacher); a
+randomly initialised model of the same architecture is the *destroyer*. A *student*, initialised
+from the preserver, is trained on the retained graph with the paper's combined objective::
+
+    L   = alpha * L_r + (1 - alpha) * L_f                                (D2DGN, "Loss")
+    L_r = KL(sigma(z_T / tau) || sigma(z_S / tau)) * tau^2  +  beta * ||h_S - h_T||^2
+          over retained elements (edges and sampled non-edges; their nodes' embeddings)
+    L_f = KL(sigma(z_D / tau) || sigma(z_S / tau)) * tau^2  +  beta * ||h_S - h_D||^2
+          over deleted elements (edges; embeddings of deleted nodes only)
+
+``z`` are link logits (response-based soft targets: each logit is a Bernoulli distribution,
+the KL is between Bernoullis), ``h`` are node embeddings (LightGCN's final embeddings; NBFNet's
+pair representations ``h_q(u, v)``), squared distances are summed over the dimension and
+averaged over rows. Teacher and destroyer outputs are computed on the *retained* graph, the
+graph the unlearned model will run on, so at step 0 the student equals the teacher there and
+``L_r`` only anchors it while ``L_f`` moves the deleted elements' outputs towards the
+destroyer's (uninformed) ones. For edge deletion the endpoints stay in the graph, so ``L_f``
+uses responses only; for node (user) deletion the nodes' embeddings are pulled too.
+
+Works on any partition leaf: every function takes plain tensors / arrays of one graph, ids in
+``[0, n)``, and never imports pyspark. Deterministic for ``UnlearnConfig.seed`` on CPU (all
+sampling from one ``torch.Generator``); the same code runs on CUDA. NBFNet unlearning lives
+in :mod:`gnn.unlearn_nbfnet`, evaluation helpers in :mod:`gnn.unlearn_eval`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gnn.models.lightgcn import LightGCN, build_norm_adj, lightgcn_propagate
+
+__all__ = [
+    "LightGCNDeletion",
+    "UnlearnConfig",
+    "UnlearnResult",
+    "bernoulli_kl",
+    "d2d_objective",
+    "embedding_distance",
+    "lightgcn_deletion",
+    "lightgcn_unlearn_loss",
+    "pick_rows",
+    "unlearn_lightgcn",
+]
+
+
+def _f(default: Any, help: str) -> Any:  # noqa: A002 - reads best in field declarations
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class UnlearnConfig:
+    """Distill-to-delete settings. Invalid values raise ``ValueError`` naming the field."""
+
+    alpha: float = _f(0.5, "Weight of the retained loss L_r; the deleted loss L_f gets 1-alpha.")
+    beta: float = _f(1.0, "Weight of the embedding term inside L_r and L_f.")
+    temperature: float = _f(1.0, "Softening temperature tau of the logits.")
+    steps: int = _f(30, "Optimiser steps.")
+    lr: float = _f(5e-3, "Adam learning rate of the student.")
+    batch_size: int = _f(8192, "Retained edges per step (each with num_negative non-edges).")
+    deleted_batch_size: int = _f(4096, "Deleted edges per step (all when fewer).")
+    num_negative: int = _f(1, "Sampled non-edges per retained edge (LightGCN) / query (NBFNet).")
+    seed: int = _f(0, "Seed of the destroyer and of all sampling.")
+    time_budget_seconds: float = _f(0.0, "Stop after this long (0: no limit).")
+    threads: int = _f(0, "torch CPU threads while unlearning (0: leave as set).")
+
+    def __post_init__(self) -> None:
+        def require(cond: bool, name: str, msg: str) -> None:
+            if not cond:
+                raise ValueError(f"UnlearnConfig.{name}: {msg} (got {getattr(self, name)!r})")
+
+        require(0.0 <= self.alpha <= 1.0, "alpha", "must be in [0, 1]")
+        require(math.isfinite(self.beta) and self.beta >= 0, "beta", "must be >= 0")
+        require(self.temperature > 0, "temperature", "must be > 0")
+        require(self.steps >= 0, "steps", "must be >= 0")
+        require(self.lr > 0, "lr", "must be > 0")
+        require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        require(self.deleted_batch_size >= 1, "deleted_batch_size", "must be >= 1")
+        require(self.num_negative >= 1, "num_negative", "must be >= 1")
+        require(self.seed >= 0, "seed", "must be >= 0")
+        require(self.time_budget_seconds >= 0, "time_budget_seconds", "must be >= 0")
+        require(self.threads >= 0, "threads", "must be >= 0")
+
+    def replace(self, **changes: Any) -> UnlearnConfig:
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class UnlearnResult:
+    """What the unlearning functions return.
+
+    Attributes:
+        seconds: Wall time of the whole call (setup, teacher/destroyer passes, steps).
+        steps: Optimiser steps taken.
+        losses: ``(total, L_r, L_f)`` of every step.
+        ego_emb: LightGCN: the student's ego embeddings (users first), CPU float32.
+        user_emb, item_emb: LightGCN: the student's final embeddings on the retained graph.
+        model: NBFNet: the student (:class:`gnn.models.nbfnet.NBFNet`, on the device).
+        graph: NBFNet: the retained :class:`gnn.kg.RelationalGraph` (on the device).
+        retained_users, retained_items: LightGCN: the retained interactions.
+    """
+
+    seconds: float
+    steps: int
+    losses: list[tuple[float, float, float]]
+    ego_emb: Tensor | None = None
+    user_emb: Tensor | None = None
+    item_emb: Tensor | None = None
+    model: Any = None
+    graph: Any = None
+    retained_users: np.ndarray | None = None
+    retained_items: np.ndarray | None = None
+
+
+# --------------------------------------------------------------------------- loss terms
+
+
+def bernoulli_kl(target_logits: Tensor, logits: Tensor, *, temperature: float = 1.0) -> Tensor:
+    """``tau^2 * mean KL(Bern(sigma(t / tau)) || Bern(sigma(s / tau)))`` (response distillation).
+
+    ``KL(p || q) = p log(p / q) + (1 - p) log((1 - p) / (1 - q))``, written with log-sigmoids
+    for stability. The ``tau^2`` factor keeps gradient sizes comparable across temperatures
+    (Hinton et al., 2015). Gradients flow into ``logits`` only.
+
+    Shapes:
+        target_logits, logits: ``[...]`` (same shape) -> scalar (0 for empty inputs).
+    """
+    if logits.numel() == 0:
+        return logits.sum() * 0.0
+    t = target_logits.detach() / temperature
+    s = logits / temperature
+    p = torch.sigmoid(t)
+    kl = p * (F.logsigmoid(t) - F.logsigmoid(s)) + (1 - p) * (F.logsigmoid(-t) - F.logsigmoid(-s))
+    return kl.mean() * temperature**2
+
+
+def embedding_distance(emb: Tensor, target: Tensor) -> Tensor:
+    """``mean_rows sum_d (emb - target)^2`` (feature distillation); 0 for no rows.
+
+    Shapes:
+        emb, target: ``[R, d]`` (or ``[..., d]``) -> scalar.
+    """
+    if emb.numel() == 0:
+        return emb.sum() * 0.0
+    return (emb - target.detach()).pow(2).sum(dim=-1).mean()
+
+
+def d2d_objective(retained: Tensor, forgotten: Tensor, *, alpha: float) -> Tensor:
+    """``alpha * L_r + (1 - alpha) * L_f`` (the D2DGN combination).
+
+    Shapes:
+        scalars -> scalar.
+    """
+    return alpha * retained + (1.0 - alpha) * forgotten
+
+
+# --------------------------------------------------------------------------- LightGCN
+
+
+@dataclass(frozen=True)
+class LightGCNDeletion:
+    """A deletion request on a user-item interaction list, resolved to masks.
+
+    Attributes:
+        keep: ``[E]`` bool, ``True`` for retained interactions.
+        deleted_users: ids of users deleted with all their interactions (may be empty).
+    """
+
+    keep: np.ndarray
+    deleted_users: np.ndarray
+
+    @property
+    def num_deleted(self) -> int:
+        return int((~self.keep).sum())
+
+
+def lightgcn_deletion(
+    users: np.ndarray,
+    items: np.ndarray,
+    *,
+    edges: np.ndarray | None = None,
+    users_to_delete: np.ndarray | None = None,
+) -> LightGCNDeletion:
+    """Resolve a deletion request: interaction positions and/or users (with all their edges).
+
+    Args:
+        users, items: The training interactions of the original model.
+        edges: Positions in ``users``/``items`` of interactions to delete (int) or an ``[E]``
+            bool mask.
+        users_to_delete: User ids whose every interaction is deleted.
+
+    Returns:
+        :class:`LightGCNDeletion`.
+
+    Shapes:
+        users, items: ``[E]``; edges: ``[D]`` int or ``[E]`` bool; users_to_delete: ``[Q]``.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    keep = np.ones(len(users), dtype=bool)
+    if edges is not None:
+        edges = np.asarray(edges)
+        if edges.dtype == bool:
+            if edges.shape != keep.shape:
+                raise ValueError("edges: a bool mask must have one entry per interaction")
+            keep &= ~edges
+        else:
+            keep[edges.astype(np.int64)] = False
+    gone = np.zeros(0, dtype=np.int64)
+    if users_to_delete is not None:
+        gone = np.unique(np.asarray(users_to_delete, dtype=np.int64))
+        keep &= ~np.isin(users, gone)
+    return LightGCNDeletion(keep=keep, deleted_users=gone)
+
+
+def lightgcn_unlearn_loss(
+    final: Tensor,
+    teacher: Tensor,
+    destroyer: Tensor,
+    num_users: int,
+    retained: tuple[Tensor, Tensor, Tensor],
+    deleted: tuple[Tensor, Tensor],
+    deleted_users: Tensor,
+    *,
+    alpha: float,
+    beta: float,
+    temperature: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The D2DGN objective for one LightGCN batch.
+
+    Logits are inner products of final embeddings (LightGCN Eq. 5). ``L_r`` distils the
+    teacher's logits of the retained edges ``(u, i)`` and non-edges ``(u, j)`` plus the final
+    embeddings of those users and items; ``L_f`` pulls the deleted edges' logits and the deleted
+    users' embeddings towards the destroyer's.
+
+    Args:
+        final: Student's final embeddings (users first, item ``i`` at row ``num_users + i``).
+        teacher, destroyer: The same for the preserver and the destroyer (no gradient).
+        num_users: Row offset of the items.
+        retained: ``(users, positives, negatives)``; negatives are ``[B, K]`` item ids.
+        deleted: ``(users, items)`` of deleted edges.
+        deleted_users: Deleted user ids whose embeddings are pulled to the destroyer's.
+        alpha, beta, temperature: See :class:`UnlearnConfig`.
+
+    Returns:
+        ``(total, L_r, L_f)``.
+
+    Shapes:
+        final, teacher, destroyer: ``[U + I, d]``; retained: ``[B]``, ``[B]``, ``[B, K]``;
+        deleted: ``[D]``, ``[D]``; deleted_users: ``[Q]`` -> three scalars.
+    """
+    u, pos, neg = retained
+    rows_i = torch.cat([pos.unsqueeze(1), neg], dim=1) + num_users  # [B, 1 + K]
+
+    def logits(table: Tensor) -> Tensor:
+        return (table[u].unsqueeze(1) * table[rows_i]).sum(dim=-1)
+
+    nodes = torch.cat([u, rows_i.reshape(-1)])
+    l_r = bernoulli_kl(logits(teacher), logits(final), temperature=temperature)
+    l_r = l_r + beta * embedding_distance(final[nodes], teacher[nodes])
+    du, di = deleted
+    di = di + num_users
+    d_logit = (final[du] * final[di]).sum(dim=-1)
+    d_target = (destroyer[du] * destroyer[di]).sum(dim=-1)
+    l_f = bernoulli_kl(d_target, d_logit, temperature=temperature)
+    l_f = l_f + beta * embedding_distance(final[deleted_users], destroyer[deleted_users])
+    return d2d_objective(l_r, l_f, alpha=alpha), l_r, l_f
+
+
+def pick_rows(n: int, k: int, gen: torch.Generator, device: torch.device) -> Tensor:
+    """All of ``range(n)`` when ``k >= n``, else ``k`` uniform draws with replacement.
+
+    Shapes:
+        -> ``[min(n, k)]`` int64 on ``device``.
+    """
+    if k >= n:
+        return torch.arange(n, device=device)
+    return torch.randint(n, (k,), generator=gen, device=device)
+
+
+def unlearn_lightgcn(
+    teacher_ego: Tensor,
+    users: np.ndarray,
+    items: np.ndarray,
+    num_users: int,
+    num_items: int,
+    deletion: LightGCNDeletion,
+    cfg: UnlearnConfig,
+    *,
+    layers: int = 3,
+    init_std: float = 0.1,
+    device: torch.device | str = "cpu",
+    log: Callable[[str], Any] = print,
+) -> UnlearnResult:
+    """Distill-to-delete for a trained LightGCN (He et al., 2020).
+
+    The student's ego embeddings start as the teacher's, except the rows of deleted users:
+    with all their edges gone they are isolated in the retained graph, so ``L_r`` does not
+    depend on them and the embedding term of ``L_f`` is minimised by the destroyer's rows,
+    where they start (and stay, up to the response term). Every step propagates them on the
+    retained graph (K sparse products), evaluates :func:`lightgcn_unlearn_loss` on a batch of
+    retained edges with uniform non-edges and on (a batch of) the deleted edges and users, and
+    takes one Adam step. The destroyer is a fresh :class:`LightGCN` (seed ``cfg.seed + 1``,
+    the same ``init_std`` as training).
+
+    Args:
+        teacher_ego: The trained ego embeddings (users first).
+        users, items: The ORIGINAL training interactions (before deletion).
+        num_users, num_items: Id ranges.
+        deletion: From :func:`lightgcn_deletion` over ``users``/``items``.
+        cfg: Settings.
+        layers: Propagation layers K of the trained model.
+        init_std: Initialisation std of the destroyer.
+        device: Where to run.
+        log: Receives a few progress lines.
+
+    Returns:
+        :class:`UnlearnResult` with ``ego_emb``, ``user_emb``, ``item_emb`` and the retained
+        interactions.
+
+    Shapes:
+        teacher_ego: ``[U + I, d]``; users, items: ``[E]``.
+    """
+    old_threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _unlearn_lightgcn(teacher_ego, users, items, num_users, num_items, deletion, cfg,
+                                 layers, init_std, torch.device(device), log)
+    finally:
+        if cfg.threads:
+            torch.set_num_threads(old_threads)
+
+
+def _unlearn_lightgcn(teacher_ego: Tensor, users: np.ndarray, items: np.ndarray, num_users: int,
+                      num_items: int, deletion: LightGCNDeletion, cfg: UnlearnConfig,
+                      layers: int, init_std: float, dev: torch.device,
+                      log: Callable[[str], Any]) -> UnlearnResult:
+    t0 = time.perf_counter()
+    users = np.asarray(users, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    if deletion.keep.shape != users.shape:
+        raise ValueError("deletion.keep must have one entry per interaction")
+    if tuple(teacher_ego.shape[:1]) != (num_users + num_items,):
+        raise ValueError(f"teacher_ego: expected {num_users + num_items} rows, "
+                         f"got {teacher_ego.shape[0]}")
+    ru, ri = users[deletion.keep], items[deletion.keep]
+    du = torch.as_tensor(users[~deletion.keep], device=dev)
+    di = torch.as_tensor(items[~deletion.keep], device=dev)
+    gone = torch.as_tensor(deletion.deleted_users, dtype=torch.long, device=dev)
+    ret_u = torch.as_tensor(ru, device=dev)
+    ret_i = torch.as_tensor(ri, device=dev)
+    adj = build_norm_adj(ru, ri, num_users, num_items, dev)
+    dim = teacher_ego.shape[1]
+    destroyer_ego = LightGCN(num_users, num_items, dim=dim, layers=layers, seed=cfg.seed + 1,
+                             init_std=init_std).embedding.detach().to(dev)
+    start = teacher_ego.detach().to(dev, torch.float32)
+    with torch.no_grad():
+        teacher = lightgcn_propagate(adj, start, layers)
+        destroyer = lightgcn_propagate(adj, destroyer_ego, layers)
+    ego = torch.nn.Parameter(start.clone())
+    with torch.no_grad():  # deleted users are isolated now: L_f's minimiser, L_r ignores them
+        ego[gone] = destroyer_ego[gone]
+    opt = torch.optim.Adam([ego], lr=cfg.lr)
+    gen = torch.Generator(device=dev).manual_seed(cfg.seed)
+    losses: list[tuple[float, float, float]] = []
+    step = 0
+    for step in range(1, cfg.steps + 1):  # noqa: B007 - reported below
+        pick = pick_rows(len(ru), cfg.batch_size, gen, dev)
+        neg = torch.randint(num_items, (len(pick), cfg.num_negative), generator=gen, device=dev)
+        dpick = pick_rows(len(du), cfg.deleted_batch_size, gen, dev)
+        final = lightgcn_propagate(adj, ego, layers)
+        total, l_r, l_f = lightgcn_unlearn_loss(
+            final, teacher, destroyer, num_users, (ret_u[pick], ret_i[pick], neg),
+            (du[dpick], di[dpick]), gone, alpha=cfg.alpha, beta=cfg.beta,
+            temperature=cfg.temperature)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        losses.append((float(total.detach()), float(l_r.detach()), float(l_f.detach())))
+        if cfg.time_budget_seconds and time.perf_counter() - t0 >= cfg.time_budget_seconds:
+            break
+    else:
+        step = cfg.steps
+    with torch.no_grad():
+        out = lightgcn_propagate(adj, ego.detach(), layers)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - t0
+    if losses:
+        log(f"unlearn lightgcn: {step} steps in {seconds:.1f}s; loss {losses[0][0]:.5f} -> "
+            f"{losses[-1][0]:.5f} (L_r {losses[-1][1]:.5f}, L_f {losses[-1][2]:.5f})")
+    out = out.to("cpu", torch.float32)
+    return UnlearnResult(
+        seconds=seconds, steps=step, losses=losses,
+        ego_emb=ego.detach().to("cpu", torch.float32).clone(),
+        user_emb=out[:num_users].contiguous(), item_emb=out[num_users:].contiguous(),
+        retained_users=ru, retained_items=ri)
