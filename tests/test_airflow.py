@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from pipelines.packaging import build_pyfiles_zip
+from pipelines.report import build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW_ENV = ROOT / "scripts" / "airflow_env.sh"
@@ -246,3 +247,7 @@ def test_daily_dag_runs_on_local_spark(tmp_path):
     metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     assert metrics["users"] == 40
     assert 0.0 <= metrics["recall@5"] <= 1.0 and 0.0 <= metrics["ndcg@5"] <= 1.0
+
+    # The run report over this real run directory: every section present.
+    page = build_report(run_dir).read_text()
+    assert "not run" not in page and page.count("data:image/png;base64,") == 4
