@@ -161,7 +161,8 @@ def test_deleted_auroc_nbfnet_is_an_auroc_over_same_source_pairs() -> None:
 # ---------------------------------------------------------------- LightGCN unlearning
 def _trained_toy() -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     users, items = _two_communities()
-    cfg = LightGCNTrainConfig(epochs=40, batch_size=64, lr=0.05, dim=8, layers=2, seed=0)
+    cfg = LightGCNTrainConfig(epochs=40, batch_size=64, lr=0.05, dim=8, layers=2, seed=0,
+                              threads=1)
     res = fit_lightgcn(users, items, 40, 24, cfg, log=lambda *a: None)
     assert res.ego_emb is not None
     return users, items, res.ego_emb
@@ -172,7 +173,7 @@ def test_lightgcn_deleted_edge_scores_fall(device: str) -> None:
     users, items, ego = _trained_toy()
     picked = sample_deleted_edges(len(users), 0.1, seed=0)
     deletion = lightgcn_deletion(users, items, edges=picked)
-    cfg = UnlearnConfig(alpha=0.5, steps=40, lr=0.01, batch_size=256, seed=0)
+    cfg = UnlearnConfig(alpha=0.5, steps=40, lr=0.01, batch_size=256, seed=0, threads=1)
     res = unlearn_lightgcn(ego, users, items, 40, 24, deletion, cfg, layers=2, device=device,
                            log=lambda *a: None)
     with torch.no_grad():
@@ -193,7 +194,7 @@ def test_lightgcn_deleted_edge_scores_fall(device: str) -> None:
 def test_lightgcn_user_deletion_pulls_users_to_destroyer_and_is_deterministic() -> None:
     users, items, ego = _trained_toy()
     deletion = lightgcn_deletion(users, items, users_to_delete=np.array([3, 8]))
-    cfg = UnlearnConfig(alpha=0.5, steps=30, lr=0.02, batch_size=128, seed=5)
+    cfg = UnlearnConfig(alpha=0.5, steps=30, lr=0.02, batch_size=128, seed=5, threads=1)
     a = unlearn_lightgcn(ego, users, items, 40, 24, deletion, cfg, layers=2, log=lambda *x: None)
     b = unlearn_lightgcn(ego, users, items, 40, 24, deletion, cfg, layers=2, log=lambda *x: None)
     c = unlearn_lightgcn(ego, users, items, 40, 24, deletion, cfg.replace(seed=6), layers=2,
@@ -245,8 +246,8 @@ def test_nbfnet_unlearning_moves_deleted_logits_to_destroyer(device: str) -> Non
     g, triples = _toy_graph()
     teacher = _nbf(0)
     deleted = torch.tensor([4, 9])
-    cfg = UnlearnConfig(alpha=0.2, steps=25, lr=0.02, batch_size=4, deleted_batch_size=2,
-                        num_negative=2, seed=0)
+    cfg = UnlearnConfig(alpha=0.2, steps=12, lr=0.02, batch_size=4, deleted_batch_size=2,
+                        num_negative=2, seed=0, threads=1)
     res = unlearn_nbfnet(teacher, g, triples, deleted, cfg, task="link", device=device,
                          make_model=_nbf_unseeded, log=lambda *a: None)
     again = unlearn_nbfnet(teacher, g, triples, deleted, cfg, task="link", device=device,
@@ -269,7 +270,7 @@ def test_nbfnet_unlearning_moves_deleted_logits_to_destroyer(device: str) -> Non
         old = teacher(rg, h, t, r)
         new = res.model.to("cpu")(rg, h, t, r)
     assert float((new - target).abs().mean()) < float((old - target).abs().mean())
-    assert res.steps == 25
+    assert res.steps == 12
 
 
 def _nbf_unseeded() -> NBFNet:
