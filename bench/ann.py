@@ -51,8 +51,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def train_embeddings(args: argparse.Namespace, train_u: np.ndarray, train_i: np.ndarray,
-                     num_users: int, num_items: int) -> tuple[np.ndarray, np.ndarray, dict]:
+def train_embeddings(
+    args: argparse.Namespace,
+    train_u: np.ndarray,
+    train_i: np.ndarray,
+    num_users: int,
+    num_items: int,
+) -> tuple[np.ndarray, np.ndarray, dict]:
     import torch
 
     from gnn.data import load_lightgcn_file
@@ -64,12 +69,22 @@ def train_embeddings(args: argparse.Namespace, train_u: np.ndarray, train_i: np.
         epochs=args.epochs, time_budget_seconds=args.budget_minutes * 60.0, threads=args.threads
     )
     result = fit_lightgcn(
-        train_u, train_i, num_users, num_items, cfg, device="cpu",
-        test_users=test_u, test_items=test_i, log=lambda *a: print(*a, flush=True),
+        train_u,
+        train_i,
+        num_users,
+        num_items,
+        cfg,
+        device="cpu",
+        test_users=test_u,
+        test_items=test_i,
+        log=lambda *a: print(*a, flush=True),
     )
     final = result.history[-1] if result.history else {}
-    info = {"epochs": result.epochs, "train_seconds": round(result.seconds, 1),
-            "model_recall@20": final.get("recall@20")}
+    info = {
+        "epochs": result.epochs,
+        "train_seconds": round(result.seconds, 1),
+        "model_recall@20": final.get("recall@20"),
+    }
     return result.user_emb.numpy(), result.item_emb.numpy(), info
 
 
@@ -103,8 +118,12 @@ def main(argv: list[str] | None = None) -> int:
         users, items, info = train_embeddings(args, train_u, train_i, num_users, num_items)
         info["source"] = "trained"
     settings = AnnSettings(
-        kind=args.index, hnsw_m=args.hnsw_m, hnsw_ef_construction=args.ef_construction,
-        hnsw_ef_search=args.ef_search, ivf_lists=args.ivf_lists, ivf_probe=args.nprobe,
+        kind=args.index,
+        hnsw_m=args.hnsw_m,
+        hnsw_ef_construction=args.ef_construction,
+        hnsw_ef_search=args.ef_search,
+        ivf_lists=args.ivf_lists,
+        ivf_probe=args.nprobe,
         threads=args.threads,
     )
     index, meta = build_index(items, settings)
@@ -143,10 +162,14 @@ def main(argv: list[str] | None = None) -> int:
         "params": {k: v for k, v in vars(args).items() if k not in ("json", "train", "test")},
         **info,
     }
-    print(f"\n{'index':<8}{'items':>8}{'queries':>9}{'build s':>9}{'exact s':>9}"
-          f"{'ann s':>8}{'qps':>9}{'recall@' + str(args.k):>11}")
-    print(f"{args.index:<8}{len(items):>8}{n_q:>9}{meta['build_seconds']:>9.1f}"
-          f"{exact_seconds:>9.2f}{ann_seconds:>8.2f}{n_q / ann_seconds:>9.0f}{recall:>11.4f}")
+    print(
+        f"\n{'index':<8}{'items':>8}{'queries':>9}{'build s':>9}{'exact s':>9}"
+        f"{'ann s':>8}{'qps':>9}{'recall@' + str(args.k):>11}"
+    )
+    print(
+        f"{args.index:<8}{len(items):>8}{n_q:>9}{meta['build_seconds']:>9.1f}"
+        f"{exact_seconds:>9.2f}{ann_seconds:>8.2f}{n_q / ann_seconds:>9.0f}{recall:>11.4f}"
+    )
     if args.json:
         print(json.dumps(result))
     return 0

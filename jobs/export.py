@@ -38,9 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ctx.run_dir,
             "export",
             ctx.cfg.section_hash(*EXPORT_SECTIONS),
-            lambda out: export_body(
-                ctx.spark, settings, ctx.run_dir, out, dim=ctx.cfg.model.dim
-            ),
+            lambda out: export_body(ctx.spark, settings, ctx.run_dir, out, dim=ctx.cfg.model.dim),
             spark=ctx.spark,
         )
     finally:

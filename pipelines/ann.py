@@ -314,8 +314,11 @@ class AnnIndex:
         outs, scores = [], []
         for start in range(0, len(queries), 1024):
             o, s = topk_block(
-                queries[start : start + 1024], self.items, positions,
-                list(exclude[start : start + 1024]), k,
+                queries[start : start + 1024],
+                self.items,
+                positions,
+                list(exclude[start : start + 1024]),
+                k,
             )
             outs.append(o)
             scores.append(s)

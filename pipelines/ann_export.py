@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -36,8 +37,10 @@ def embeddings_with_original_ids(embeddings: DataFrame, dictionary: DataFrame) -
         returns: ``kind string, node_id long, original_id string, vector binary``.
     """
     d = dictionary.select(KIND, NODE_ID, ORIGINAL_ID)
-    return embeddings.select(KIND, NODE_ID, VECTOR).join(d, [KIND, NODE_ID], "left").select(
-        KIND, NODE_ID, ORIGINAL_ID, VECTOR
+    return (
+        embeddings.select(KIND, NODE_ID, VECTOR)
+        .join(d, [KIND, NODE_ID], "left")
+        .select(KIND, NODE_ID, ORIGINAL_ID, VECTOR)
     )
 
 
@@ -57,9 +60,10 @@ def export_body(
     )
     run_interactions(spark, run_dir, "train").write.parquet(str(out / "seen"))
     written = spark.read.parquet(str(out / "embeddings"))
-    items = (
+    items: pd.DataFrame = (
         written.where(F.col(KIND) == ITEM).select(NODE_ID, ORIGINAL_ID, VECTOR).toPandas()
-    ).sort_values(NODE_ID)
+    )
+    items = items.sort_values(NODE_ID)
     matrix = bytes_to_matrix(list(items[VECTOR]), dim)
     index, meta = build_index(matrix, settings)
     save_index(

@@ -228,9 +228,7 @@ def similar_items(
         returns: ``item long, similar long, score float, rank int`` (1 = most similar).
     """
     items = item_vectors.select(ITEM, VECTOR)
-    queries = items.select(
-        F.col(ITEM).alias(_QID), VECTOR, F.array(F.col(ITEM)).alias(SEEN)
-    )
+    queries = items.select(F.col(ITEM).alias(_QID), VECTOR, F.array(F.col(ITEM)).alias(SEEN))
     out = blocked_topk(
         queries,
         items,
@@ -239,6 +237,4 @@ def similar_items(
         query_block_size=query_block_size,
         item_block_size=item_block_size,
     )
-    return out.select(
-        F.col(_QID).alias(ITEM), F.col(ITEM).alias(SIMILAR), SCORE, RANK
-    )
+    return out.select(F.col(_QID).alias(ITEM), F.col(ITEM).alias(SIMILAR), SCORE, RANK)

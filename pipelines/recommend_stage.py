@@ -97,11 +97,12 @@ def recommend_body(
     )
     recs = with_original_ids(recs, dictionary, {USER_ID: (USER, USER), ITEM_ID: (ITEM, ITEM)})
     recs.write.parquet(str(out / "recommendations"))
-    written = spark.read.parquet(str(out / "recommendations"))
-    result: dict[str, Any] = {
-        "recommendations": written.count(),
-        "users": written.select(USER).distinct().count(),
-    }
+    stats = (
+        spark.read.parquet(str(out / "recommendations"))
+        .agg(F.count(F.lit(1)).alias("n"), F.countDistinct(USER).alias("users"))
+        .collect()[0]
+    )
+    result: dict[str, Any] = {"recommendations": int(stats["n"]), "users": int(stats["users"])}
     if ex.similar_k > 0:
         sims = similar_items(
             items,

@@ -113,9 +113,7 @@ def _vector_lines(ids: pd.Series, vectors: pd.Series, dim: int, pgvector: bool) 
     np.savetxt(buf, matrix, fmt="%.9g", delimiter=",")
     left, right = ("[", "]") if pgvector else ("{", "}")
     rows = buf.getvalue().splitlines()
-    return "".join(
-        f'{i},"{left}{r}{right}"\n' for i, r in zip(_csv_text(ids), rows, strict=True)
-    )
+    return "".join(f'{i},"{left}{r}{right}"\n' for i, r in zip(_csv_text(ids), rows, strict=True))
 
 
 def _copy(cur: Any, table: str, columns: tuple[str, ...], chunks: Iterator[str]) -> None:

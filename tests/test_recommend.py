@@ -67,7 +67,13 @@ def test_recommend_topk_spark_equals_brute_force_with_ties(spark, block_size, it
     idf = vector_df(spark, range(n_items), items, "item")
     sdf = spark.createDataFrame(seen_pairs, "user long, item long")
     recs = recommend_topk(
-        spark, udf, idf, sdf, k=k, dim=dim, block_size=block_size,
+        spark,
+        udf,
+        idf,
+        sdf,
+        k=k,
+        dim=dim,
+        block_size=block_size,
         item_block_size=item_block_size,
     ).collect()
     got = ranked_lists(recs, "user", "item")
@@ -99,10 +105,14 @@ def test_similar_items_hand_computed(spark):
     rows = similar_items(idf, k=2, dim=2, item_block_size=3).collect()
     got = {(r["item"], r["rank"]): (r["similar"], r["score"]) for r in rows}
     assert got == {
-        (0, 1): (1, 2.0), (0, 2): (3, 1.0),
-        (1, 1): (0, 2.0), (1, 2): (3, 2.0),  # tie at 2.0: the lower id first
-        (2, 1): (3, 1.0), (2, 2): (0, 0.0),  # tie 0 vs 1 at 0.0
-        (3, 1): (1, 2.0), (3, 2): (0, 1.0),  # tie 0 vs 2 at 1.0
+        (0, 1): (1, 2.0),
+        (0, 2): (3, 1.0),
+        (1, 1): (0, 2.0),
+        (1, 2): (3, 2.0),  # tie at 2.0: the lower id first
+        (2, 1): (3, 1.0),
+        (2, 2): (0, 0.0),  # tie 0 vs 1 at 0.0
+        (3, 1): (1, 2.0),
+        (3, 2): (0, 1.0),  # tie 0 vs 2 at 1.0
     }
 
 
@@ -123,10 +133,26 @@ def test_recommend_and_export_jobs_round_trip_original_ids(spark, tmp_path):
     (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
     (tmp_path / "test.txt").write_text("100 507\n101 514\n")
     run = tmp_path / "run"
-    argv = ["--run-dir", str(run), "--set", f"ingest.train_path={tmp_path / 'train.txt'}",
-            "--set", f"ingest.test_path={tmp_path / 'test.txt'}", "--set", "model.dim=3",
-            "--set", "export.top_k=3", "--set", "export.similar_k=2",
-            "--set", "export.ann_index=flat", "--set", "export.item_block_size=5"]
+    argv = [
+        "--run-dir",
+        str(run),
+        "--set",
+        f"ingest.train_path={tmp_path / 'train.txt'}",
+        "--set",
+        f"ingest.test_path={tmp_path / 'test.txt'}",
+        "--set",
+        "model.dim=3",
+        "--set",
+        "export.top_k=3",
+        "--set",
+        "export.similar_k=2",
+        "--set",
+        "export.ann_index=flat",
+        "--set",
+        "export.item_block_size=5",
+        "--set",
+        "spark.shuffle_partitions=4",
+    ]  # as the shared test session
     assert ingest.main(argv) == 0
     dictionary = spark.read.parquet(str(run / "ingest" / "dictionary")).collect()
     orig = {(r["kind"], r["node_id"]): r["original_id"] for r in dictionary}
@@ -158,10 +184,21 @@ def test_recommend_and_export_jobs_round_trip_original_ids(spark, tmp_path):
         orig[("item", i)]: [orig[("item", j)] for j in exp_sims[i]] for i in range(n_items)
     }
     # the exported index, queried from another process, agrees with the Spark top-K
-    cmd = [sys.executable, "-m", "pipelines.ann_query", "--run-dir", str(run), "--user", "103",
-           "--k", "3", "--json"]
-    answer = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True,
-                                       timeout=60).stdout)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines.ann_query",
+        "--run-dir",
+        str(run),
+        "--user",
+        "103",
+        "--k",
+        "3",
+        "--json",
+    ]
+    answer = json.loads(
+        subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout
+    )
     assert [x["item_id"] for x in answer["items"]] == got["103"]
     # reruns are skipped (resumable stages)
     marker = (run / "recommend" / "_STAGE.json").read_text()

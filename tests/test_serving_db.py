@@ -134,8 +134,13 @@ def test_swap_seen_from_a_concurrent_reader(postgres, prefix):
                         # several statements pinned by lock_for_reading
                         serving_db.lock_for_reading(cur, prefix=prefix)
                         row = []
-                        for t in ("meta", "user_vectors", "item_vectors", "recommendations",
-                                  "similar_items"):
+                        for t in (
+                            "meta",
+                            "user_vectors",
+                            "item_vectors",
+                            "recommendations",
+                            "similar_items",
+                        ):
                             sql = f"select {'version' if t == 'meta' else 'count(*)'} from "
                             cur.execute(sql + table_name(prefix, t))
                             row.append(cur.fetchone()[0])
@@ -168,13 +173,23 @@ def write_run(root: Path, with_similar: bool = True) -> None:
     (root / "recommend" / "recommendations").mkdir(parents=True)
     vec = [np.array([1, 2], np.float32).tobytes(), np.array([3, 4], np.float32).tobytes()]
     emb = pa.table(
-        {"kind": ["user", "item"], "node_id": [0, 0], "original_id": ["alice", "book"],
-         "vector": vec}
+        {
+            "kind": ["user", "item"],
+            "node_id": [0, 0],
+            "original_id": ["alice", "book"],
+            "vector": vec,
+        }
     )
     pq.write_table(emb, root / "export" / "embeddings" / "part-0.parquet")
     recs = pa.table(
-        {"user": [0], "item": [0], "score": pa.array([11.0], pa.float32()),
-         "rank": pa.array([1], pa.int32()), "user_id": ["alice"], "item_id": ["book"]}
+        {
+            "user": [0],
+            "item": [0],
+            "score": pa.array([11.0], pa.float32()),
+            "rank": pa.array([1], pa.int32()),
+            "user_id": ["alice"],
+            "item_id": ["book"],
+        }
     )
     pq.write_table(recs, root / "recommend" / "recommendations" / "part-0.parquet")
     if with_similar:
@@ -190,8 +205,10 @@ def test_serve_load_job_loads_then_skips(postgres, tmp_path, capsys):
     assert "version run1" in capsys.readouterr().out
     with serving_db.connect() as conn:
         cur = conn.cursor()
-        cur.execute(f"select u.vector::real[], r.item_id, r.score from {prefix}_recommendations r "
-                    f"join {prefix}_user_vectors u using (user_id)")
+        cur.execute(
+            f"select u.vector::real[], r.item_id, r.score from {prefix}_recommendations r "
+            f"join {prefix}_user_vectors u using (user_id)"
+        )
         assert cur.fetchall() == [([1.0, 2.0], "book", 11.0)]
     assert serve_load.main(argv) == 0
     assert "skipped" in capsys.readouterr().out
