@@ -1,0 +1,77 @@
+"""Forget job: delete users, items and edges from a finished run, as a new run version.
+
+    spark-submit jobs/forget.py --config deploy/configs/local.yaml --run-dir runs/demo \\
+        --requests requests.csv
+
+Request file (CSV with a header, or Parquet): ``request_id, kind, id, other_id, timestamp``;
+``kind`` is user, item or edge; an edge is ``id`` = user id and ``other_id`` = item id (original
+ids). See :mod:`pipelines.forget_requests` and :mod:`pipelines.forget`. The new version lands in
+<run-dir>/versions/vN and <run-dir>/CURRENT points to it; audit records in <run-dir>/audit/,
+tombstones in <run-dir>/tombstones/.
+
+Exit codes: 0 applied (or every request already applied: nothing changed), 2 malformed request
+file, bad config or an unfinished run (nothing changed), 3 verification failed (the new version
+was discarded, CURRENT unchanged).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from jobs.common import fail, job_parser, start_job
+from pipelines.config import ConfigError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = job_parser(__doc__ or "forget")
+    parser.add_argument("--requests", required=True, help="CSV or Parquet request file.")
+    parser.add_argument("--steps", type=int, default=30, help="Distill-to-delete steps per leaf.")
+    parser.add_argument(
+        "--keep-previous",
+        action="store_true",
+        help="Do not purge the superseded version (it still holds the deleted data).",
+    )
+    args = parser.parse_args(argv)
+    from pipelines.forget import ForgetError, ForgetSettings, VerificationFailed, forget
+    from pipelines.forget_requests import RequestFileError, read_requests
+
+    try:
+        requests = read_requests(args.requests)  # validated whole before anything is touched
+    except RequestFileError as exc:
+        return fail(str(exc))
+    try:
+        ctx = start_job(args, "forget")
+    except ConfigError as exc:
+        return fail(str(exc))
+    settings = ForgetSettings(steps=args.steps, purge_previous=not args.keep_previous)
+    try:
+        result = forget(ctx.spark, ctx.cfg, ctx.run_dir, requests, settings=settings)
+    except ForgetError as exc:
+        return fail(str(exc))
+    except VerificationFailed as exc:
+        print(f"error: verification failed: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        ctx.close()
+    if result.status == "already_applied":
+        print(f"forget: every request already applied ({', '.join(result.skipped)}); "
+              "nothing changed")
+        return 0
+    print(f"forget applied {', '.join(result.applied)} in {result.seconds:.1f} s: "
+          f"{result.version}")
+    if result.skipped:
+        print(f"  already applied, skipped: {', '.join(result.skipped)}")
+    print(f"  leaves retrained   {len(result.leaves_retrained)}/{result.leaves_total}")
+    print(f"  unknown elements   {sum(result.unknown.values())}")
+    for key, value in result.verification.items():
+        print(f"  verify {key:<20}{value}")
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
