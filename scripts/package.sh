@@ -12,7 +12,8 @@
 #   scripts/package.sh [DIST]
 #
 # Environment: GRAPHPIPE_PYTHON (default .venv/bin/python), PACK_ENV=1 to pack an environment,
-# PACK_VENV (the venv to pack; default: the venv of GRAPHPIPE_PYTHON). venv-pack packs
+# PACK_VENV (the venv to pack; default: the venv of GRAPHPIPE_PYTHON), PACK_FORMAT (tar.gz; tar
+# packs faster and bigger; both work with --archives). venv-pack packs
 # site-packages and the venv's scripts, not the interpreter: the executors need the same Python
 # (3.11) at the same path as the base interpreter of the packed venv (pyspark's documented
 # venv-pack recipe). The project venv is 7.9 GB (torch + CUDA libraries), hence optional.
@@ -41,12 +42,15 @@ echo "wheel: $wheel ($(du -h "$wheel" | cut -f1))" >&2
 
 if [ "${PACK_ENV:-0}" = "1" ]; then
   venv="${PACK_VENV:-$("$py" -c 'import sys; print(sys.prefix)')}"
-  "$py" -m pip install -q venv-pack==0.2.0 >&2
-  out="$dist/graphpipe-env.tar.gz"
+  # venv-pack goes into a tool folder of its own, not into the venv it packs.
+  tools="$root/.cache/venv-pack-0.2.0"
+  [ -f "$tools/venv_pack/__init__.py" ] \
+    || "$py" -m pip install -q --target "$tools" venv-pack==0.2.0 >&2
+  out="$dist/graphpipe-env.${PACK_FORMAT:-tar.gz}"
   rm -f "$out"
   t0=$SECONDS
   # The editable install's files name this checkout; leave them out (see above).
-  nice -n 10 "$py" -m venv_pack -p "$venv" -o "$out" \
+  PYTHONPATH="$tools" nice -n 10 "$py" -m venv_pack --quiet -p "$venv" -o "$out" \
     --exclude '*__editable__*graphpipe*' --exclude '*graphpipe-*.dist-info*' >&2
   echo "packed env: $out ($(du -h "$out" | cut -f1), $((SECONDS - t0)) s)" >&2
 fi
