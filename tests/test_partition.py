@@ -382,6 +382,40 @@ def test_bipartite_interactions_split_between_communities(spark) -> None:
     }
 
 
+def test_disconnected_components_isolated_nodes_and_self_loops(spark) -> None:
+    # Two 8-cycles with no edge between them, self-loops on 0, 10 and on 50 (which has no other
+    # edge), isolated nodes 100 and 101. Load 32, capacity floor(1.05 * 32 / 2) = 16: each
+    # cycle fills one leaf exactly, nothing is cut; nodes without edges land by hash.
+    pairs = [(i, (i + 1) % 8) for i in range(8)] + [(10 + i, 10 + (i + 1) % 8) for i in range(8)]
+    pairs += [(0, 0), (10, 10), (50, 50)]
+    kinds = spark.createDataFrame([(100, "entity"), (101, "entity")], "node_id long, kind string")
+    result = partition_graph(
+        spark,
+        _edges(spark, pairs),
+        PartitionSettings(num_leaves=2, **{**FAST, "initial_tries": 8}),  # 2 starts can cut 4
+        node_kinds=kinds,
+    )
+    leaves = _leaves(result)
+    assert sorted(leaves) == [*range(8), *range(10, 18), 50, 100, 101]
+    assert len({leaves[n] for n in range(8)}) == len({leaves[n] for n in range(10, 18)}) == 1
+    assert leaves[0] != leaves[10]
+    stats = _stats(result)
+    assert sorted(s["load"] for s in stats.values()) == [16, 16]
+    assert sum(s["nodes"] for s in stats.values()) == 19
+    assert sum(s["internal_edges"] for s in stats.values()) == 19  # 16 cycle edges + 3 loops
+    for leaf, s in stats.items():
+        loops = sum(1 for n in (0, 10, 50) if leaves[n] == leaf)
+        assert s["internal_edges"] == 8 + loops
+        assert (s["cut_edges"], s["halo_nodes"], s["halo_edges"]) == (0, 0, 0)
+    q = result.quality
+    assert (q["cut_edges"], q["edge_cut"], q["balance"], q["halo_replication"]) == (0, 0, 1, 1)
+
+
+def test_empty_graph_is_a_clear_error(spark) -> None:
+    with pytest.raises(PartitionError, match="graph is empty"):
+        partition_graph(spark, _edges(spark, []), PartitionSettings(num_leaves=2))
+
+
 def test_too_many_leaves_is_a_clear_error(spark) -> None:
     edges = _edges(spark, [(0, 1), (1, 2)])
     with pytest.raises(
