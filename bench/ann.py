@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--train", required=True, help="LightGCN-format training file")
     p.add_argument("--test", required=True, help="LightGCN-format test file")
     p.add_argument("--embeddings", help="Parquet of vectors (kind, node_id, vector): no training")
+    p.add_argument("--save-embeddings", help="write the trained vectors here (Parquet file)")
     p.add_argument("--budget-minutes", type=float, default=3.0, help="training time budget")
     p.add_argument("--epochs", type=int, default=150)
     p.add_argument("--index", choices=["hnsw", "ivf", "flat"], default="hnsw")
@@ -104,6 +105,17 @@ def load_embeddings(path: str, num_users: int, num_items: int) -> tuple[np.ndarr
     return out["user"], out["item"]
 
 
+def save_embeddings(path: str, users: np.ndarray, items: np.ndarray) -> None:
+    """One Parquet file with the columns of a run's embeddings (kind, node_id, vector)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    kinds = ["user"] * len(users) + ["item"] * len(items)
+    ids = np.concatenate([np.arange(len(users)), np.arange(len(items))])
+    vecs = [r.tobytes() for r in np.ascontiguousarray(np.vstack([users, items]), np.float32)]
+    pq.write_table(pa.table({"kind": kinds, "node_id": ids, "vector": vecs}), path)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from gnn.data import load_lightgcn_file
@@ -117,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         users, items, info = train_embeddings(args, train_u, train_i, num_users, num_items)
         info["source"] = "trained"
+        if args.save_embeddings:
+            save_embeddings(args.save_embeddings, users, items)
     settings = AnnSettings(
         kind=args.index,
         hnsw_m=args.hnsw_m,
