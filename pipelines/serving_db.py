@@ -28,6 +28,7 @@ import io
 import json
 import re
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,7 +174,7 @@ def load_new_tables(
         raise ValueError("use an autocommit connection (pipelines.serving_db.connect)")
     use_vector = pgvector_available(conn) if pgvector is None else pgvector
     vector_type = "vector" if use_vector else "real[]"
-    token = f"{int(time.time() * 1000):x}"
+    token = uuid.uuid4().hex[:10]
     ddl = _ddl(data.dim, use_vector)
     counts: dict[str, int] = {}
     with conn.transaction(), conn.cursor() as cur:
