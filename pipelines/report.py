@@ -193,7 +193,8 @@ def training_section(run_dir: str | Path) -> Section:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch (all rounds)")
         ax.set_ylabel("BPR loss")
-        ax.set_title(f"Training loss, {len(curves)} leaves")
+        noun = "leaf" if len(curves) == 1 else "leaves"
+        ax.set_title(f"Training loss, {len(curves)} {noun}")
         if len(curves) <= MAX_LEGEND:
             ax.legend(fontsize="small")
 
