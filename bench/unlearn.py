@@ -175,7 +175,7 @@ def run_lightgcn(args: argparse.Namespace, dev: torch.device) -> dict[str, Any]:
     _log(f"[bench] retrained: {retrained['epochs']} epochs, {retrained['seconds']:.1f}s"
          + (" (cache)" if hit_r else ""))
 
-    ucfg = _unlearn_config(args, UnlearnConfig(alpha=0.5, steps=30, lr=5e-3, batch_size=65536,
+    ucfg = _unlearn_config(args, UnlearnConfig(alpha=0.5, steps=15, lr=5e-3, batch_size=65536,
                                                deleted_batch_size=8192, threads=args.threads))
     _log(f"[bench] unlearning: {ucfg}")
     un = unlearn_lightgcn(original["ego"], tr_u, tr_i, nu, ni, deletion, ucfg,
