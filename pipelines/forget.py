@@ -19,10 +19,11 @@ Steps (:func:`forget`):
    quarantine without the deleted elements) and ``partition`` tables; ``aggregate``,
    ``recommend``, ``evaluate`` (and ``export`` with the faiss index, when the run has one) are
    recomputed by the run's own stage bodies (:data:`pipelines.run.STAGES`) on the new version.
-   Recommendations equal to a deleted edge are dropped. ``_work`` checkpoints are not carried:
-   they hold pre-deletion training state.
-6. :func:`pipelines.forget_verify.verify_erased` scans every file of the new version; any hit
-   fails the job and the version is discarded (``CURRENT`` unchanged).
+   Recommendations equal to an edge deleted by this or an earlier batch are dropped. ``_work``
+   checkpoints are not carried: they hold pre-deletion training state.
+6. :func:`pipelines.forget_verify.verify_erased` scans every file of the new version for this
+   batch's ids (dense and original) and, through the tombstone hashes, for every earlier
+   batch's original ids; any hit fails the job and the version is discarded (``CURRENT`` unchanged).
 7. Tombstones are written, ``CURRENT`` is switched (:mod:`pipelines.forget_versions`), one audit
    record per request is written, and the superseded version is purged (its files still hold
    the deleted data) unless ``ForgetSettings.purge_previous`` is False.
@@ -30,6 +31,7 @@ Steps (:func:`forget`):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -60,7 +62,12 @@ from pipelines.leaf_training import leaf_nodes
 from pipelines.schema import ITEM, LEAF_ID, NODE_ID, ORIGINAL_ID, USER, VECTOR
 from pipelines.schema import KIND as NODE_KIND
 from pipelines.stages import read_marker, run_stage
-from pipelines.tombstones import tombstone_key, write_tombstones
+from pipelines.tombstones import (
+    drop_tombstoned,
+    read_tombstone_keys,
+    tombstone_key,
+    write_tombstones,
+)
 from pipelines.train_stage import EGO, LEAF_LOGS, leaf_interactions
 
 log = logging.getLogger("graphpipe.forget")
@@ -356,13 +363,16 @@ def _train_body(spark: SparkSession, cfg: PipelineConfig, cur: Path, d: DeletedS
     return {"vectors": n, "leaves_retrained": len(state.leaves_retrained)}
 
 
-def _drop_deleted_recommendations(spark: SparkSession, out: Path, d: DeletedSet) -> None:
-    """Remove recommendations equal to a deleted edge (the pair is no longer 'seen')."""
+def _drop_deleted_recommendations(spark: SparkSession, out: Path, run_dir: Path,
+                                  d: DeletedSet) -> None:
+    """Remove recommendations equal to an edge deleted by this or an earlier batch (a deleted
+    pair is no longer a 'seen' training pair, so the model may recommend it again)."""
     path = out / "recommendations"
-    if not d.edges or not path.is_dir():
+    if not path.is_dir():
         return
     recs = spark.read.parquet(str(path))
-    kept = drop_deleted_edges(spark, recs, d)
+    kept = drop_tombstoned(spark, recs, run_dir, user_col="user_id", item_col="item_id",
+                           extra_keys=d.keys)
     if kept.count() == recs.count():
         return
     tmp = out / f".recommendations.tmp-{uuid.uuid4().hex[:8]}"
@@ -422,7 +432,10 @@ def forget(
     dictionary = spark.read.parquet(str(cur / "ingest" / "dictionary"))
     inter = spark.read.parquet(str(cur / "ingest" / "interactions"))
     resolved = _resolve(spark, todo, dictionary, inter.select(USER, ITEM))
-    d = resolved.deleted
+    tomb = [(k, tombstone_key(k, a, b), rid) for rid, k, a, b in
+            todo.rows[[REQUEST_ID, KIND, ID, OTHER_ID]].itertuples(index=False, name=None)]
+    batch_keys = frozenset(t[1] for t in tomb)
+    d = dataclasses.replace(resolved.deleted, keys=batch_keys | read_tombstone_keys(run_dir))
     vdir, final = new_version_dir(run_dir)
     state = _Unlearned([], 0, [])
     try:
@@ -440,7 +453,7 @@ def forget(
             def run_body(out: Path, body: Any = body, name: str = name) -> Any:
                 result = body(spark, cfg, vdir, out)
                 if name == "recommend":
-                    _drop_deleted_recommendations(spark, out, d)
+                    _drop_deleted_recommendations(spark, out, run_dir, d)
                 return result
 
             _stage(vdir, cur, name, run_body, spark)
@@ -465,8 +478,6 @@ def forget(
         shutil.rmtree(vdir, ignore_errors=True)
         raise
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    tomb = [(k, tombstone_key(k, a, b), rid) for rid, k, a, b in
-            todo.rows[[REQUEST_ID, KIND, ID, OTHER_ID]].itertuples(index=False, name=None)]
     write_tombstones(run_dir, final.name,
                      pd.DataFrame(tomb, columns=["kind", "key", "request_id"])
                      .assign(applied_at=now).drop_duplicates("key"))

@@ -12,6 +12,7 @@ Rules (column names are those the pipeline writes):
 * JSON: no string value or key equal to a deleted original id.
 * Other text (``config.yaml``...): no token equal to a deleted original id that is not a plain
   integer (integers there are settings and figures, not ids).
+* Tombstones: original-id columns hashed against the keys of every batch applied so far.
 * faiss indexes: ``ntotal`` equals the rows of the id map beside it (no stale item vectors).
 * ``.crc`` checksums and ``_SUCCESS`` markers hold no data and are skipped; any other binary
   file fails the verification (it cannot be checked).
@@ -32,6 +33,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pipelines.schema import ITEM, KIND, NODE_ID, ORIGINAL_ID, USER
+from pipelines.tombstones import tombstone_key
 
 USER_DENSE = ("user",)
 ITEM_DENSE = ("item", "similar")
@@ -50,11 +52,10 @@ class DeletedSet:
     user_ids: frozenset[str] = frozenset()
     item_ids: frozenset[str] = frozenset()
     edge_ids: frozenset[tuple[str, str]] = frozenset()
-
-    @property
-    def empty(self) -> bool:
-        return not (self.users or self.items or self.edges or self.user_ids or self.item_ids
-                    or self.edge_ids)
+    keys: frozenset[str] = frozenset()
+    """Tombstone keys (:func:`pipelines.tombstones.tombstone_key`) of every batch so far:
+    original-id columns are also checked against them, so a later version is verified
+    against all earlier deletions without keeping their ids in clear."""
 
 
 @dataclass
@@ -128,6 +129,8 @@ def _check_table(cols: dict[str, list[Any]], d: DeletedSet, ann_map: bool) -> di
                     and ((k == USER and v in bad_user) or (k == ITEM and v in bad_item))
                 )
                 add(f"kind,{c}", n)
+    if d.keys:
+        _check_keys(cols, d.keys, kinds, add)
     if "raw" in cols:
         bad_tokens = d.user_ids | d.item_ids
         n = 0
@@ -139,6 +142,28 @@ def _check_table(cols: dict[str, list[Any]], d: DeletedSet, ann_map: bool) -> di
                 n += 1
         add("raw", n)
     return hits
+
+
+def _check_keys(cols: dict[str, list[Any]], keys: frozenset[str], kinds: list[Any] | None,
+                add: Any) -> None:
+    def hits(kind_of: list[Any], values: list[Any]) -> int:
+        return sum(1 for k, v in zip(kind_of, values, strict=True)
+                   if v is not None and k in (USER, ITEM)
+                   and tombstone_key(str(k), str(v)) in keys)
+
+    for c in USER_ORIG:
+        if c in cols:
+            add(f"{c} (tombstoned)", hits([USER] * len(cols[c]), cols[c]))
+    for c in ITEM_ORIG:
+        if c in cols:
+            add(f"{c} (tombstoned)", hits([ITEM] * len(cols[c]), cols[c]))
+    if kinds is not None and ORIGINAL_ID in cols:
+        add("kind,original_id (tombstoned)", hits(kinds, cols[ORIGINAL_ID]))
+    if "user_id" in cols and "item_id" in cols:
+        n = sum(1 for u, i in zip(cols["user_id"], cols["item_id"], strict=True)
+                if u is not None and i is not None
+                and tombstone_key("edge", str(u), str(i)) in keys)
+        add("user_id,item_id (tombstoned)", n)
 
 
 def _scan_parquet(path: Path, d: DeletedSet, report: VerificationReport) -> None:

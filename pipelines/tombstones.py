@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 
 import pandas as pd
@@ -72,20 +73,26 @@ def drop_tombstoned(
     *,
     user_col: str = "user",
     item_col: str = "item",
+    extra_keys: Collection[str] = (),
 ) -> DataFrame:
     """Remove rows whose user, item or (user, item) edge was deleted by a forget request.
 
     Call it on ingested rows that still carry ORIGINAL ids (strings), before dense ids are
-    assigned. Without tombstones the input is returned unchanged.
+    assigned. ``extra_keys`` are tombstone keys not written yet (the batch being applied).
+    Without tombstones the input is returned unchanged.
 
     Schema:
         rows: ``<user_col>``, ``<item_col>`` (original ids, castable to string) among others.
         returns: the same columns, tombstoned rows removed.
     """
     root = Path(run_dir) / TOMBSTONES
-    if not any(root.glob("batch-*.parquet")):
+    stored = any(root.glob("batch-*.parquet"))
+    if not stored and not extra_keys:
         return rows
-    keys = spark.read.parquet(str(root / "batch-*.parquet")).select("key").distinct()
+    keys = spark.createDataFrame([(k,) for k in sorted(extra_keys)], "key string")
+    if stored:
+        keys = keys.unionByName(spark.read.parquet(str(root / "batch-*.parquet")).select("key"))
+    keys = keys.distinct()
     u = F.col(user_col).cast("string")
     i = F.col(item_col).cast("string")
     tagged = rows.select(
