@@ -126,18 +126,15 @@ def test_sampling_counts_and_seed() -> None:
 
 # ---------------------------------------------------------------- deleted-edge AUROC
 def test_deleted_auroc_lightgcn_extremes() -> None:
-    # 3 users, 4 items, d = 1: items 0-1 score 1 for every user, items 2-3 score 0
+    # 3 users, 4 items, d = 1: item 0 scores 1 for every user, items 1-3 score 0
     user_emb = torch.ones(3, 1)
-    item_emb = torch.tensor([[1.0], [1.0], [0.0], [0.0]])
-    known_u, known_i = np.array([0, 1, 2]), np.array([0, 1, 0])
-    # deleted edges on items 0 / 1; non-edges are drawn from the other items
-    high = deleted_auroc_lightgcn(user_emb, item_emb, np.array([0, 1]), np.array([0, 1]),
-                                  known_u, known_i, num_negative=20)
-    # item 1 is user 0's only other high item: AUROC = P(score_del > score_non) + ties / 2
-    assert 0.5 < high <= 1.0
-    low = deleted_auroc_lightgcn(-user_emb, item_emb, np.array([0, 1]), np.array([0, 1]),
-                                 known_u, known_i, num_negative=20)
-    assert low == pytest.approx(1.0 - high)
+    item_emb = torch.tensor([[1.0], [0.0], [0.0], [0.0]])
+    known_u, known_i = np.array([0, 1, 2]), np.array([0, 0, 1])
+    # deleted edges (0, 0) and (1, 0); their non-edges are items 1-3, all below
+    args = (np.array([0, 1]), np.array([0, 0]), known_u, known_i)
+    assert deleted_auroc_lightgcn(user_emb, item_emb, *args, num_negative=20) == 1.0
+    assert deleted_auroc_lightgcn(-user_emb, item_emb, *args, num_negative=20) == 0.0
+    assert deleted_auroc_lightgcn(0 * user_emb, item_emb, *args, num_negative=20) == 0.5
 
 
 def test_deleted_auroc_nbfnet_is_an_auroc_over_same_source_pairs() -> None:
