@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from pipelines import io as ingest_io
 from pipelines.aggregate import lightgcn_propagate
 from pipelines.bridge import LeafTrainSettings
-from pipelines.config import PipelineConfig
+from pipelines.config import ConfigError, PipelineConfig
 from pipelines.leaf_training import train_partitioned
 from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
 
@@ -82,8 +82,33 @@ def leaf_interactions(spark: SparkSession, run_dir: Path) -> DataFrame:
     )
 
 
+class LeafTooLargeError(ConfigError):
+    """A leaf holds more training edges than ``partition.max_edges_per_leaf`` allows."""
+
+
+def check_leaf_sizes(leaf_edges: DataFrame, max_edges: int) -> dict[int, int]:
+    """Edges per leaf (one small row per leaf reaches the driver); raise if one is over the bound.
+
+    Schema: leaf_edges ``leaf_id``, ``user``, ``item``.
+    """
+    sizes = {
+        int(r[LEAF_ID]): int(r["count"]) for r in leaf_edges.groupBy(LEAF_ID).count().collect()
+    }
+    over = {leaf: n for leaf, n in sorted(sizes.items()) if n > max_edges}
+    if over:
+        leaf, n = next(iter(over.items()))
+        raise LeafTooLargeError(
+            f"partition.max_edges_per_leaf: leaf {leaf} holds {n:,} training edges, over the bound "
+            f"of {max_edges:,} ({len(over)} of {len(sizes)} leaves are over it); raise "
+            "partition.num_leaves, or set it to 0 so the partition stage derives it from the bound"
+        )
+    return sizes
+
+
 def train_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path) -> dict:
     """Body of the ``train`` stage (see the module docstring)."""
+    leaf_edges = leaf_interactions(spark, run_dir)
+    check_leaf_sizes(leaf_edges, cfg.partition.max_edges_per_leaf)
     work_dir = (
         run_dir
         / "_work"
@@ -92,7 +117,7 @@ def train_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Pat
     work_dir.mkdir(parents=True, exist_ok=True)
     result = train_partitioned(
         spark,
-        leaf_interactions(spark, run_dir),
+        leaf_edges,
         settings=leaf_settings(cfg),
         rounds=cfg.train.rounds,
         partitions=cfg.spark.shuffle_partitions,

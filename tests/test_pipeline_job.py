@@ -150,6 +150,14 @@ def test_partitioned_run_trains_every_leaf_and_aggregates(
     # Chance: 3 test items among 51 unseen, recall@5 ~ 0.1; the community model far above it.
     assert metrics["users"] == 80 and metrics["recall@5"] > 0.25
 
+    # A leaf over the size bound is rejected with a clear error; the finished stage stays.
+    marker = (run_dir / "train" / "_STAGE.json").read_text()
+    assert train.main(argv + ["--set", "partition.max_edges_per_leaf=100"]) == 2
+    err = capsys.readouterr().err
+    assert "partition.max_edges_per_leaf: leaf 0 holds 360 training edges" in err
+    assert "2 of 2 leaves" in err
+    assert (run_dir / "train" / "_STAGE.json").read_text() == marker
+
 
 def test_stage_jobs_refuse_a_missing_upstream_stage(small_lightgcn, tmp_path, capsys):
     run_dir = tmp_path / "empty-run"
