@@ -1,11 +1,14 @@
 """Approximate top-K over item vectors with faiss: build, save, load, query (no Spark).
 
-Scores are inner products (LightGCN's ``e_u · e_i``). HNSW and IVF search Euclidean neighbours,
-so the item vectors are lifted into ``d + 1`` dimensions with the MIPS-to-L2 reduction of
-Bachrach et al. 2014 ("Speeding up the Xbox recommender system...", Sec. 3, Theorem 1):
-``x' = [x, sqrt(M^2 - |x|^2)]`` with ``M = max |x|`` and ``q' = [q, 0]``, so that
-``|q' - x'|^2 = |q|^2 + M^2 - 2 q·x`` orders items exactly as ``q·x`` does. ``flat`` is an exact
-inner-product index. Candidates are re-scored exactly and ordered by (score desc, item id asc).
+Scores are inner products (LightGCN's ``e_u · e_i``). ``flat`` is an exact inner-product index
+and ``hnsw`` (Malkov & Yashunin 2018) a graph built and searched with the inner product itself.
+IVF clusters with k-means in Euclidean space, so for ``ivf`` the item vectors are lifted into
+``d + 1`` dimensions with the MIPS-to-L2 reduction of Bachrach et al. 2014 ("Speeding up the
+Xbox recommender system...", Sec. 3, Theorem 1): ``x' = [x, sqrt(M^2 - |x|^2)]`` with
+``M = max |x|`` and ``q' = [q, 0]``, so that ``|q' - x'|^2 = |q|^2 + M^2 - 2 q·x`` orders items
+exactly as ``q·x`` does. (The lift also works for HNSW, but on Gowalla LightGCN vectors, whose
+norms spread from 0.8 to 11, it cost recall: 0.92 against 0.96 at efSearch 128, see
+bench/results/ann.md.) Candidates are re-scored exactly and ordered by (score desc, item id asc).
 
 Layout written by :func:`save_index` under ``<export_dir>/ann/``::
 
@@ -102,14 +105,20 @@ def build_index(items: np.ndarray, settings: AnnSettings) -> tuple[Any, dict[str
     n, d = items.shape
     started = time.perf_counter()
     max_norm = float(np.sqrt((items.astype(np.float64) ** 2).sum(1).max())) if n else 0.0
-    meta: dict[str, Any] = {"kind": settings.kind, "dim": d, "items": n, "max_norm": max_norm}
+    meta: dict[str, Any] = {
+        "kind": settings.kind,
+        "space": "l2 (MIPS lift)" if settings.kind == "ivf" else "inner product",
+        "dim": d,
+        "items": n,
+        "max_norm": max_norm,
+    }
     if settings.kind == "flat":
         index = faiss.IndexFlatIP(d)
         index.add(np.ascontiguousarray(items, dtype=np.float32))
     elif settings.kind == "hnsw":
-        index = faiss.IndexHNSWFlat(d + 1, settings.hnsw_m)
+        index = faiss.IndexHNSWFlat(d, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = settings.hnsw_ef_construction
-        index.add(lift_items(items, max_norm))
+        index.add(np.ascontiguousarray(items, dtype=np.float32))
     else:
         nlist = settings.ivf_lists or max(1, round(4 * math.sqrt(n)))
         nlist = max(1, min(nlist, n))
@@ -294,16 +303,9 @@ class AnnIndex:
         return out_pos, out_score
 
     def _candidates(self, q: np.ndarray, fetch: int) -> np.ndarray:
-        if self.kind == "flat":
-            return self.index.search(q, fetch)[1]
-        if self.kind == "hnsw" and self.index.hnsw.efSearch < fetch:
-            ef = self.index.hnsw.efSearch
-            self.index.hnsw.efSearch = fetch
-            try:
-                return self.index.search(lift_queries(q), fetch)[1]
-            finally:
-                self.index.hnsw.efSearch = ef
-        return self.index.search(lift_queries(q), fetch)[1]
+        if self.kind == "ivf":
+            return self.index.search(lift_queries(q), fetch)[1]
+        return self.index.search(q, fetch)[1]  # flat; hnsw searches with max(efSearch, fetch)
 
     def exact(
         self, queries: np.ndarray, k: int, *, exclude: Sequence[np.ndarray] | None = None
