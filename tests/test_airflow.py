@@ -65,6 +65,9 @@ def test_specs_merge_defaults_and_stage_overrides():
     forget = parsed["graphpipe_forget"]
     assert [s.name for s in forget.stages] == ["forget", "recommend", "export"]
     assert forget.schedule is None
+    assert forget.params == {"requests": ""}
+    assert forget.stages[0].args == ("--requests", "{{ params.requests }}")
+    assert daily.params == {} and daily.stages[0].args == ()
 
 
 BASE_DEFAULTS = yaml.safe_load(SPECS.read_text())["defaults"]
@@ -88,6 +91,10 @@ BASE_DEFAULTS = yaml.safe_load(SPECS.read_text())["defaults"]
             "dags.d.a: missing ['driver_memory', 'execution_timeout_minutes'",
         ),
         ({"dags": {"d": {"stages": [3]}}}, "dags.d: a stage is a name or a mapping"),
+        (
+            {"defaults": BASE_DEFAULTS, "dags": {"d": {"stages": ["a"], "params": [1]}}},
+            "dags.d.params: expected a mapping",
+        ),
         ({"dag": {}}, "spec: top level needs a 'dags' mapping"),
     ],
 )
@@ -145,14 +152,17 @@ def test_dagbag_has_no_import_errors(tmp_path):
     for dag_id, stages in (("graphpipe_daily", DAILY), ("graphpipe_forget", ("forget",
                            "recommend", "export"))):  # fmt: skip
         dag = bag["dags"][dag_id]
-        assert dag["params"] == ["config", "pyfiles", "python", "run_root"]
+        extra = ["requests"] if dag_id == "graphpipe_forget" else []
+        assert dag["params"] == sorted(["config", "pyfiles", "python", "run_root", *extra])
         assert [t["id"] for t in dag["tasks"]] == list(stages)
         assert [t["up"] for t in dag["tasks"]] == [[]] + [[s] for s in stages[:-1]]
         for t in dag["tasks"]:
             assert t["type"] == "SparkSubmitOperator" and t["conn"] == "graphpipe_spark"
             assert t["app"] == str(ROOT / "jobs" / f"{t['id']}.py")
+            job_args = ["--requests", "{{ params.requests }}"] if t["id"] == "forget" else []
             assert t["args"] == [
-                "--config", "{{ params.config }}", "--run-dir", "{{ params.run_root }}/{{ ds }}"
+                "--config", "{{ params.config }}", "--run-dir", "{{ params.run_root }}/{{ ds }}",
+                *job_args,
             ]  # fmt: skip
             assert t["retries"] == 2 and t["py_files"] == "{{ params.pyfiles }}"
             assert t["env"]["PYSPARK_PYTHON"] == t["python_conf"] == "{{ params.python }}"

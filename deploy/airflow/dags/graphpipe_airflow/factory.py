@@ -12,6 +12,9 @@ pyfiles     ``GRAPHPIPE_PYFILES``       ``<root>/dist/graphpipe-pyfiles.zip`` (`
 python      ``GRAPHPIPE_PYTHON``        ``<root>/.venv/bin/python`` (driver and executors)
 ==========  ==========================  ==============================================
 
+A DAG adds params of its own with ``params:`` in ``dags.yaml`` (the forget DAG's ``requests``),
+and a stage passes them to its job with ``args`` (``["--requests", "{{ params.requests }}"]``).
+
 Relative paths inside the job config are resolved by the Spark driver from Airflow's working
 directory: use absolute paths in configs meant for Airflow.
 """
@@ -67,7 +70,7 @@ def stage_task(stage: StageSpec) -> SparkSubmitOperator:
 def build_dag(dag_id: str, *, specs: dict[str, DagSpec] | None = None) -> DAG:
     """The DAG ``dag_id`` from the spec file, its stages chained in order."""
     spec = (specs or load_specs())[dag_id]
-    params: dict[str, Any] = default_params()
+    params: dict[str, Any] = {**default_params(), **spec.params}
     with DAG(
         dag_id=spec.dag_id,
         description=spec.description,

@@ -60,6 +60,7 @@ class DagSpec:
     description: str
     schedule: str | None
     stages: tuple[StageSpec, ...]
+    params: dict[str, str] = field(default_factory=dict)
 
 
 def _stage(entry: Any, defaults: dict[str, Any], where: str) -> StageSpec:
@@ -109,11 +110,15 @@ def parse_specs(data: dict[str, Any]) -> dict[str, DagSpec]:
         names = [s.name for s in built]
         if len(set(names)) != len(names):
             raise SpecError(f"dags.{dag_id}: duplicate stage names {names}")
+        params = body.get("params") or {}
+        if not isinstance(params, dict):
+            raise SpecError(f"dags.{dag_id}.params: expected a mapping")
         specs[str(dag_id)] = DagSpec(
             dag_id=str(dag_id),
             description=str(body.get("description", "")),
             schedule=body.get("schedule"),
             stages=built,
+            params={str(k): "" if v is None else str(v) for k, v in params.items()},
         )
     return specs
 
