@@ -278,3 +278,29 @@ def test_no_pyspark_import() -> None:
     code = ("import sys, gnn.unlearn, gnn.unlearn_eval, gnn.unlearn_nbfnet; "
             "sys.exit(any(m.split('.')[0] == 'pyspark' for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_nbfnet_triple_deletion_on_a_kg() -> None:
+    from gnn.kg import kg_graph
+
+    triples = torch.tensor([[0, 0, 1], [1, 1, 2], [2, 0, 3], [3, 1, 0], [0, 1, 2], [1, 0, 3]])
+    g = kg_graph(triples, 4, 2)  # relations 0, 1 and inverses 2, 3
+
+    def make() -> NBFNet:
+        return NBFNet(4, dim=8, layers=2, aggregate="sum", dependent=True, backend="torch")
+
+    torch.manual_seed(0)
+    teacher = make()
+    cfg = UnlearnConfig(steps=3, lr=0.01, batch_size=4, deleted_batch_size=1, num_negative=2,
+                        threads=1)
+    res = unlearn_nbfnet(teacher, g, triples, torch.tensor([4]), cfg, task="kg",
+                         make_model=make, log=lambda *a: None)
+    assert res.graph is not None and res.model is not None
+    kept = set(zip(res.graph.edge_index[0].tolist(), res.graph.edge_type.tolist(),
+                   res.graph.edge_index[1].tolist(), strict=True))
+    assert (0, 1, 2) not in kept and (2, 3, 0) not in kept
+    assert len(kept) == 2 * 6 - 2
+    assert res.steps == 3 and all(math.isfinite(x) for row in res.losses for x in row)
+    changed = [not torch.equal(a, b) for a, b in zip(res.model.state_dict().values(),
+                                                      teacher.state_dict().values(), strict=True)]
+    assert any(changed)
