@@ -182,6 +182,7 @@ def run_lightgcn(args: argparse.Namespace, dev: torch.device) -> dict[str, Any]:
                           layers=cfg.layers, init_std=cfg.init_std, device=dev, log=_log)
 
     t_eval = time.perf_counter()
+    assert un.user_emb is not None and un.item_emb is not None
     full_adj = build_norm_adj(tr_u, tr_i, nu, ni, dev)
     ret_adj = build_norm_adj(tr_u[keep], tr_i[keep], nu, ni, dev)
     with torch.no_grad():
