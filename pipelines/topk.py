@@ -36,10 +36,20 @@ def topk_block(
     out_scores = np.full((scores.shape[0], kk), -np.inf, dtype=np.float32)
     if kk == 0:
         return out_items, out_scores
-    # k-th largest value per row, then every candidate >= it; exact order among candidates by
-    # (score desc, item id asc) makes ties deterministic.
-    kth = -np.partition(-scores, kk - 1, axis=1)[:, kk - 1]
-    for row in range(scores.shape[0]):
+    # The kk largest per row (in no order) and the kk-th value. A row with exactly kk scores
+    # >= that value has exactly that top set: sort it by (score desc, item id asc), vectorised.
+    # Other rows (ties across the cut, or fewer than kk unseen items) take every candidate >= the
+    # kk-th value and the same order, one row at a time.
+    top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+    top_scores = np.take_along_axis(scores, top, 1)
+    kth = top_scores.min(axis=1)
+    fast = np.isfinite(kth) & ((scores >= kth[:, None]).sum(axis=1) == kk)
+    if fast.any():
+        cand, cand_scores = top[fast], top_scores[fast]
+        order = np.lexsort((item_ids[cand], -cand_scores), axis=-1)
+        out_items[fast] = item_ids[np.take_along_axis(cand, order, 1)]
+        out_scores[fast] = np.take_along_axis(cand_scores, order, 1)
+    for row in np.flatnonzero(~fast):
         cand = np.flatnonzero(scores[row] >= kth[row])
         cand = cand[np.isfinite(scores[row, cand])]
         order = np.lexsort((item_ids[cand], -scores[row, cand]))[:kk]
