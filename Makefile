@@ -8,7 +8,7 @@ GRAPHFRAMES_VERSION := 0.12.3
 DATA ?= ../shared/data
 RUN_DIR ?= runs/demo
 
-.PHONY: setup setup-bench jars demo test test-all lint typecheck bench-lightgcn clean
+.PHONY: setup setup-bench jars demo test test-dag test-all lint typecheck package airflow-env bench-lightgcn clean
 
 setup: $(STAMP) jars
 
@@ -28,9 +28,15 @@ setup-bench: setup
 demo: setup
 	$(PY) -m jobs.pipeline --config deploy/configs/local.yaml --run-dir $(RUN_DIR) \
 		--set ingest.train_path=$(DATA)/gowalla/train.txt --set ingest.test_path=$(DATA)/gowalla/test.txt
+	$(PY) -m jobs.report --run-dir $(RUN_DIR)
 
 test: setup
 	$(PY) -m pytest -q
+
+# The real Airflow run of the daily DAG (seven spark-submits, 5-10 minutes on 2 cores): CI runs it
+# after `make test`.
+test-dag: setup
+	$(PY) -m pytest -q -m slow tests/test_airflow.py
 
 test-all: setup
 	$(PY) -m pytest -q -m ''
@@ -41,5 +47,13 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
+# Wheel + --py-files zip into dist/ (PACK_ENV=1 also packs the venv for spark-submit --archives).
+package: setup
+	bash scripts/package.sh
+
+# Airflow's own venv (.venv-airflow) and metadata DB; the Airflow tests build it on first use too.
+airflow-env: setup
+	bash scripts/airflow_env.sh >/dev/null
+
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs dist .pytest_cache

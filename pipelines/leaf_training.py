@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from pipelines.aggregate import initial_vectors, weighted_mean_by_node
 from pipelines.bridge import LEAF_LOG, LeafTrainSettings, train_leaves_from
+from pipelines.progress import progress
 from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
 
 log = logging.getLogger("graphpipe.leaf_training")
@@ -72,7 +73,7 @@ def train_partitioned(
             "overwrite"
         ).parquet(str(ego_path))
     logs: list[dict[str, Any]] = []
-    for r in range(1, rounds + 1):
+    for r in progress(range(1, rounds + 1), desc="train rounds"):
         out_path = work_dir / f"ego-round-{r}"
         log_path = work_dir / f"leaf-logs-round-{r}.json"
         if (out_path / "_SUCCESS").exists() and log_path.exists():

@@ -182,6 +182,7 @@ def _tiny_graph(folder: Path) -> tuple[Path, Path]:
     return folder / "train.txt", folder / "test.txt"
 
 
+@pytest.mark.slow  # 5-10 minutes on 2 cores: run by `make test-dag`, which .ci/run calls
 def test_daily_dag_runs_on_local_spark(tmp_path):
     train, test = _tiny_graph(tmp_path)
     config = tmp_path / "config.yaml"
