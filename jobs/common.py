@@ -109,5 +109,8 @@ def stage_main(argv: Sequence[str] | None, stage: str, description: str) -> int:
     status = "skipped (already done)" if result.skipped else f"done in {result.seconds:.1f} s"
     print(f"{stage} {status}: {result.path}")
     for key, value in result.counts.items():
-        print(f"  {key:<18}{value:>14,}")
+        print(f"  {key:<20}{value:>14,}")
+    for key, value in result.extra.items():
+        if isinstance(value, (str, float, bool)):
+            print(f"  {key:<20}{value!s:>14}")
     return 0

@@ -152,7 +152,7 @@ class ExportConfig:
     user_block_size: int = _f(4096, "Users scored per matrix product.")
     item_block_size: int = _f(4096, "Items scored per block when finding similar items.")
     similar_k: int = _f(20, "Similar items kept per item (0: skip similar items).")
-    ann_index: str = _f("hnsw", "faiss index over item vectors: hnsw | ivf | flat.")
+    ann_index: str = _f("ivf", "faiss index over item vectors: ivf | hnsw | flat.")
     hnsw_m: int = _f(32, "HNSW graph degree (M).")
     hnsw_ef_search: int = _f(128, "HNSW search depth (efSearch).")
     ivf_lists: int = _f(0, "IVF inverted lists (0: about 4 * sqrt(items)).")

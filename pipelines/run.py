@@ -1,5 +1,5 @@
 """The end-to-end recommendation run: ingest -> partition -> train -> aggregate -> recommend ->
-evaluate.
+export -> evaluate.
 
 Every stage goes through :func:`pipelines.stages.run_stage`, keyed by the hash of the config
 sections it depends on, so a rerun skips finished stages and a failed run resumes.
@@ -15,16 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from pipelines import io as ingest_io
 from pipelines.config import PipelineConfig
-from pipelines.dense_ids import map_back
 from pipelines.evaluate import ranking_metrics
-from pipelines.recommend import recommend_topk
+from pipelines.recommend_stage import recommend_body
 from pipelines.schema import ITEM, RANK, SCORE, USER
 from pipelines.stages import StageResult, require_stages, run_stage
-from pipelines.train_stage import aggregate_body, embeddings, interactions, train_body
+from pipelines.train_stage import aggregate_body, interactions, train_body
 
 log = logging.getLogger("graphpipe.run")
 
@@ -34,25 +32,6 @@ class RunSummary:
     run_dir: Path
     stages: list[StageResult]
     metrics: dict[str, Any]
-
-
-def recommend_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path) -> dict:
-    recs = recommend_topk(
-        spark,
-        embeddings(spark, run_dir, USER, USER),
-        embeddings(spark, run_dir, ITEM, ITEM),
-        interactions(spark, run_dir, "train"),
-        k=cfg.export.top_k,
-        dim=cfg.model.dim,
-        block_size=cfg.export.user_block_size,
-    )
-    dictionary = ingest_io.read_ingested(spark, run_dir / "ingest")["dictionary"]
-    with_ids = recs.withColumn("user_id", F.col(USER)).withColumn("item_id", F.col(ITEM))
-    with_ids = map_back(with_ids, dictionary, "user_id", "user")
-    with_ids = map_back(with_ids, dictionary, "item_id", "item")
-    with_ids.write.parquet(str(out / "recommendations"))
-    written = spark.read.parquet(str(out / "recommendations"))
-    return {"recommendations": written.count(), "users": written.select(USER).distinct().count()}
 
 
 def evaluate_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path) -> dict:
@@ -81,6 +60,14 @@ def _ingest_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: P
     return ingest_io.ingest(spark, cfg.ingest, out)
 
 
+def _export_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path) -> dict:
+    from pipelines.ann import AnnSettings
+    from pipelines.ann_export import export_body
+
+    settings = AnnSettings.from_export(cfg.export, threads=cfg.train.threads)
+    return export_body(spark, settings, run_dir, out, dim=cfg.model.dim)
+
+
 def _partition_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path) -> dict:
     from pipelines.partition import PartitionSettings, partition_stage
 
@@ -97,6 +84,7 @@ STAGES: dict[str, Stage] = {
         Stage("train", _TRAINED, train_body, ("ingest",)),
         Stage("aggregate", _TRAINED, aggregate_body, ("train",)),
         Stage("recommend", (*_TRAINED, "export"), recommend_body, ("aggregate",)),
+        Stage("export", (*_TRAINED, "export"), _export_body, ("aggregate",)),
         Stage("evaluate", (*_TRAINED, "export"), evaluate_body, ("recommend",)),
     )
 }
@@ -131,13 +119,14 @@ def run_pipeline(spark: SparkSession, cfg: PipelineConfig, run_dir: Path) -> Run
     """Run (or resume) every stage of the recommendation pipeline.
 
     ingest → partition (only when the graph needs more than one leaf) → train → aggregate →
-    recommend → evaluate. Each stage is keyed by the hash of the config sections it depends on,
-    so a rerun skips finished stages and a run killed between stages resumes.
+    recommend → export (faiss index, embeddings with original ids) → evaluate. Each stage is
+    keyed by the hash of the config sections it depends on, so a rerun skips finished stages
+    and a run killed between stages resumes.
     """
     stages = [run_one_stage(spark, cfg, run_dir, "ingest")]
     if needs_partition(spark, cfg, run_dir):
         stages.append(run_one_stage(spark, cfg, run_dir, "partition"))
-    for name in ("train", "aggregate", "recommend", "evaluate"):
+    for name in ("train", "aggregate", "recommend", "export", "evaluate"):
         stages.append(run_one_stage(spark, cfg, run_dir, name))
     metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     return RunSummary(run_dir=run_dir, stages=stages, metrics=metrics)

@@ -117,13 +117,14 @@ def test_similar_items_hand_computed(spark):
 
 
 def test_recommend_and_export_jobs_round_trip_original_ids(spark, tmp_path):
-    """ingest -> (fixed vectors as train output) -> jobs.recommend + jobs.export -> ann_query."""
+    """ingest -> fixed vectors as aggregate output -> jobs.recommend + jobs.export -> ann_query."""
     import json
     import subprocess
     import sys
 
     from jobs import export, ingest
     from jobs import recommend as recommend_job
+    from pipelines.stages import run_stage
 
     rng = np.random.default_rng(5)
     lines = []
@@ -163,7 +164,13 @@ def test_recommend_and_export_jobs_round_trip_original_ids(spark, tmp_path):
     rows = [("user", u, 0, bytearray(b)) for u, b in enumerate(vectors_to_bytes(users))]
     rows += [("item", i, 0, bytearray(b)) for i, b in enumerate(vectors_to_bytes(items))]
     emb = spark.createDataFrame(rows, "kind string, node_id long, leaf_id long, vector binary")
-    emb.write.parquet(str(run / "train" / "embeddings"))
+    # Fixed vectors stand in for a finished aggregate stage (global embeddings).
+    run_stage(
+        run,
+        "aggregate",
+        "fixed-vectors",
+        lambda out: emb.write.parquet(str(out / "embeddings")) or {},
+    )
     assert recommend_job.main(argv) == 0
     assert export.main(argv) == 0
 
