@@ -56,10 +56,13 @@ def test_pipeline_end_to_end_and_resume(spark, small_lightgcn, tmp_path, capsys)
     # Random ranking of 51 unseen items gives recall@5 ~ 5/51 ~ 0.1; a trained model doubles it.
     assert metrics["recall@5"] > 0.2
     assert 0 < metrics["ndcg@5"] <= 1
-    for stage in ("ingest", "train", "aggregate", "recommend", "evaluate"):
+    for stage in ("ingest", "train", "aggregate", "recommend", "export", "evaluate"):
         assert (run_dir / stage / "_STAGE.json").is_file()
     # 160 training interactions need one leaf: no partition stage.
     assert not (run_dir / "partition").exists()
+    # The export stage wrote a faiss index another process can load.
+    meta = json.loads((run_dir / "export" / "ann" / "meta.json").read_text())
+    assert meta["kind"] == "ivf" and (run_dir / "export" / "ann" / "index.faiss").is_file()
     assert (run_dir / "config.yaml").is_file()
 
     from pyspark.sql import SparkSession
@@ -81,7 +84,7 @@ def test_pipeline_end_to_end_and_resume(spark, small_lightgcn, tmp_path, capsys)
     assert pipeline.main(argv) == 0
     again = capsys.readouterr().out
     statuses = {line.split()[0]: line.split()[2] for line in again.splitlines() if "{" in line}
-    stages = ("ingest", "train", "aggregate", "recommend", "evaluate")
+    stages = ("ingest", "train", "aggregate", "recommend", "export", "evaluate")
     assert statuses == dict.fromkeys(stages, "skipped")
     assert json.loads((run_dir / "evaluate" / "metrics.json").read_text()) == metrics
 
