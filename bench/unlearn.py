@@ -40,7 +40,7 @@ import torch
 
 from gnn.data import load_lightgcn_file
 from gnn.device import select_device
-from gnn.kg import cora_link_split, homogeneous_graph
+from gnn.kg import cora_link_split, homogeneous_graph, load_planetoid_edges
 from gnn.metrics import RankingEvaluator
 from gnn.models.lightgcn import build_norm_adj, lightgcn_propagate
 from gnn.nbfnet_eval import evaluate_link_auc
@@ -207,18 +207,6 @@ def run_lightgcn(args: argparse.Namespace, dev: torch.device) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- Planetoid / NBFNet
-
-
-def load_planetoid_edges(folder: str, name: str) -> tuple[torch.Tensor, int]:
-    """Unique undirected edges ``[M, 2]`` (u < v) of ``ind.NAME.graph`` and the node count.
-
-    Nodes without edges (CiteSeer's isolated test nodes) count in the node range.
-    """
-    with (Path(folder) / f"ind.{name}.graph").open("rb") as f:
-        adj = pickle.load(f, encoding="latin1")
-    pairs = {(min(u, v), max(u, v)) for u, nbrs in adj.items() for v in nbrs if u != v}
-    num_nodes = max(max(adj), max(max(p) for p in pairs)) + 1
-    return torch.tensor(sorted(pairs), dtype=torch.long), num_nodes
 
 
 def _link_triples(pairs: torch.Tensor) -> torch.Tensor:

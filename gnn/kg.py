@@ -141,12 +141,48 @@ def _read_triples(path: Path, ents: dict[str, int], rels: dict[str, int]) -> Ten
     rows = []
     with path.open() as f:
         for n, line in enumerate(f, 1):
-            parts = line.rstrip("\n").split("\t")
+            parts = line.rstrip("\r\n").split("\t")
             if len(parts) != 3:
                 raise ValueError(f"{path}:{n}: expected head<TAB>relation<TAB>tail")
             h, r, t = parts
+            if h not in ents or t not in ents or r not in rels:
+                raise ValueError(f"{path}:{n}: unknown entity or relation in {line.strip()!r}")
             rows.append((ents[h], rels[r], ents[t]))
     return torch.tensor(rows, dtype=torch.long)
+
+
+def _dict_from_triples(paths: list[Path]) -> tuple[dict[str, int], dict[str, int]]:
+    """Entity and relation ids in order of first appearance (train, then valid, then test)."""
+    ents: dict[str, int] = {}
+    rels: dict[str, int] = {}
+    for path in paths:
+        with path.open() as f:
+            for n, line in enumerate(f, 1):
+                parts = line.rstrip("\r\n").split("\t")
+                if len(parts) != 3:
+                    raise ValueError(f"{path}:{n}: expected head<TAB>relation<TAB>tail")
+                h, r, t = parts
+                ents.setdefault(h, len(ents))
+                rels.setdefault(r, len(rels))
+                ents.setdefault(t, len(ents))
+    return ents, rels
+
+
+def load_triples_dir(data_dir: str | Path) -> KGDataset:
+    """Load a knowledge graph from ``train.txt``, ``valid.txt``, ``test.txt`` (tab-separated
+    head, relation, tail), with ``entities.dict`` / ``relations.dict`` when present (else ids in
+    order of first appearance)."""
+    root = Path(data_dir)
+    files = [root / f"{s}.txt" for s in ("train", "valid", "test")]
+    for path in files:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing (needs train.txt, valid.txt, test.txt)")
+    if (root / "entities.dict").is_file() and (root / "relations.dict").is_file():
+        ents, rels = _read_dict(root / "entities.dict"), _read_dict(root / "relations.dict")
+    else:
+        ents, rels = _dict_from_triples(files)
+    train, valid, test = (_read_triples(f, ents, rels) for f in files)
+    return KGDataset(train, valid, test, ents, rels)
 
 
 def load_fb15k237(data_dir: str | Path) -> KGDataset:
@@ -158,27 +194,30 @@ def load_fb15k237(data_dir: str | Path) -> KGDataset:
     root = Path(data_dir)
     if not (root / "train.txt").exists():
         root = root / "fb15k-237"
-    ents = _read_dict(root / "entities.dict")
-    rels = _read_dict(root / "relations.dict")
-    train, valid, test = (_read_triples(root / f"{s}.txt", ents, rels)
-                          for s in ("train", "valid", "test"))
-    return KGDataset(train, valid, test, ents, rels)
+    return load_triples_dir(root)
 
 
-def load_cora_edges(data_dir: str | Path) -> tuple[Tensor, int]:
-    """Unique undirected edges of Planetoid Cora (graph only; features are not read).
+def load_planetoid_edges(data_dir: str | Path, name: str) -> tuple[Tensor, int]:
+    """Unique undirected edges of a Planetoid graph ``ind.NAME.graph`` (features are not read).
+
+    Nodes without edges (CiteSeer's isolated test nodes) still count in the node range.
 
     Returns:
-        ``(edges [M, 2] long with u < v, sorted; num_nodes)``; M = 5278, num_nodes = 2708.
+        ``(edges [M, 2] long with u < v, sorted; num_nodes)``; Cora: M = 5278, 2708 nodes.
     """
     root = Path(data_dir)
-    if not (root / "ind.cora.graph").exists():
-        root = root / "cora"
-    with (root / "ind.cora.graph").open("rb") as f:
+    if not (root / f"ind.{name}.graph").exists():
+        root = root / name
+    with (root / f"ind.{name}.graph").open("rb") as f:
         adj = pickle.load(f, encoding="latin1")
     pairs = {(min(u, v), max(u, v)) for u, nbrs in adj.items() for v in nbrs if u != v}
     num_nodes = max(max(adj), max(max(p) for p in pairs)) + 1
     return torch.tensor(sorted(pairs), dtype=torch.long), num_nodes
+
+
+def load_cora_edges(data_dir: str | Path) -> tuple[Tensor, int]:
+    """Planetoid Cora's undirected edges (:func:`load_planetoid_edges` with name ``cora``)."""
+    return load_planetoid_edges(data_dir, "cora")
 
 
 @dataclass(frozen=True)

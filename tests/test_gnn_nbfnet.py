@@ -364,3 +364,22 @@ def test_link_training_with_negative_sources_runs_and_learns() -> None:
     assert sum(res.losses[-3:]) < sum(res.losses[:3])
     with pytest.raises(ValueError, match="negative_sources"):
         NBFNetTrainConfig(task="kg", negative_sources=1.0)
+
+
+def test_triples_folder_without_dicts_crlf_and_unknown_entity(tmp_path):
+    from gnn.kg import load_triples_dir
+
+    (tmp_path / "train.txt").write_bytes(b"a\tr1\tb\r\nb\tr2\tc\r\n")
+    (tmp_path / "valid.txt").write_text("c\tr1\ta\n")
+    (tmp_path / "test.txt").write_text("a\tr2\tc\n")
+    ds = load_triples_dir(tmp_path)
+    assert ds.entities == {"a": 0, "b": 1, "c": 2} and ds.relations == {"r1": 0, "r2": 1}
+    assert ds.train.tolist() == [[0, 0, 1], [1, 1, 2]]
+    assert ds.valid.tolist() == [[2, 0, 0]] and ds.test.tolist() == [[0, 1, 2]]
+    (tmp_path / "entities.dict").write_text("0\ta\n1\tb\n")
+    (tmp_path / "relations.dict").write_text("0\tr1\n1\tr2\n")
+    with pytest.raises(ValueError, match=r"train.txt:2: unknown entity or relation"):
+        load_triples_dir(tmp_path)
+    (tmp_path / "test.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"test.txt: missing"):
+        load_triples_dir(tmp_path)
