@@ -38,10 +38,12 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -51,7 +53,7 @@ from pipelines.bridge import LEAF_LOG
 from pipelines.bridge_forget import DELETED, LeafForgetSettings, unlearn_leaves_from
 from pipelines.config import PipelineConfig
 from pipelines.forget_requests import ID, KIND, OTHER_ID, REQUEST_ID, TIMESTAMP, Requests
-from pipelines.forget_verify import DeletedSet, verify_erased
+from pipelines.forget_verify import DeletedSet, raw_names_deleted, verify_erased
 from pipelines.forget_versions import (
     commit_version,
     current_version,
@@ -242,15 +244,26 @@ def _deleted_flag(spark: SparkSession, df: DataFrame, d: DeletedSet) -> DataFram
 
 
 def _scrub_raw(df: DataFrame, d: DeletedSet) -> DataFrame:
-    """Quarantined rows (``raw`` line) without any that names a deleted id or edge."""
-    tokens = F.split(F.coalesce(F.col("raw"), F.lit("")), r"[\s,;:\t|\"'\[\]{}()=]+")
-    bad = sorted(d.user_ids | d.item_ids)
-    keep: Column = F.lit(True)
-    if bad:
-        keep = ~F.arrays_overlap(tokens, F.array(*[F.lit(x) for x in bad]))
-    for u, i in sorted(d.edge_ids):
-        keep = keep & ~(F.array_contains(tokens, u) & F.array_contains(tokens, i))
-    return df.where(keep)
+    """Quarantined rows (``raw`` line) without any that names a deleted id or edge.
+
+    Tokens as in :mod:`pipelines.forget_verify`; checked in Spark tasks with Python sets (a
+    Column expression per edge would grow too deep for large batches).
+
+    Schema:
+        df: ``raw string`` among others; returns the same columns.
+    """
+    bad = frozenset(d.user_ids | d.item_ids)
+    edges = frozenset(d.edge_ids)
+    if not bad and not edges:
+        return df
+    schema = df.schema
+
+    def fn(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
+        for pdf in batches:
+            keep = [not raw_names_deleted(raw, bad, edges) for raw in pdf["raw"]]
+            yield pdf.iloc[np.flatnonzero(np.asarray(keep, dtype=bool))]
+
+    return df.mapInPandas(fn, schema=schema)
 
 
 # --------------------------------------------------------------------------- stage bodies
@@ -445,8 +458,8 @@ def forget(
                    spark)
         _stage(vdir, cur, "train",
                lambda out: _train_body(spark, cfg, cur, d, settings, out, state), spark)
-        for name in ("aggregate", "recommend", "evaluate"):
-            if read_marker(cur, name) is None:
+        for name in STAGES:  # every downstream stage the run has, by the run's own bodies
+            if name in ("ingest", "partition", "train") or read_marker(cur, name) is None:
                 continue
             body = STAGES[name].body
 
@@ -457,13 +470,6 @@ def forget(
                 return result
 
             _stage(vdir, cur, name, run_body, spark)
-        if read_marker(cur, "export") is not None:
-            from pipelines.ann import AnnSettings
-            from pipelines.ann_export import export_body
-
-            ann = AnnSettings.from_export(cfg.export, threads=cfg.train.threads)
-            _stage(vdir, cur, "export",
-                   lambda out: export_body(spark, ann, vdir, out, dim=cfg.model.dim), spark)
         if (cur / "config.yaml").is_file():
             shutil.copy2(cur / "config.yaml", vdir / "config.yaml")
         forget_dir = vdir / "forget"

@@ -133,15 +133,17 @@ def _check_table(cols: dict[str, list[Any]], d: DeletedSet, ann_map: bool) -> di
         _check_keys(cols, d.keys, kinds, add)
     if "raw" in cols:
         bad_tokens = d.user_ids | d.item_ids
-        n = 0
-        for line in cols["raw"]:
-            if line is None:
-                continue
-            tokens = set(_TOKEN.findall(str(line)))
-            if tokens & bad_tokens or any(u in tokens and i in tokens for u, i in d.edge_ids):
-                n += 1
-        add("raw", n)
+        add("raw", sum(raw_names_deleted(x, bad_tokens, d.edge_ids) for x in cols["raw"]))
     return hits
+
+
+def raw_names_deleted(raw: Any, ids: frozenset[str],
+                      edges: frozenset[tuple[str, str]]) -> bool:
+    """Whether a raw input line has a token equal to a deleted id, or both ids of an edge."""
+    if raw is None:
+        return False
+    tokens = set(_TOKEN.findall(str(raw)))
+    return bool(tokens & ids) or any(u in tokens and i in tokens for u, i in edges)
 
 
 def _check_keys(cols: dict[str, list[Any]], keys: frozenset[str], kinds: list[Any] | None,
