@@ -63,7 +63,7 @@ def test_specs_merge_defaults_and_stage_overrides():
     assert daily.stages[0].driver_memory == "2g"
     assert train.application(Path("/r")) == Path("/r/jobs/train.py")
     forget = parsed["graphpipe_forget"]
-    assert [s.name for s in forget.stages] == ["forget", "recommend", "export"]
+    assert [s.name for s in forget.stages] == ["forget"]
     assert forget.schedule is None
     assert forget.params == {"requests": ""}
     assert forget.stages[0].args == ("--requests", "{{ params.requests }}")
@@ -149,8 +149,7 @@ def test_dagbag_has_no_import_errors(tmp_path):
     bag = json.loads(proc.stdout.strip().splitlines()[-1])
     assert bag["errors"] == {}
     assert sorted(bag["dags"]) == ["graphpipe_daily", "graphpipe_forget"]
-    for dag_id, stages in (("graphpipe_daily", DAILY), ("graphpipe_forget", ("forget",
-                           "recommend", "export"))):  # fmt: skip
+    for dag_id, stages in (("graphpipe_daily", DAILY), ("graphpipe_forget", ("forget",))):
         dag = bag["dags"][dag_id]
         extra = ["requests"] if dag_id == "graphpipe_forget" else []
         assert dag["params"] == sorted(["config", "pyfiles", "python", "run_root", *extra])
