@@ -287,7 +287,8 @@ def _partition(
             raise PartitionError("edges: the graph is empty (no edge and no node)")
         num_edges = edges.count()
         active = nodes.count()
-        total_load = int(nodes.agg(F.sum(VW)).first()[0] or 0)
+        load_row = nodes.agg(F.sum(VW)).first()
+        total_load = int((load_row[0] if load_row is not None else 0) or 0)
         k = settings.leaves_for(total_load, num_nodes)
         capacity = [leaf_capacity(total_load, k, settings.balance_tolerance)] * k
         log.info(

@@ -148,6 +148,7 @@ def remove_dir(spark: SparkSession, path: str) -> None:
         shutil.rmtree(Path(path), ignore_errors=True)
         return
     jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    assert jvm is not None, "a classic (JVM-backed) SparkSession is required"
     hpath = jvm.org.apache.hadoop.fs.Path(path)
     conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
     hpath.getFileSystem(conf).delete(hpath, True)

@@ -17,12 +17,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 Pair = tuple[int, int]
+# Per-leaf loads and capacities: a list or a 1-D integer numpy array (indexed, never mutated).
+IntSeq = Sequence[int] | np.ndarray
 
 
-def pair_allowances(
-    loads: Sequence[int], capacity: Sequence[int], totals: Mapping[Pair, int]
-) -> dict[Pair, int]:
+def pair_allowances(loads: IntSeq, capacity: IntSeq, totals: Mapping[Pair, int]) -> dict[Pair, int]:
     """Weight each (from, to) pair may move this iteration.
 
     The smaller flow of a pair moves whole; the larger moves as much as the smaller plus the
@@ -50,8 +52,8 @@ def pair_allowances(
 
 
 def tighten_allowances(
-    loads: Sequence[int],
-    capacity: Sequence[int],
+    loads: IntSeq,
+    capacity: IntSeq,
     allow: Mapping[Pair, int],
     flows: Mapping[Pair, int],
 ) -> dict[Pair, int] | None:
@@ -75,9 +77,7 @@ def tighten_allowances(
     return out if changed else None
 
 
-def repair_flows(
-    loads: Sequence[int], capacity: Sequence[int], flows: Mapping[Pair, int]
-) -> set[Pair]:
+def repair_flows(loads: IntSeq, capacity: IntSeq, flows: Mapping[Pair, int]) -> set[Pair]:
     """Pairs whose admitted moves are kept so that no leaf ends above capacity and grew.
 
     Rank-prefix admission is exact per pair, but the smaller side of a pair can end a little
