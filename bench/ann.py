@@ -6,8 +6,8 @@ Examples::
     nice -n 10 python -m bench.ann --train ../shared/data/gowalla/train.txt \
         --test ../shared/data/gowalla/test.txt --budget-minutes 5 --json
 
-    # reuse a run's embeddings (Parquet: kind, node_id, vector), e.g. runs/demo/train/embeddings
-    python -m bench.ann --train ... --test ... --embeddings runs/demo/train/embeddings --json
+    # reuse a run's embeddings (Parquet: kind, node_id, vector), e.g. runs/demo/aggregate/embeddings
+    python -m bench.ann --train ... --test ... --embeddings runs/demo/aggregate/embeddings --json
 
 Queries are users (all, or ``--queries N`` evenly spaced); each user's training items are
 masked in both searches. Exact: :func:`pipelines.topk.topk_block` (the pipeline's exact path,

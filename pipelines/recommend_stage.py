@@ -1,6 +1,6 @@
 """The ``recommend`` stage of a run: top-K per user and similar items, original ids restored.
 
-Reads a finished run's ``train/embeddings`` and ``ingest`` outputs and writes::
+Reads a finished run's ``aggregate/embeddings`` and ``ingest`` outputs and writes::
 
     <run_dir>/recommend/recommendations/   user, item (dense), score, rank, user_id, item_id
     <run_dir>/recommend/similar_items/     item, similar (dense), score, rank, item_id, similar_id
@@ -23,8 +23,8 @@ from pipelines.dense_ids import map_back
 from pipelines.recommend import SIMILAR, recommend_topk, similar_items
 from pipelines.schema import ITEM, KIND, NODE_ID, USER, VECTOR
 from pipelines.stages import MARKER
+from pipelines.train_stage import interactions as run_interactions
 
-SPLIT = "split"
 USER_ID, ITEM_ID, SIMILAR_ID = "user_id", "item_id", "similar_id"
 RECOMMEND_SECTIONS = ("ingest", "run", "model", "train", "export")
 
@@ -45,17 +45,6 @@ def run_embeddings(spark: SparkSession, run_dir: Path, kind: str, column: str) -
     """
     df = spark.read.parquet(str(embeddings_path(run_dir)))
     return df.where(F.col(KIND) == kind).select(F.col(NODE_ID).alias(column), VECTOR)
-
-
-def run_interactions(spark: SparkSession, run_dir: Path, split: str) -> DataFrame:
-    """The ``split`` (train | test) interactions of the run's ingest.
-
-    Schema:
-        returns: ``user long, item long`` (dense ids).
-    """
-    tables = ingest_io.read_ingested(spark, Path(run_dir) / "ingest")
-    df = tables["interactions"]
-    return df.where(F.col(SPLIT) == split).select(USER, ITEM)
 
 
 def run_dictionary(spark: SparkSession, run_dir: Path) -> DataFrame:

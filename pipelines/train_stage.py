@@ -164,12 +164,3 @@ def aggregate_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out:
     written = spark.read.parquet(str(out / EMBEDDINGS))
     counts = {r[KIND]: int(r["count"]) for r in written.groupBy(KIND).count().collect()}
     return {"user_vectors": counts.get(USER, 0), "item_vectors": counts.get(ITEM, 0)}
-
-
-def embeddings(spark: SparkSession, run_dir: Path, kind: str, column: str) -> DataFrame:
-    """The global embeddings of one kind from a finished aggregate stage.
-
-    Schema: out ``<column>`` long (dense id), ``vector`` (float32 bytes).
-    """
-    df = spark.read.parquet(str(run_dir / "aggregate" / EMBEDDINGS))
-    return df.where(F.col(KIND) == kind).select(F.col(NODE_ID).alias(column), VECTOR)
