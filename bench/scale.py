@@ -1,0 +1,376 @@
+"""Scale benchmark: partition -> per-leaf embedding -> aggregation on R-MAT graphs, vs random walks.
+
+    nice -n 10 .venv/bin/python -m bench.scale --rmat 1e6 --json --master 'local[2]'
+
+For each size: R-MAT edges (:func:`bench.partition.rmat_graph`: Graph500 parameters, made
+undirected and simple) lose ``--holdout`` of their pairs (seeded hash of the pair) as held-out
+links; the rest is the training graph. Our pipeline, timed per stage:
+
+1. ``partition``: :func:`pipelines.partition.partition_graph` with leaves bounded by
+   ``--max-edges-per-leaf`` (load = 2 x internal + cut edges);
+2. ``embed``: :func:`pipelines.homogeneous_embed.train_leaves_homogeneous` -- one Spark task
+   per leaf trains the homogeneous LightGCN (:mod:`gnn.homogeneous`, BPR on ``(u, v, random
+   v')``) on the leaf's internal + halo edges, one torch thread;
+3. ``aggregate``: weighted mean of node replicas, then the global LightGCN propagation in
+   Spark (:func:`pipelines.homogeneous_embed.aggregate_homogeneous`).
+
+``seconds`` is the sum of the three stages (R-MAT generation and the hold-out split excluded).
+The peer (``graphframes_*``): GraphFrames' ``RandomWalkEmbeddings`` when its JAR is available,
+otherwise the same algorithm on DataFrames (:mod:`bench.random_walk_peer`; the JSON says which
+in ``peer``), timed from the same training pairs to the vector table.
+
+AUROC: each held-out pair whose two ends are in the training graph is a positive; as many
+random node pairs (two seeded samples of distinct training nodes, paired, not edges of the
+graph) are negatives; the score is the dot product of the final vectors
+(:func:`gnn.metrics.auroc`). ``peak_rss_mb``: the sum over the Python driver, the Spark JVM and
+its Python workers of each process's peak resident memory (Linux ``VmHWM``, reset with
+``clear_refs`` before each method, :func:`bench.partition.peak_rss_mb`) -- an upper bound on
+the peak of the sum.
+
+Prints a table, then one JSON line
+``{"results": [{"edges", "seconds", "peak_rss_mb", "auroc", "graphframes_seconds",
+"graphframes_auroc", ...}]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from bench.partition import peak_rss_mb, reset_peak_rss, rmat_graph
+from bench.random_walk_peer import (
+    PEER_LABEL,
+    graphframes_vectors,
+    random_walks,
+    word2vec_vectors,
+)
+from gnn.metrics import auroc
+from pipelines.bridge import LEAF_LOG, LeafTrainSettings
+from pipelines.homogeneous_embed import (
+    aggregate_homogeneous,
+    leaf_edge_rows,
+    train_leaves_homogeneous,
+)
+from pipelines.logs import setup_logging
+from pipelines.partition import PartitionSettings, partition_graph
+from pipelines.schema import DST, LEAF_ID, NODE_ID, SRC, VECTOR
+from pipelines.session import build_spark, graphframes_available
+
+log = logging.getLogger("graphpipe.bench.scale")
+LABEL = "label"
+SCORE_SCHEMA = T.StructType(
+    [T.StructField(LABEL, T.IntegerType(), False), T.StructField("score", T.DoubleType(), False)]
+)
+
+
+def split_holdout(
+    pairs: DataFrame, fraction: float, seed: int, work: Path
+) -> tuple[DataFrame, DataFrame]:
+    """(train, held-out) pairs by a seeded hash of the pair, written as Parquet.
+
+    Schema: pairs ``src, dst`` -> two tables ``src, dst``.
+    """
+    bucket = F.pmod(F.xxhash64(SRC, DST, F.lit(seed)), F.lit(1_000_000))
+    held = bucket < F.lit(int(round(fraction * 1_000_000)))
+    pairs.where(~held).write.mode("overwrite").parquet(str(work / "train"))
+    pairs.where(held).write.mode("overwrite").parquet(str(work / "heldout"))
+    spark = pairs.sparkSession
+    return spark.read.parquet(str(work / "train")), spark.read.parquet(str(work / "heldout"))
+
+
+def eval_pairs(train: DataFrame, heldout: DataFrame, seed: int) -> DataFrame:
+    """Positives (held-out pairs between training nodes) and as many random non-edge pairs.
+
+    Only O(test pairs) rows reach the driver (the sampled node ids).
+
+    Schema: ``src, dst, label`` (1 held-out edge, 0 random pair).
+    """
+    spark = train.sparkSession
+    nodes = (
+        train.select(F.col(SRC).alias(NODE_ID))
+        .unionByName(train.select(F.col(DST).alias(NODE_ID)))
+        .distinct()
+    )
+    known = nodes.select(F.col(NODE_ID).alias(SRC))
+    pos = heldout.join(known, SRC, "left_semi").join(
+        known.withColumnRenamed(SRC, DST), DST, "left_semi"
+    )
+    pos = pos.select(SRC, DST, F.lit(1).alias(LABEL)).localCheckpoint()
+    m = pos.count()
+
+    def sample(salt: int) -> np.ndarray:
+        order = F.xxhash64(NODE_ID, F.lit(seed), F.lit(salt))
+        rows = nodes.orderBy(order).limit(m).collect()
+        return np.array([r[NODE_ID] for r in rows], dtype=np.int64)
+
+    a, b = sample(1), sample(2)
+    n = min(len(a), len(b))
+    rng = np.random.default_rng(seed)
+    a, b = a[:n], b[rng.permutation(n)]
+    keep = a != b
+    lo, hi = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+    neg = spark.createDataFrame(pd.DataFrame({SRC: lo, DST: hi}), schema="src long, dst long").join(
+        train.unionByName(heldout), [SRC, DST], "left_anti"
+    )
+    return pos.unionByName(neg.select(SRC, DST, F.lit(0).alias(LABEL)))
+
+
+def link_auroc(pairs: DataFrame, vectors: DataFrame, dim: int) -> tuple[float, int]:
+    """AUROC of dot-product scores of labelled pairs; returns (auroc, pairs scored).
+
+    Schema: pairs ``src, dst, label``; vectors ``node_id, vector`` (float32 bytes).
+    """
+    vs = vectors.select(F.col(NODE_ID).alias(SRC), F.col(VECTOR).alias("vs"))
+    vd = vectors.select(F.col(NODE_ID).alias(DST), F.col(VECTOR).alias("vd"))
+    joined = pairs.join(vs, SRC).join(vd, DST).select(LABEL, "vs", "vd")
+
+    def fn(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
+        for pdf in batches:
+            if len(pdf):
+                a = np.frombuffer(b"".join(pdf["vs"]), np.float32).reshape(len(pdf), dim)
+                b = np.frombuffer(b"".join(pdf["vd"]), np.float32).reshape(len(pdf), dim)
+                score = (a.astype(np.float64) * b).sum(axis=1)
+                yield pd.DataFrame({LABEL: pdf[LABEL].astype("int32"), "score": score})
+
+    rows = joined.mapInPandas(fn, schema=SCORE_SCHEMA).collect()
+    labels = torch.tensor([r[LABEL] for r in rows])
+    scores = torch.tensor([r["score"] for r in rows], dtype=torch.float64)
+    return auroc(scores, labels), len(rows)
+
+
+def run_ours(
+    spark: SparkSession, train: DataFrame, work: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Partition, embed per leaf, aggregate; seconds per stage and the vector table."""
+    settings = PartitionSettings(
+        max_edges_per_leaf=args.max_edges_per_leaf,
+        seed=args.seed,
+        iterations_per_level=args.iterations,
+        work_dir=str(work / "partition-work"),
+    ).validate()
+    t0 = time.perf_counter()
+    part = partition_graph(spark, train, settings, out_dir=work / "partition")
+    t1 = time.perf_counter()
+    leaf_settings = LeafTrainSettings(
+        dim=args.dim,
+        layers=args.layers,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        reg=1e-4,
+        seed=args.seed,
+        device="cpu",
+        threads=1,
+    )
+    edges = leaf_edge_rows(train, part.assignment, part.halo_edges)
+    k = int(part.quality["num_leaves"])
+    rows = train_leaves_homogeneous(edges.repartition(k, LEAF_ID), leaf_settings)
+    rows.write.mode("overwrite").parquet(str(work / "leaf-rows"))
+    t2 = time.perf_counter()
+    rows = spark.read.parquet(str(work / "leaf-rows"))
+    leaf_logs = [json.loads(r[LEAF_LOG]) for r in rows.where(F.col(LEAF_LOG).isNotNull()).collect()]
+    final = aggregate_homogeneous(
+        rows, train, dim=args.dim, layers=args.layers, partitions=args.shuffle_partitions
+    )
+    final.write.mode("overwrite").parquet(str(work / "vectors"))
+    t3 = time.perf_counter()
+    return {
+        "partition_seconds": round(t1 - t0, 1),
+        "embed_seconds": round(t2 - t1, 1),
+        "aggregate_seconds": round(t3 - t2, 1),
+        "seconds": round(t3 - t0, 1),
+        "leaves": k,
+        "edge_cut": round(float(part.quality["edge_cut"]), 4),
+        "max_leaf_train_seconds": max(x["train_seconds"] for x in leaf_logs),
+        "leaf_edges_max": max(x["edges"] for x in leaf_logs),
+        "final_loss_mean": round(float(np.mean([x["losses"][-1] for x in leaf_logs])), 4),
+        "vectors": spark.read.parquet(str(work / "vectors")),
+    }
+
+
+def run_peer(
+    spark: SparkSession, train: DataFrame, work: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Random-walk embeddings (GraphFrames when its JAR runs, else the DataFrame version)."""
+    t0 = time.perf_counter()
+    if graphframes_available():
+        vectors = graphframes_vectors(
+            train,
+            temporary_prefix=str(work / "gf-walks"),
+            dim=args.dim,
+            walks_per_node=args.walks_per_node,
+            seed=args.seed,
+        )
+        vectors.write.mode("overwrite").parquet(str(work / "gf-vectors"))
+        return {
+            "seconds": round(time.perf_counter() - t0, 1),
+            "vectors": spark.read.parquet(str(work / "gf-vectors")),
+        }
+    walks = random_walks(
+        train,
+        walks_per_node=args.walks_per_node,
+        walk_length=args.walk_length,
+        restart_probability=0.1,
+        seed=args.seed,
+    )
+    walks.write.mode("overwrite").parquet(str(work / "walks"))
+    t1 = time.perf_counter()
+    vectors = word2vec_vectors(
+        spark.read.parquet(str(work / "walks")),
+        dim=args.dim,
+        window=5,
+        max_iter=args.w2v_iterations,
+        partitions=1,
+        seed=args.seed,
+    )
+    vectors.write.mode("overwrite").parquet(str(work / "w2v-vectors"))
+    t2 = time.perf_counter()
+    return {
+        "walk_seconds": round(t1 - t0, 1),
+        "word2vec_seconds": round(t2 - t1, 1),
+        "seconds": round(t2 - t0, 1),
+        "vectors": spark.read.parquet(str(work / "w2v-vectors")),
+    }
+
+
+def run_size(spark: SparkSession, n: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    pairs = rmat_graph(spark, n, args.seed, work)
+    train, heldout = split_holdout(pairs, args.holdout, args.seed, work / f"split-{n}")
+    num_train, num_held = train.count(), heldout.count()
+    prep = time.perf_counter() - t0
+    log.info("rmat %d: %d train pairs, %d held out (%.1f s)", n, num_train, num_held, prep)
+    labelled = eval_pairs(train, heldout, args.seed).localCheckpoint()
+
+    reset_peak_rss(spark)
+    ours = run_ours(spark, train, work / f"ours-{n}", args)
+    ours_rss = peak_rss_mb(spark)
+    ours_auc, scored = link_auroc(labelled, ours["vectors"], args.dim)
+    log.info("ours %d: %s, auroc %.4f", n, {k: v for k, v in ours.items() if k != "vectors"},
+             ours_auc)  # fmt: skip
+
+    peer: dict[str, Any] = {"seconds": None, "vectors": None}
+    peer_rss, peer_auc = None, None
+    if not args.skip_peer:
+        reset_peak_rss(spark)
+        peer = run_peer(spark, train, work / f"peer-{n}", args)
+        peer_rss = peak_rss_mb(spark)
+        peer_auc, _ = link_auroc(labelled, peer["vectors"], args.dim)
+    row = {
+        "edges": n,
+        "train_pairs": num_train,
+        "heldout_pairs": num_held,
+        "eval_pairs": scored,
+        "seconds": ours["seconds"],
+        "seconds_per_million_edges": round(ours["seconds"] / (num_train / 1e6), 1),
+        "peak_rss_mb": ours_rss,
+        "auroc": round(ours_auc, 4),
+        "graphframes_seconds": peer["seconds"],
+        "graphframes_auroc": None if peer_auc is None else round(peer_auc, 4),
+        "graphframes_peak_rss_mb": peer_rss,
+        "peer": "graphframes RandomWalkEmbeddings" if graphframes_available() else PEER_LABEL,
+        **{k: v for k, v in ours.items() if k not in ("vectors", "seconds")},
+        **{f"peer_{k}": v for k, v in peer.items() if k not in ("vectors", "seconds")},
+        "prepare_seconds": round(prep, 1),
+    }
+    return row
+
+
+COLUMNS = [  # (key, header, format)
+    ("edges", "edges", "{:,}"),
+    ("train_pairs", "train pairs", "{:,}"),
+    ("leaves", "k", "{}"),
+    ("partition_seconds", "part s", "{:.1f}"),
+    ("embed_seconds", "embed s", "{:.1f}"),
+    ("aggregate_seconds", "agg s", "{:.1f}"),
+    ("seconds", "total s", "{:.1f}"),
+    ("seconds_per_million_edges", "s/Medge", "{:.1f}"),
+    ("peak_rss_mb", "rss MiB", "{:.0f}"),
+    ("auroc", "AUROC", "{:.4f}"),
+    ("graphframes_seconds", "peer s", "{:.1f}"),
+    ("graphframes_auroc", "peer AUROC", "{:.4f}"),
+    ("graphframes_peak_rss_mb", "peer rss", "{:.0f}"),
+]
+
+
+def format_row(row: dict[str, Any] | None) -> str:
+    cells = []
+    for key, head, fmt in COLUMNS:
+        text = head if row is None else ("-" if row.get(key) is None else fmt.format(row[key]))
+        cells.append(text.rjust(max(len(head), 9)))
+    return " ".join(cells)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--rmat", default="1e6", help="Comma-separated R-MAT edge counts.")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--holdout", type=float, default=0.01, help="Share of pairs held out.")
+    p.add_argument("--max-edges-per-leaf", type=int, default=200_000)
+    p.add_argument("--iterations", type=int, default=8, help="Partition refinement rounds/level.")
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=10, help="Epochs per leaf.")
+    p.add_argument("--batch-size", type=int, default=16384)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--walks-per-node", type=int, default=5)
+    p.add_argument("--walk-length", type=int, default=20)
+    p.add_argument("--w2v-iterations", type=int, default=1)
+    p.add_argument("--skip-peer", action="store_true")
+    p.add_argument("--master", default="local[2]")
+    p.add_argument("--shuffle-partitions", type=int, default=8)
+    p.add_argument("--driver-memory", default="6g")
+    p.add_argument("--work-dir", help="Scratch folder (default: a temp dir).")
+    p.add_argument("--json", action="store_true", help="End with one JSON line.")
+    args = p.parse_args(argv)
+    setup_logging()
+    torch.set_num_threads(1)
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    spark = build_spark(
+        "bench-scale",
+        master=args.master,
+        checkpoint_dir=str(work / "ckpt"),
+        conf={
+            "spark.sql.shuffle.partitions": str(args.shuffle_partitions),
+            "spark.driver.memory": args.driver_memory,
+        },
+    )
+    results = []
+    for size in filter(None, args.rmat.split(",")):
+        row = run_size(spark, int(float(size)), work, args)
+        results.append(row)
+        print(format_row(None), flush=True)
+        print(format_row(row), flush=True)
+    spark.stop()
+    print(format_row(None))
+    for row in results:
+        print(format_row(row))
+    if len(results) >= 2:
+        first, last = results[0], results[-1]
+        growth = last["seconds_per_million_edges"] / first["seconds_per_million_edges"]
+        print(f"seconds per edge growth {first['edges']:,} -> {last['edges']:,}: {growth:.2f}x")
+    if args.json:
+        print(json.dumps({"results": results, "cpus": os.cpu_count(), "master": args.master}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

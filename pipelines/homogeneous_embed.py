@@ -1,0 +1,193 @@
+"""Partitioned embedding of a homogeneous graph: per-leaf training in Spark tasks, then aggregation.
+
+The bipartite seam (:mod:`pipelines.bridge`) trains user-item leaves; this module is the same
+seam for one node type (R-MAT, social graphs): each leaf's core and halo edges go to one Spark
+task (``applyInPandas``), which trains :func:`gnn.homogeneous.fit_homogeneous` (LightGCN-style
+propagation over the leaf's undirected graph, BPR on ``(u, v, random v')``) from the shared
+deterministic initialisation :func:`pipelines.aggregate.seeded_normal`, so every replica of a
+node starts from the same vector. Replicas (halo nodes) are then averaged with weights = the
+node's edge count in each leaf (federated averaging, McMahan et al. 2017, Eq. 1), and the final
+LightGCN propagation (He et al. 2020, Eq. 4 and 7, ``E = 1/(K+1) sum_k A_hat^k E^(0)``) runs
+over the whole graph in Spark, so every node's final vector sees its global neighbourhood.
+Nothing is collected to the driver but one log row per leaf.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from pipelines.aggregate import KIND_CODES, WEIGHT_COL, seeded_normal, weighted_mean_by_node
+from pipelines.bridge import (
+    LEAF_LOG,
+    WEIGHTED_ROWS_SCHEMA,
+    LeafTrainSettings,
+    task_device,
+    task_threads,
+    vectors_to_bytes,
+)
+from pipelines.schema import DST, KIND, LEAF_ID, NODE_ID, SRC, VECTOR
+
+NODE_KIND = "node"
+INIT_STD = 0.1
+
+
+def leaf_edge_rows(pairs: DataFrame, assignment: DataFrame, halo_edges: DataFrame) -> DataFrame:
+    """Every leaf's training edges: its internal edges plus its halo (cut) edges.
+
+    Schema:
+        pairs: ``src, dst`` (undirected simple pairs); assignment: ``node_id, leaf_id``;
+        halo_edges: ``leaf_id, src, dst``. Returns ``leaf_id`` long, ``src`` long, ``dst`` long.
+    """
+    ls = assignment.select(F.col(NODE_ID).alias(SRC), F.col(LEAF_ID).alias("_ls"))
+    ld = assignment.select(F.col(NODE_ID).alias(DST), F.col(LEAF_ID).alias("_ld"))
+    internal = (
+        pairs.select(SRC, DST)
+        .join(ls, SRC)
+        .join(ld, DST)
+        .where(F.col("_ls") == F.col("_ld"))
+        .select(F.col("_ls").alias(LEAF_ID), SRC, DST)
+    )
+    return internal.unionByName(halo_edges.select(LEAF_ID, SRC, DST)).select(
+        F.col(LEAF_ID).cast("long"), F.col(SRC).cast("long"), F.col(DST).cast("long")
+    )
+
+
+def train_leaf_homogeneous(pdf: pd.DataFrame, settings: LeafTrainSettings) -> pd.DataFrame:
+    """Train one leaf and return its nodes' ego vectors with federated-averaging weights.
+
+    Schema:
+        in: ``leaf_id``, ``src``, ``dst`` (global ids; one row per edge of the leaf).
+        out: :data:`pipelines.bridge.WEIGHTED_ROWS_SCHEMA` with kind ``node``; ``w`` = the
+        node's number of distinct undirected edges in the leaf; ``leaf_log`` JSON on the first
+        row (losses, epochs, seconds, device).
+    """
+    import torch
+
+    from gnn.homogeneous import HomogeneousConfig, fit_homogeneous, undirected_pairs
+
+    if pdf.empty:
+        return pd.DataFrame({f.name: [] for f in WEIGHTED_ROWS_SCHEMA.fields})
+    started = time.perf_counter()
+    torch.set_num_threads(task_threads(settings.threads))
+    device = torch.device(task_device(settings.device))
+    leaf_id = int(pdf[LEAF_ID].iloc[0])
+    ids, local = np.unique(
+        np.concatenate([pdf[SRC].to_numpy(np.int64), pdf[DST].to_numpy(np.int64)]),
+        return_inverse=True,
+    )
+    src, dst = local[: len(pdf)].astype(np.int64), local[len(pdf) :].astype(np.int64)
+    init = seeded_normal(ids, KIND_CODES[NODE_KIND], settings.dim, settings.seed, INIT_STD)
+    cfg = HomogeneousConfig(
+        dim=settings.dim,
+        layers=settings.layers,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        reg=settings.reg,
+        seed=settings.seed * 1_000_003 + leaf_id,
+        time_budget_seconds=settings.time_budget_seconds,
+    )
+    result = fit_homogeneous(
+        src, dst, len(ids), cfg, init_embedding=torch.from_numpy(init), device=device
+    )
+    lo, hi = undirected_pairs(src, dst)
+    weights = np.bincount(np.concatenate([lo, hi]), minlength=len(ids)).astype(np.float64)
+    log = {
+        "leaf_id": leaf_id,
+        "nodes": len(ids),
+        "edges": len(lo),
+        "epochs": result.epochs,
+        "losses": [round(float(x), 6) for x in result.losses],
+        "train_seconds": round(result.seconds, 3),
+        "seconds": round(time.perf_counter() - started, 3),
+        "device": str(device),
+        "settings": asdict(settings),
+    }
+    return pd.DataFrame(
+        {
+            LEAF_ID: np.full(len(ids), leaf_id, dtype=np.int64),
+            KIND: [NODE_KIND] * len(ids),
+            NODE_ID: ids,
+            WEIGHT_COL: weights,
+            VECTOR: vectors_to_bytes(result.ego.numpy()),
+            LEAF_LOG: [json.dumps(log)] + [None] * (len(ids) - 1),
+        }
+    )
+
+
+def train_leaves_homogeneous(leaf_edges: DataFrame, settings: LeafTrainSettings) -> DataFrame:
+    """Run :func:`train_leaf_homogeneous` once per ``leaf_id`` group inside Spark tasks.
+
+    Schema:
+        in: ``leaf_id``, ``src``, ``dst`` (long). out: :data:`WEIGHTED_ROWS_SCHEMA`.
+    """
+
+    def fn(pdf: pd.DataFrame) -> pd.DataFrame:
+        return train_leaf_homogeneous(pdf, settings)
+
+    return (
+        leaf_edges.select(LEAF_ID, SRC, DST)
+        .groupBy(LEAF_ID)
+        .applyInPandas(fn, schema=WEIGHTED_ROWS_SCHEMA)
+    )
+
+
+def propagate_homogeneous(
+    pairs: DataFrame, ego: DataFrame, *, dim: int, layers: int, partitions: int
+) -> DataFrame:
+    """Final embeddings ``1/(K+1) sum_k A_hat^k E^(0)`` over the whole undirected graph, in Spark.
+
+    ``A_hat[u, v] = 1 / sqrt(deg(u) deg(v))`` for every edge of the undirected simple graph
+    (LightGCN Eq. 7 with one node type). One shuffle of ``2 * pairs`` vector rows per layer.
+
+    Schema:
+        pairs: ``src, dst`` (undirected simple pairs, each once); ego:
+        :data:`pipelines.aggregate.VECTOR_TABLE_SCHEMA` (kind ``node``). Returns the same schema.
+    """
+    both = pairs.select(F.col(SRC).alias("u"), F.col(DST).alias("v")).unionByName(
+        pairs.select(F.col(DST).alias("u"), F.col(SRC).alias("v"))
+    )
+    deg = both.groupBy("u").agg(F.count(F.lit(1)).alias("du"))
+    normed = (
+        both.join(deg, "u")
+        .join(deg.select(F.col("u").alias("v"), F.col("du").alias("dv")), "v")
+        .select("u", "v", (1.0 / F.sqrt(F.col("du") * F.col("dv"))).alias(WEIGHT_COL))
+        .localCheckpoint()
+    )
+    share = 1.0 / (layers + 1)
+    layer = ego.select(KIND, NODE_ID, VECTOR)
+    acc = [layer.withColumn(WEIGHT_COL, F.lit(share))]
+    for _ in range(layers):
+        moved = normed.join(layer.select(F.col(NODE_ID).alias("u"), VECTOR), "u").select(
+            F.lit(NODE_KIND).alias(KIND), F.col("v").alias(NODE_ID), WEIGHT_COL, VECTOR
+        )
+        layer = weighted_mean_by_node(
+            moved, dim=dim, partitions=partitions, normalise=False
+        ).localCheckpoint()
+        acc.append(layer.withColumn(WEIGHT_COL, F.lit(share)))
+    stacked = acc[0]
+    for part in acc[1:]:
+        stacked = stacked.unionByName(part)
+    return weighted_mean_by_node(stacked, dim=dim, partitions=partitions, normalise=False)
+
+
+def aggregate_homogeneous(
+    rows: DataFrame, pairs: DataFrame, *, dim: int, layers: int, partitions: int
+) -> DataFrame:
+    """Leaf rows -> global final embeddings: weighted mean of replicas, then propagation.
+
+    Schema:
+        rows: :data:`WEIGHTED_ROWS_SCHEMA`; pairs: ``src, dst``. Returns
+        :data:`pipelines.aggregate.VECTOR_TABLE_SCHEMA` (kind ``node``).
+    """
+    ego = weighted_mean_by_node(
+        rows.select(KIND, NODE_ID, WEIGHT_COL, VECTOR), dim=dim, partitions=partitions
+    )
+    return propagate_homogeneous(pairs, ego, dim=dim, layers=layers, partitions=partitions)

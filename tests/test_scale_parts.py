@@ -1,0 +1,128 @@
+"""Pieces of bench/scale.py: homogeneous LightGCN, its Spark seam and the random-walk peer."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gnn.homogeneous import (
+    HomogeneousConfig,
+    build_homogeneous_adj,
+    fit_homogeneous,
+    undirected_pairs,
+)
+from gnn.metrics import auroc
+from pipelines.aggregate import KIND_CODES, seeded_normal
+from pipelines.bridge import LEAF_LOG, LeafTrainSettings, bytes_to_matrix, vectors_to_bytes
+
+R = 1 / math.sqrt(2)
+
+
+def test_undirected_pairs_drop_loops_duplicates_and_direction():
+    lo, hi = undirected_pairs(np.array([3, 1, 0, 2, 2]), np.array([1, 3, 1, 2, 0]))
+    assert lo.tolist() == [0, 0, 1]
+    assert hi.tolist() == [1, 2, 3]
+
+
+def test_build_homogeneous_adj_values():
+    adj = build_homogeneous_adj(np.array([0, 1, 1, 2]), np.array([1, 0, 2, 2]), 4)
+    expected = [[0, R, 0, 0], [R, 0, R, 0], [0, R, 0, 0], [0, 0, 0, 0]]
+    assert torch.allclose(adj.to_dense(), torch.tensor(expected))
+    with pytest.raises(ValueError, match="out of range"):
+        build_homogeneous_adj(np.array([0]), np.array([4]), 4)
+
+
+def _two_cliques() -> tuple[np.ndarray, np.ndarray]:
+    pairs = [(u, v) for c in (range(6), range(6, 12)) for u in c for v in c if u < v]
+    pairs.append((5, 6))
+    return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+
+def test_fit_homogeneous_separates_communities_and_is_deterministic():
+    src, dst = _two_cliques()
+    cfg = HomogeneousConfig(dim=8, layers=1, epochs=60, batch_size=16, lr=0.05, seed=3)
+    first = fit_homogeneous(src, dst, 12, cfg)
+    second = fit_homogeneous(src, dst, 12, cfg)
+    assert torch.equal(first.ego, second.ego)
+    assert first.epochs == 60 and first.losses[-1] < first.losses[0]
+    emb = first.final
+    same = [(u, v) for u in range(12) for v in range(u + 1, 12) if (u < 6) == (v < 6)]
+    cross = [(u, v) for u in range(6) for v in range(6, 12) if (u, v) != (5, 6)]
+    scores = torch.tensor([float(emb[u] @ emb[v]) for u, v in same + cross])
+    labels = torch.tensor([1] * len(same) + [0] * len(cross))
+    assert auroc(scores, labels) > 0.95
+
+
+def test_fit_homogeneous_zero_epochs_propagates_the_init():
+    init = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    cfg = HomogeneousConfig(dim=2, layers=1, epochs=0)
+    out = fit_homogeneous(np.array([0, 1]), np.array([1, 2]), 3, cfg, init_embedding=init)
+    expected = [[0.5, R / 2], [R, 0.5 + R / 2], [0.5, 0.5 + R / 2]]
+    assert torch.allclose(out.final, torch.tensor(expected))
+    assert torch.equal(out.ego, init)
+
+
+def test_train_leaf_homogeneous_rows_weights_and_init():
+    from pipelines.homogeneous_embed import train_leaf_homogeneous
+
+    pdf = pd.DataFrame({"leaf_id": [7, 7, 7], "src": [10, 30, 20], "dst": [20, 10, 20]})
+    settings = LeafTrainSettings(dim=4, layers=1, epochs=0, seed=5, threads=1, device="cpu")
+    out = train_leaf_homogeneous(pdf, settings)
+    assert out["node_id"].tolist() == [10, 20, 30]
+    assert out["w"].tolist() == [2.0, 1.0, 1.0]  # distinct undirected edges, loop dropped
+    assert set(out["kind"]) == {"node"} and set(out["leaf_id"]) == {7}
+    init = seeded_normal(np.array([10, 20, 30]), KIND_CODES["node"], 4, 5, 0.1)
+    assert np.array_equal(bytes_to_matrix(list(out["vector"]), 4), init)
+    assert out[LEAF_LOG].notna().tolist() == [True, False, False]
+
+
+def test_propagate_homogeneous_matches_hand_computation(spark):
+    from pipelines.homogeneous_embed import propagate_homogeneous
+
+    pairs = spark.createDataFrame([(0, 1), (1, 2)], "src long, dst long")
+    ego_np = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=np.float32)
+    ego = spark.createDataFrame(
+        [("node", i, v) for i, v in enumerate(vectors_to_bytes(ego_np))],
+        "kind string, node_id long, vector binary",
+    )
+    out = propagate_homogeneous(pairs, ego, dim=2, layers=1, partitions=2).toPandas()
+    out = out.sort_values("node_id")
+    got = bytes_to_matrix(list(out["vector"]), 2)
+    expected = np.array([[0.5, R / 2], [R, 0.5 + R / 2], [0.5, 0.5 + R / 2]])
+    assert out["node_id"].tolist() == [0, 1, 2]
+    assert np.allclose(got, expected, atol=1e-6)
+
+
+def test_leaf_edge_rows_internal_plus_halo(spark):
+    from pipelines.homogeneous_embed import leaf_edge_rows
+
+    pairs = spark.createDataFrame([(0, 1), (1, 2), (2, 3)], "src long, dst long")
+    assignment = spark.createDataFrame(
+        [(0, 0), (1, 0), (2, 1), (3, 1)], "node_id long, leaf_id int"
+    )
+    halo = spark.createDataFrame([(0, 1, 2), (1, 1, 2)], "leaf_id int, src long, dst long")
+    rows = sorted(tuple(r) for r in leaf_edge_rows(pairs, assignment, halo).collect())
+    assert rows == [(0, 0, 1), (0, 1, 2), (1, 1, 2), (1, 2, 3)]
+
+
+def test_random_walks_follow_edges_or_restart(spark):
+    from bench.random_walk_peer import random_walks
+
+    edges = [(0, 1), (1, 2), (2, 3), (3, 0), (0, 2), (4, 5)]
+    pairs = spark.createDataFrame(edges, "src long, dst long")
+    walks = [
+        [int(x) for x in r.walk]
+        for r in random_walks(
+            pairs, walks_per_node=3, walk_length=6, restart_probability=0.3, seed=1
+        ).collect()
+    ]
+    adjacent = {(u, v) for u, v in edges} | {(v, u) for u, v in edges}
+    assert len(walks) == 18 and all(len(w) == 6 for w in walks)
+    assert sorted(w[0] for w in walks) == sorted(list(range(6)) * 3)
+    steps = [(w[0], a, b) for w in walks for a, b in zip(w, w[1:], strict=False)]
+    assert all((a, b) in adjacent or b == start for start, a, b in steps)
+    assert any(b == start and (a, b) not in adjacent for start, a, b in steps)  # restarts
