@@ -7,7 +7,8 @@ Request file (CSV with a header, or Parquet): ``request_id, kind, id, other_id, 
 ``kind`` is user, item or edge; an edge is ``id`` = user id and ``other_id`` = item id (original
 ids). See :mod:`pipelines.forget_requests` and :mod:`pipelines.forget`. The new version lands in
 <run-dir>/versions/vN and <run-dir>/CURRENT points to it; audit records in <run-dir>/audit/,
-tombstones in <run-dir>/tombstones/.
+tombstones in ingest.tombstones_dir (default <run-dir>/tombstones/), which every later ingest
+applies.
 
 Exit codes: 0 applied (or every request already applied: nothing changed), 2 malformed request
 file, bad config or an unfinished run (nothing changed), 3 verification failed (the new version

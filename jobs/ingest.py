@@ -3,7 +3,10 @@
     spark-submit jobs/ingest.py --config deploy/configs/local.yaml --run-dir runs/demo \\
         --set ingest.train_path=../shared/data/gowalla/train.txt
 
-Writes <run-dir>/config.yaml and <run-dir>/ingest/{interactions|edges,dictionary,rejected}/.
+Writes <run-dir>/config.yaml and <run-dir>/ingest/{interactions|edges,dictionary,rejected}/
+(in the current version after a forget job). Rows of users, items and edges deleted by the
+forget job (the tombstones in ingest.tombstones_dir, default <run-dir>/tombstones) are dropped
+and counted as ``tombstoned``.
 Exit codes: 0 done (or already done), 2 bad input or config (one message on stderr).
 """
 
@@ -16,9 +19,9 @@ from pyspark.sql import SparkSession
 
 from jobs.common import fail, job_parser, start_job
 from pipelines.config import ConfigError
-from pipelines.io import IngestError, check_counts, ingest
+from pipelines.io import IngestError, check_counts
 from pipelines.logs import setup_logging
-from pipelines.stages import run_stage
+from pipelines.run import run_one_stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,13 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return fail(str(exc))
     try:
-        result = run_stage(
-            ctx.run_dir,
-            "ingest",
-            ctx.cfg.section_hash("ingest"),
-            lambda out: ingest(ctx.spark, ctx.cfg.ingest, out),
-            spark=ctx.spark,
-        )
+        result = run_one_stage(ctx.spark, ctx.cfg, ctx.run_dir, "ingest")
         check_counts(result.counts)
     except IngestError as exc:
         return fail(str(exc))

@@ -2,6 +2,7 @@
 
     python -m jobs.report --run-dir runs/demo
 
+After a forget job the page describes the current version (<run-dir>/versions/vN/report/).
 Needs no Spark session (reads the small tables and markers with pyarrow). Sections whose stage
 did not run are shown as "not run". Prints the page's path. Exit codes: 0 written, 2 the run
 directory does not exist.
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jobs.common import fail, job_parser
+from pipelines.forget_versions import current_version
 from pipelines.logs import setup_logging
 
 
@@ -25,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         return fail(f"run directory {run_dir} does not exist")
-    print(build_report(run_dir).resolve())
+    print(build_report(current_version(run_dir)).resolve())
     return 0
 
 

@@ -3,7 +3,8 @@
     eval "$(scripts/postgres.sh start)"    # or any server: PGHOST, PGPORT, PGUSER, PGPASSWORD,
     python -m jobs.serve_load --config deploy/configs/local.yaml --run-dir runs/demo  # PGDATABASE
 
-Reads <run-dir>/export/embeddings and <run-dir>/recommend/{recommendations,similar_items}
+Reads the run's current version (after a forget job: <run-dir>/versions/vN, served as
+"<run>-vN"): <run-dir>/export/embeddings and <run-dir>/recommend/{recommendations,similar_items}
 (Parquet, no Spark needed), COPYs them into fresh <prefix>_*__new tables, then swaps them in in
 one transaction (see pipelines.serving_db). Records <run-dir>/serve/_STAGE.json; a rerun for the
 same server, database and prefix is skipped unless --force. Credentials come only from the PG*
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from jobs.common import fail, job_parser, setup_logging
 from pipelines.config import ConfigError, load_config
+from pipelines.forget_versions import current_version
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as exc:
         return fail(str(exc))
-    run_dir = Path(args.run_dir).resolve()
+    top = Path(args.run_dir).resolve()
+    run_dir = current_version(top)  # after a forget job: versions/vN
     for needed in (run_dir / "export" / "embeddings", run_dir / "recommend" / "recommendations"):
         if not needed.is_dir():
             return fail(f"missing input {needed}: run jobs.recommend and jobs.export first")
@@ -47,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         conn = serving_db.connect()
     except Exception as exc:  # psycopg.OperationalError: no server, bad credentials
         return fail(f"cannot connect to PostgreSQL ({target}): {exc}".strip())
-    version = args.version or run_dir.name
+    version = args.version or (top.name if run_dir == top else f"{top.name}-{run_dir.name}")
     with conn:
         result = run_stage(
             run_dir,

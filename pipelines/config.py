@@ -72,6 +72,11 @@ class IngestConfig:
     timestamped: bool = _f(False, "A timestamp column follows (the weight, if any).")
     drop_duplicates: bool = _f(True, "Remove duplicate edges (counted).")
     drop_self_loops: bool = _f(True, "Remove self-loops src == dst (counted).")
+    tombstones_dir: str = _f(
+        "",
+        "Forget tombstones, written by the forget job and applied by every ingest (empty: "
+        "<run-dir>/tombstones). Point scheduled runs (one run dir per date) at one shared folder.",
+    )
 
     def validate(self) -> None:
         _require(self.format in INGEST_FORMATS, "ingest.format", f"must be one of {INGEST_FORMATS}")

@@ -68,6 +68,7 @@ from pipelines.tombstones import (
     drop_tombstoned,
     read_tombstone_keys,
     tombstone_key,
+    tombstones_folder,
     write_tombstones,
 )
 from pipelines.train_stage import EGO, LEAF_LOGS, leaf_interactions
@@ -376,7 +377,7 @@ def _train_body(spark: SparkSession, cfg: PipelineConfig, cur: Path, d: DeletedS
     return {"vectors": n, "leaves_retrained": len(state.leaves_retrained)}
 
 
-def _drop_deleted_recommendations(spark: SparkSession, out: Path, run_dir: Path,
+def _drop_deleted_recommendations(spark: SparkSession, out: Path, tombstones: Path,
                                   d: DeletedSet) -> None:
     """Remove recommendations equal to an edge deleted by this or an earlier batch (a deleted
     pair is no longer a 'seen' training pair, so the model may recommend it again)."""
@@ -384,7 +385,7 @@ def _drop_deleted_recommendations(spark: SparkSession, out: Path, run_dir: Path,
     if not path.is_dir():
         return
     recs = spark.read.parquet(str(path))
-    kept = drop_tombstoned(spark, recs, run_dir, user_col="user_id", item_col="item_id",
+    kept = drop_tombstoned(spark, recs, tombstones, user_col="user_id", item_col="item_id",
                            extra_keys=d.keys)
     if kept.count() == recs.count():
         return
@@ -448,7 +449,8 @@ def forget(
     tomb = [(k, tombstone_key(k, a, b), rid) for rid, k, a, b in
             todo.rows[[REQUEST_ID, KIND, ID, OTHER_ID]].itertuples(index=False, name=None)]
     batch_keys = frozenset(t[1] for t in tomb)
-    d = dataclasses.replace(resolved.deleted, keys=batch_keys | read_tombstone_keys(run_dir))
+    tombstones = tombstones_folder(run_dir, cfg.ingest.tombstones_dir)
+    d = dataclasses.replace(resolved.deleted, keys=batch_keys | read_tombstone_keys(tombstones))
     vdir, final = new_version_dir(run_dir)
     state = _Unlearned([], 0, [])
     try:
@@ -466,7 +468,7 @@ def forget(
             def run_body(out: Path, body: Any = body, name: str = name) -> Any:
                 result = body(spark, cfg, vdir, out)
                 if name == "recommend":
-                    _drop_deleted_recommendations(spark, out, run_dir, d)
+                    _drop_deleted_recommendations(spark, out, tombstones, d)
                 return result
 
             _stage(vdir, cur, name, run_body, spark)
@@ -484,7 +486,7 @@ def forget(
         shutil.rmtree(vdir, ignore_errors=True)
         raise
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    write_tombstones(run_dir, final.name,
+    write_tombstones(tombstones, final.name,
                      pd.DataFrame(tomb, columns=["kind", "key", "request_id"])
                      .assign(applied_at=now).drop_duplicates("key"))
     previous = cur

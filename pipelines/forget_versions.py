@@ -47,6 +47,15 @@ def current_version(run_dir: str | Path) -> Path:
     return Path(run_dir) if pointer is None else Path(run_dir) / pointer
 
 
+def run_root(folder: str | Path) -> Path:
+    """The run's top folder for ``folder``, which is the top folder itself or ``versions/vN``
+    (tombstones, audit records and ``CURRENT`` live in the top folder)."""
+    folder = Path(folder)
+    if folder.parent.name == VERSIONS and re.fullmatch(r"\.?v\d+(\.tmp-\w+)?", folder.name):
+        return folder.parent.parent
+    return folder
+
+
 def version_number(run_dir: str | Path) -> int:
     """N of the current ``versions/vN`` (0 for the base)."""
     pointer = current_pointer(run_dir)

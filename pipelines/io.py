@@ -14,12 +14,15 @@ Output under ``out_dir`` (the stage folder of :func:`pipelines.stages.run_stage`
     rejected/                 source_file, line_number, raw, reason, raw_bytes
 
 Nothing is lost: every data row read is accepted, rejected (with its reason), removed as a
-duplicate or removed as a self-loop, and ``rows_read = accepted + rejected +
-duplicates_removed + self_loops_removed`` is checked before the stage finishes. Comment lines,
-blank lines and header rows are not rows (counted as ``lines_skipped``). Self-loops are removed
-before duplicates; of duplicate rows (same split, ids and timestamp) the first by file and
-line is kept, with its weight. Test rows whose ids are not in the training dictionary are
-rejected (``unknown user in test``, ``unknown item in test``, ``unknown node in test``, ...).
+duplicate, removed as a self-loop or removed as tombstoned, and ``rows_read = accepted +
+rejected + duplicates_removed + self_loops_removed + tombstoned`` is checked before the stage
+finishes. Tombstoned rows name a user, item or (user, item) edge that the forget job deleted
+(:mod:`pipelines.tombstones`); they are applied before anything else, so a deleted id never
+reaches the dictionary, the output or the ``rejected`` table (only their count is kept).
+Comment lines, blank lines and header rows are not rows (counted as ``lines_skipped``).
+Self-loops are removed before duplicates; of duplicate rows (same split, ids and timestamp)
+the first by file and line is kept, with its weight. Test rows whose ids are not in the
+training dictionary are rejected (``unknown user in test``, ``unknown item in test``, ...).
 
 A missing path, an empty file, a header or Parquet schema that does not fit, or input in which
 no row is valid raise :class:`IngestError` with one message naming the file.
@@ -61,6 +64,7 @@ from pipelines.schema import (
     TS,
     WEIGHT,
 )
+from pipelines.tombstones import TOMBSTONED, flag_tombstoned
 
 __all__ = ["IngestError", "check_counts", "ingest", "map_back", "read_ingested"]
 
@@ -132,26 +136,44 @@ def _output_columns(layout: Layout) -> list[str]:
 
 
 def check_counts(counts: dict[str, int]) -> None:
-    """Raise RuntimeError unless rows_read = accepted + rejected + duplicates + self-loops."""
-    parts = ("accepted", "rejected", "duplicates_removed", "self_loops_removed")
-    total = sum(int(counts[p]) for p in parts)
+    """Raise RuntimeError unless rows_read = accepted + rejected + duplicates + self-loops +
+    tombstoned (a count absent from an older stage marker is 0)."""
+    parts = ("accepted", "rejected", "duplicates_removed", "self_loops_removed", "tombstoned")
+    total = sum(int(counts.get(p, 0)) for p in parts)
     if int(counts["rows_read"]) != total:
-        detail = ", ".join(f"{p}={counts[p]}" for p in ("rows_read", *parts))
+        detail = ", ".join(f"{p}={counts.get(p, 0)}" for p in ("rows_read", *parts))
         raise RuntimeError(f"ingest lost rows: rows_read != the sum of its parts; {detail}")
 
 
-def ingest(spark: SparkSession, cfg: IngestConfig, out_dir: Path) -> dict[str, int]:
+def _apply_tombstones(
+    spark: SparkSession, rows: DataFrame, layout: Layout, tombstones: Path | None
+) -> DataFrame:
+    """``rows`` with a boolean ``_tombstoned`` (all False without tombstones)."""
+    no = rows.withColumn(TOMBSTONED, F.lit(False))
+    if tombstones is None or layout.table != "interactions":
+        return no
+    user, item = layout.id_columns[:2]
+    flagged = flag_tombstoned(spark, rows, tombstones, user_col=user, item_col=item)
+    return no if flagged is None else flagged
+
+
+def ingest(
+    spark: SparkSession, cfg: IngestConfig, out_dir: Path, *, tombstones: Path | None = None
+) -> dict[str, int]:
     """Run the ingest stage and write its tables under ``out_dir``.
 
     Args:
         spark: The session.
         cfg: Ingest settings (input paths, format, policies).
         out_dir: Folder to write ``edges``/``interactions``, ``dictionary`` and ``rejected``.
+        tombstones: The run's tombstone folder (:func:`pipelines.tombstones.tombstones_folder`);
+            rows of deleted users, items and edges are dropped and counted as ``tombstoned``.
+            Applies to user-item interactions (the forget job's domain).
 
     Returns:
         Counts: ``rows_read, accepted, rejected, duplicates_removed, self_loops_removed,
-        lines_skipped, accepted_train, accepted_test`` and the dictionary size of each kind
-        (``nodes``, or ``users`` and ``items``, or ``entities`` and ``relations``).
+        tombstoned, lines_skipped, accepted_train, accepted_test`` and the dictionary size of
+        each kind (``nodes``, or ``users`` and ``items``, or ``entities`` and ``relations``).
 
     Raises:
         IngestError: Missing path, empty file, wrong header or schema, no valid row.
@@ -173,13 +195,18 @@ def ingest(spark: SparkSession, cfg: IngestConfig, out_dir: Path) -> dict[str, i
                 df, skipped = _read_checked(spark, cfg, layout, path, f"ingest.{split}_path")
                 parts.append(df.withColumn(SPLIT, F.lit(split)))
                 counts["lines_skipped"] += skipped
-            rows = reduce(DataFrame.unionByName, parts).persist(StorageLevel.MEMORY_AND_DISK)
-            persisted.append(rows)
-            valid = F.col(REASON).isNull() & (F.col(SPLIT) == TRAIN)
-            good_train = rows.where(valid)
-            tally = rows.groupBy(valid.alias("ok")).count().collect()
+            read = reduce(DataFrame.unionByName, parts)
+            flagged_rows = _apply_tombstones(spark, read, layout, tombstones)
+            flagged_rows = flagged_rows.persist(StorageLevel.MEMORY_AND_DISK)
+            persisted.append(flagged_rows)
+            tally = flagged_rows.groupBy(
+                (F.col(REASON).isNull() & (F.col(SPLIT) == TRAIN)).alias("ok"), TOMBSTONED
+            ).count().collect()
             counts["rows_read"] = sum(int(r["count"]) for r in tally)
-            if not any(r["ok"] for r in tally):
+            counts["tombstoned"] = sum(int(r["count"]) for r in tally if r[TOMBSTONED])
+            rows = flagged_rows.where(~F.col(TOMBSTONED)).drop(TOMBSTONED)
+            good_train = rows.where(F.col(REASON).isNull() & (F.col(SPLIT) == TRAIN))
+            if not any(r["ok"] and not r[TOMBSTONED] for r in tally):
                 raise IngestError(_nothing_accepted(rows, cfg.train_path, counts["rows_read"]))
         with stage_timer("ingest: dictionary", logger=log, spark=spark):
             ids = [(layout.kind_of(c), good_train.select(c)) for c in layout.id_columns]
@@ -217,7 +244,8 @@ def ingest(spark: SparkSession, cfg: IngestConfig, out_dir: Path) -> dict[str, i
     counts["self_loops_removed"] = by_status["self_loop"]
     for split, _ in sources:
         counts.setdefault(f"accepted_{split}", 0)
-    first = ["rows_read", "accepted", "rejected", "duplicates_removed", "self_loops_removed"]
+    first = ["rows_read", "accepted", "rejected", "duplicates_removed", "self_loops_removed",
+             "tombstoned"]
     counts = {**{k: counts[k] for k in first}, **counts}
     check_counts(counts)
     if counts["accepted"] == 0:

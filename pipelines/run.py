@@ -19,9 +19,11 @@ from pyspark.sql import SparkSession
 from pipelines import io as ingest_io
 from pipelines.config import PipelineConfig
 from pipelines.evaluate import ranking_metrics
+from pipelines.forget_versions import current_version, run_root
 from pipelines.recommend_stage import recommend_body
 from pipelines.schema import ITEM, RANK, SCORE, USER
 from pipelines.stages import StageResult, require_stages, run_stage
+from pipelines.tombstones import tombstones_folder
 from pipelines.train_stage import aggregate_body, interactions, train_body
 
 log = logging.getLogger("graphpipe.run")
@@ -57,7 +59,8 @@ class Stage:
 
 
 def _ingest_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path) -> dict:
-    return ingest_io.ingest(spark, cfg.ingest, out)
+    tombstones = tombstones_folder(run_root(run_dir), cfg.ingest.tombstones_dir)
+    return ingest_io.ingest(spark, cfg.ingest, out, tombstones=tombstones)
 
 
 def _export_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path) -> dict:
@@ -93,7 +96,12 @@ STAGES: dict[str, Stage] = {
 def run_one_stage(
     spark: SparkSession, cfg: PipelineConfig, run_dir: Path, name: str
 ) -> StageResult:
-    """Run (or skip, when already done with the same config) one stage of a run."""
+    """Run (or skip, when already done with the same config) one stage of a run.
+
+    ``run_dir`` is a run's top folder or one of its versions; a top folder whose ``CURRENT``
+    points to ``versions/vN`` (a forget job ran) resolves to that version.
+    """
+    run_dir = current_version(run_dir)
     stage = STAGES[name]
     require_stages(run_dir, name, stage.needs)
     return run_stage(
@@ -121,8 +129,10 @@ def run_pipeline(spark: SparkSession, cfg: PipelineConfig, run_dir: Path) -> Run
     ingest → partition (only when the graph needs more than one leaf) → train → aggregate →
     recommend → export (faiss index, embeddings with original ids) → evaluate. Each stage is
     keyed by the hash of the config sections it depends on, so a rerun skips finished stages
-    and a run killed between stages resumes.
+    and a run killed between stages resumes. After a forget job, ``run_dir``'s current
+    version (``CURRENT`` → ``versions/vN``) is the one resumed.
     """
+    run_dir = current_version(run_dir)
     stages = [run_one_stage(spark, cfg, run_dir, "ingest")]
     if needs_partition(spark, cfg, run_dir):
         stages.append(run_one_stage(spark, cfg, run_dir, "partition"))

@@ -1,7 +1,8 @@
 """Tombstones: what the forget job deleted, kept so that later ingests cannot bring it back.
 
-``<run_dir>/tombstones/batch-<version>.parquet`` (one file per applied batch, written to a temp
-name and renamed)::
+``<folder>/batch-<version>.parquet`` (one file per applied batch, written to a temp name and
+renamed), where the folder is ``ingest.tombstones_dir`` or, when that is empty,
+``<run_dir>/tombstones`` (:func:`tombstones_folder`)::
 
     kind        user | item | edge
     key         sha256 hex of ``kind \\0 id`` (edge: ``edge \\0 user id \\0 item id``)
@@ -12,7 +13,8 @@ Ids are stored hashed, not in clear: the tombstone list answers "was this delete
 being a list of the deleted people (small integer ids can still be found by trying them all;
 a deployment that needs more adds a secret salt here).
 
-:func:`drop_tombstoned` filters ingested rows (original ids, before the dictionary is built).
+:func:`flag_tombstoned` marks ingested rows (original ids, before the dictionary is built) so
+the ingest stage can drop and count them; :func:`drop_tombstoned` removes them.
 """
 
 from __future__ import annotations
@@ -39,13 +41,19 @@ def tombstone_key(kind: str, first: str, other: str = "") -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def write_tombstones(run_dir: str | Path, name: str, rows: pd.DataFrame) -> Path:
+def tombstones_folder(run_dir: str | Path, configured: str = "") -> Path:
+    """The tombstone folder of a run: ``configured`` (``ingest.tombstones_dir``) when set,
+    else ``<run_dir>/tombstones``. ``run_dir`` is the run's top folder, not a version."""
+    return Path(configured) if configured else Path(run_dir) / TOMBSTONES
+
+
+def write_tombstones(folder: str | Path, name: str, rows: pd.DataFrame) -> Path:
     """Write one batch (``kind, key, request_id, applied_at``) atomically; returns the file.
 
     Schema:
         rows: ``kind, key, request_id, applied_at`` (strings).
     """
-    root = Path(run_dir) / TOMBSTONES
+    root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"batch-{name}.parquet"
     tmp = root / f".batch-{name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -57,19 +65,69 @@ def write_tombstones(run_dir: str | Path, name: str, rows: pd.DataFrame) -> Path
     return final
 
 
-def read_tombstone_keys(run_dir: str | Path) -> set[str]:
-    """Every tombstone key of a run (driver-side: one short hash per deleted element)."""
-    root = Path(run_dir) / TOMBSTONES
+def read_tombstone_keys(folder: str | Path) -> set[str]:
+    """Every tombstone key in a folder (driver-side: one short hash per deleted element)."""
+    root = Path(folder)
     keys: set[str] = set()
     for f in sorted(root.glob("batch-*.parquet")):
         keys |= set(pq.read_table(f, columns=["key"]).column("key").to_pylist())
     return keys
 
 
+TOMBSTONED = "_tombstoned"
+
+
+def flag_tombstoned(
+    spark: SparkSession,
+    rows: DataFrame,
+    folder: str | Path,
+    *,
+    user_col: str = "user",
+    item_col: str = "item",
+    extra_keys: Collection[str] = (),
+) -> DataFrame | None:
+    """Add a boolean ``_tombstoned``: the row's user, item or (user, item) edge was deleted.
+
+    Call it on rows that still carry ORIGINAL ids (castable to string), before dense ids are
+    assigned. ``extra_keys`` are tombstone keys not written yet (the batch being applied).
+    Returns None when there is no tombstone at all (nothing to flag). The keys are broadcast:
+    one 64-character hash per deleted element.
+
+    Schema:
+        rows: ``<user_col>``, ``<item_col>`` among others.
+        returns: the same columns plus ``_tombstoned boolean`` (never null).
+    """
+    root = Path(folder)
+    stored = any(root.glob("batch-*.parquet"))
+    if not stored and not extra_keys:
+        return None
+    keys = spark.createDataFrame([(k,) for k in sorted(extra_keys)], "key string")
+    if stored:
+        keys = keys.unionByName(spark.read.parquet(str(root / "batch-*.parquet")).select("key"))
+    keys = keys.distinct().withColumn("_hit", F.lit(True))
+    u = F.col(user_col).cast("string")
+    i = F.col(item_col).cast("string")
+    hashes = {
+        "_ts_u": F.sha2(F.concat_ws(SEP, F.lit("user"), u), 256),
+        "_ts_i": F.sha2(F.concat_ws(SEP, F.lit("item"), i), 256),
+        "_ts_e": F.sha2(F.concat_ws(SEP, F.lit("edge"), u, i), 256),
+    }
+    tagged = rows.select("*", *(h.alias(name) for name, h in hashes.items()))
+    hits = []
+    for name in hashes:
+        found = keys.select(F.col("key").alias(name), F.col("_hit").alias(f"{name}_hit"))
+        tagged = tagged.join(F.broadcast(found), name, "left")
+        hits.append(F.coalesce(F.col(f"{name}_hit"), F.lit(False)))
+    flag = hits[0] | hits[1] | hits[2]
+    return tagged.withColumn(TOMBSTONED, flag).drop(
+        *hashes, *(f"{name}_hit" for name in hashes)
+    )
+
+
 def drop_tombstoned(
     spark: SparkSession,
     rows: DataFrame,
-    run_dir: str | Path,
+    folder: str | Path,
     *,
     user_col: str = "user",
     item_col: str = "item",
@@ -85,22 +143,8 @@ def drop_tombstoned(
         rows: ``<user_col>``, ``<item_col>`` (original ids, castable to string) among others.
         returns: the same columns, tombstoned rows removed.
     """
-    root = Path(run_dir) / TOMBSTONES
-    stored = any(root.glob("batch-*.parquet"))
-    if not stored and not extra_keys:
+    flagged = flag_tombstoned(spark, rows, folder, user_col=user_col, item_col=item_col,
+                              extra_keys=extra_keys)
+    if flagged is None:
         return rows
-    keys = spark.createDataFrame([(k,) for k in sorted(extra_keys)], "key string")
-    if stored:
-        keys = keys.unionByName(spark.read.parquet(str(root / "batch-*.parquet")).select("key"))
-    keys = keys.distinct()
-    u = F.col(user_col).cast("string")
-    i = F.col(item_col).cast("string")
-    tagged = rows.select(
-        "*",
-        F.sha2(F.concat_ws(SEP, F.lit("user"), u), 256).alias("_ts_u"),
-        F.sha2(F.concat_ws(SEP, F.lit("item"), i), 256).alias("_ts_i"),
-        F.sha2(F.concat_ws(SEP, F.lit("edge"), u, i), 256).alias("_ts_e"),
-    )
-    for col in ("_ts_u", "_ts_i", "_ts_e"):
-        tagged = tagged.join(F.broadcast(keys), tagged[col] == keys["key"], "left_anti")
-    return tagged.drop("_ts_u", "_ts_i", "_ts_e")
+    return flagged.where(~F.col(TOMBSTONED)).drop(TOMBSTONED)

@@ -161,7 +161,7 @@ def test_dagbag_has_no_import_errors(tmp_path):
             job_args = ["--requests", "{{ params.requests }}"] if t["id"] == "forget" else []
             assert t["args"] == [
                 "--config", "{{ params.config }}", "--run-dir", "{{ params.run_root }}/{{ ds }}",
-                *job_args,
+                "--set", "ingest.tombstones_dir={{ params.run_root }}/tombstones", *job_args,
             ]  # fmt: skip
             assert t["retries"] == 2 and t["py_files"] == "{{ params.pyfiles }}"
             assert t["env"]["PYSPARK_PYTHON"] == t["python_conf"] == "{{ params.python }}"

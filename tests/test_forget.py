@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import export, forget, pipeline
+from jobs import export, forget, ingest, pipeline
 from pipelines.bridge import bytes_to_matrix, vectors_to_bytes
 from pipelines.bridge_forget import LeafForgetSettings, unlearn_leaf_from
 from pipelines.forget_requests import RequestFileError, read_requests
@@ -263,6 +263,42 @@ def test_forget_two_batches_shared_item_idempotent(finished_run, tmp_path, capsy
     assert sorted(p.name for p in (run_dir / "audit").iterdir()) == [
         "forget-del-2.json", "forget-del-edge.json", "forget-del-item.json",
         "forget-del-user.json"]
+
+    # Jobs given the run dir work on its current version: the pipeline resumes v2 (every stage
+    # already done there), writes no base stage folder back, and reports v2's metrics.
+    markers = {p: p.read_bytes() for p in v2.glob("*/_STAGE.json")}
+    assert pipeline.main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"outputs in {v2}" in out and "done " not in out
+    assert {p: p.read_bytes() for p in v2.glob("*/_STAGE.json")} == markers
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "CURRENT", "audit", "config.yaml", "tombstones", "versions"]
+
+    # A later ingest (tomorrow's scheduled run: a new run dir, the same tombstone folder)
+    # drops every row naming a deleted user, item or edge, counts them, and keeps none of
+    # them anywhere, not even among rejected rows.
+    gone_users, gone_item = {"105", str(target)}, str(SHARED_ITEM)
+    gone_edge = ("101", str(held[101][0]))
+    expected = 0
+    for name in ("train.txt", "test.txt"):
+        for line in (root / name).read_text().split("\n"):
+            if line:
+                u, *its = line.split()
+                expected += sum(u in gone_users or i == gone_item or (u, i) == gone_edge
+                                for i in its)
+    later = tmp_path / "later"
+    tomb_dir = run_dir / "tombstones"
+    assert ingest.main([*_argv(root, later), "--set", f"ingest.tombstones_dir={tomb_dir}"]) == 0
+    capsys.readouterr()
+    counts = json.loads((later / "ingest" / "_STAGE.json").read_text())["counts"]
+    assert counts["tombstoned"] == expected > 0
+    assert counts["rows_read"] == counts["accepted"] + counts["rejected"] + expected
+    assert counts["rows_read"] == len(inter0)  # the first run's ingest read the same rows
+    dictionary = _table(later / "ingest" / "dictionary")
+    assert not set(dictionary.loc[dictionary["kind"] == "user", "original_id"]) & gone_users
+    assert gone_item not in set(dictionary.loc[dictionary["kind"] == "item", "original_id"])
+    inter = _table(later / "ingest" / "interactions")
+    assert len(inter) == counts["accepted"] == len(inter0) - expected
 
 
 @pytest.mark.parametrize(

@@ -100,7 +100,7 @@ def test_edges_csv_every_bad_row_quarantined(spark, tmp_path):
         ("test", 0, 1, 0.7), ("train", 0, 1, 0.5), ("train", 1, 2, 1.5), ("train", 3, 0, 2.0)]
     # 14 data rows in train (17 lines - header, comment, blank) + 4 in test (5 - header).
     assert counts == {"rows_read": 18, "accepted": 4, "rejected": 10, "duplicates_removed": 2,
-                      "self_loops_removed": 2, "lines_skipped": 4, "nodes": 4,
+                      "self_loops_removed": 2, "tombstoned": 0, "lines_skipped": 4, "nodes": 4,
                       "accepted_train": 3, "accepted_test": 1}
     bad = {r.line_number: r for r in tables["rejected"].collect()}
     assert bad[6].raw == "4,5"  # CRLF stripped
@@ -230,7 +230,7 @@ def test_lightgcn_lines_pairs_and_unknown_test_ids(spark, tmp_path):
         ("train", 0, 0), ("train", 0, 1), ("train", 1, 1), ("train", 1, 2), ("train", 2, 0)]
     # rows: train 3 + 3 + 1 + 1 + 1 = 9, test 2 + 1 + 1 = 4.
     assert counts == {"rows_read": 13, "accepted": 7, "rejected": 5, "duplicates_removed": 1,
-                      "self_loops_removed": 0, "lines_skipped": 0, "users": 3,
+                      "self_loops_removed": 0, "tombstoned": 0, "lines_skipped": 0, "users": 3,
                       "items": 3, "accepted_train": 5, "accepted_test": 2}
 
 

@@ -15,6 +15,10 @@ python      ``GRAPHPIPE_PYTHON``        ``<root>/.venv/bin/python`` (driver and 
 A DAG adds params of its own with ``params:`` in ``dags.yaml`` (the forget DAG's ``requests``),
 and a stage passes them to its job with ``args`` (``["--requests", "{{ params.requests }}"]``).
 
+Every stage gets ``--set ingest.tombstones_dir=<run_root>/tombstones``: the forget DAG writes
+its tombstones there and every later daily ingest (a new ``<run_root>/<ds>``) drops what they
+name, so a scheduled run cannot bring deleted users, items or edges back.
+
 Relative paths inside the job config are resolved by the Spark driver from Airflow's working
 directory: use absolute paths in configs meant for Airflow.
 """
@@ -33,6 +37,8 @@ from graphpipe_airflow.specs import ROOT, DagSpec, StageSpec, load_specs
 CONN_ID = "graphpipe_spark"
 START_DATE = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 RUN_DIR = "{{ params.run_root }}/{{ ds }}"
+# One tombstone folder for every dated run: what the forget DAG deletes, later daily ingests drop.
+TOMBSTONES = "ingest.tombstones_dir={{ params.run_root }}/tombstones"
 
 
 def default_params() -> dict[str, str]:
@@ -53,7 +59,10 @@ def stage_task(stage: StageSpec) -> SparkSubmitOperator:
         task_id=stage.name,
         conn_id=CONN_ID,
         application=str(stage.application()),
-        application_args=["--config", "{{ params.config }}", "--run-dir", RUN_DIR, *stage.args],
+        application_args=[
+            "--config", "{{ params.config }}", "--run-dir", RUN_DIR, "--set", TOMBSTONES,
+            *stage.args,
+        ],  # fmt: skip
         py_files="{{ params.pyfiles }}",
         name=f"graphpipe-{stage.name}-{{{{ ds }}}}",
         driver_memory=stage.driver_memory,
