@@ -123,6 +123,38 @@ def test_k8s_command_with_gpus_and_without():
     assert not any("resource.gpu" in a for a in argv)
 
 
+def _submit_standalone(
+    cluster, dist: Path, cwd: Path, job: str, config: Path, run_dir: Path  # noqa: F811
+) -> subprocess.CompletedProcess[str]:
+    """``deploy/spark-submit/submit.sh standalone <master> <job>``: two 1-core executors."""
+    env = _env(
+        DIST=str(dist),
+        SPARK_SUBMIT=str(SPARK_BIN / "spark-submit"),
+        SPARK_LOCAL_IP="127.0.0.1",
+        DRIVER_MEMORY="1g",
+        EXECUTOR_MEMORY="1g",
+        EXECUTOR_CORES="1",
+        TOTAL_EXECUTOR_CORES="2",
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+    )
+    return subprocess.run(
+        ["bash", str(SUBMIT), "standalone", cluster.master_url, job,
+         "--config", str(config), "--run-dir", str(run_dir)],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def _completed_app(cluster, name: str) -> dict:  # noqa: F811
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        apps = [a for a in cluster.status()["completedapps"] if a["name"] == name]
+        if apps:
+            return apps[0]
+        time.sleep(0.5)
+    raise AssertionError(f"no completed application {name} on {cluster.master_url}")
+
+
 def test_standalone_command_runs_on_the_local_cluster(cluster, dist, tmp_path):  # noqa: F811
     (tmp_path / "train.txt").write_text("1 10 11 12\n2 11 13\n3 10 12 13 14\n")
     config = tmp_path / "config.yaml"
@@ -136,22 +168,7 @@ def test_standalone_command_runs_on_the_local_cluster(cluster, dist, tmp_path): 
         )
     )
     run_dir = tmp_path / "run"
-    env = _env(
-        DIST=str(dist),
-        SPARK_SUBMIT=str(SPARK_BIN / "spark-submit"),
-        SPARK_LOCAL_IP="127.0.0.1",
-        DRIVER_MEMORY="1g",
-        EXECUTOR_MEMORY="1g",
-        EXECUTOR_CORES="1",
-        TOTAL_EXECUTOR_CORES="2",
-        PYSPARK_PYTHON=sys.executable,
-        PYSPARK_DRIVER_PYTHON=sys.executable,
-    )
-    proc = subprocess.run(
-        ["bash", str(SUBMIT), "standalone", cluster.master_url, "ingest",
-         "--config", str(config), "--run-dir", str(run_dir)],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = _submit_standalone(cluster, dist, tmp_path, "ingest", config, run_dir)
     assert proc.returncode == 0, proc.stderr[-6000:]
     marker = json.loads((run_dir / "ingest" / "_STAGE.json").read_text())
     counts = marker["counts"]
@@ -166,3 +183,81 @@ def test_standalone_command_runs_on_the_local_cluster(cluster, dist, tmp_path): 
         time.sleep(0.5)
     assert len(apps) == 1
     assert list((cluster.folder / "work").glob(f"{apps[0]['id']}/*/graphpipe-pyfiles.zip"))
+
+
+def _two_communities(folder: Path) -> tuple[Path, Path]:
+    """32 users (ids 100..131) in two communities of 12 items each (500..511, 600..611); user
+    u also holds one item of the other community when u % 8 == 0 (edges the partition cuts)."""
+    train, test = [], []
+    for u in range(32):
+        base = 500 if u % 2 == 0 else 600
+        items = [base + (u * 5 + j) % 12 for j in range(6)]
+        if u % 8 == 0:
+            items[0] = 1100 - base + (u % 12)  # the other community
+        train.append(f"{u + 100} " + " ".join(map(str, items[:4])))
+        test.append(f"{u + 100} " + " ".join(map(str, items[4:])))
+    (folder / "train.txt").write_text("\n".join(train) + "\n")
+    (folder / "test.txt").write_text("\n".join(test) + "\n")
+    return folder / "train.txt", folder / "test.txt"
+
+
+def test_partitioned_pipeline_on_the_standalone_cluster(spark, cluster, dist, tmp_path):  # noqa: F811
+    """ingest -> partition (2 leaves + halo) -> per-leaf training in executor tasks ->
+    aggregate -> recommend -> export -> evaluate through real spark-submit on the standalone
+    master + worker; the global table equals the same config's run on local Spark."""
+    import numpy as np
+    import pandas as pd
+
+    from jobs import pipeline
+
+    train, test = _two_communities(tmp_path)
+    settings = {
+        "run": {"name": "gp-part", "seed": 3},
+        "spark": {"shuffle_partitions": 2},
+        "ingest": {"train_path": str(train), "test_path": str(test)},
+        "partition": {"num_leaves": 2},
+        "model": {"dim": 8, "layers": 2},
+        "train": {"epochs": 4, "batch_size": 32, "lr": 0.02, "rounds": 2, "threads": 1},
+        "export": {"top_k": 5, "ann_index": "flat"},
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    on_cluster = tmp_path / "cluster-run"
+    proc = _submit_standalone(cluster, dist, tmp_path, "pipeline", config, on_cluster)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    app = _completed_app(cluster, "gp-part-pipeline")
+    executors = [p for p in (cluster.folder / "work" / app["id"]).iterdir() if p.is_dir()]
+    assert len(executors) >= 1
+
+    def table(run: Path, name: str) -> pd.DataFrame:
+        return pd.concat([pd.read_parquet(f) for f in sorted((run / name).glob("*.parquet"))],
+                         ignore_index=True)
+
+    part = json.loads((on_cluster / "partition" / "_STAGE.json").read_text())
+    assignment = table(on_cluster, "partition/assignment")
+    assert sorted(assignment["leaf_id"].unique()) == [0, 1]
+    assert len(table(on_cluster, "partition/halo_nodes")) > 0, part
+    logs = table(on_cluster, "train/leaf_logs")
+    assert sorted(set(zip(logs["leaf_id"], logs["round"], strict=True))) == [
+        (0, 1), (0, 2), (1, 1), (1, 2)]
+    emb = table(on_cluster, "aggregate/embeddings")
+    n_users, n_items = 32, int(len(set(table(on_cluster, "ingest/dictionary")["node_id"])))
+    assert (emb["kind"] == "user").sum() == n_users and len(emb) == n_users + (
+        table(on_cluster, "ingest/dictionary")["kind"] == "item").sum() and n_items > 0
+    recs = table(on_cluster, "recommend/recommendations")
+    assert len(recs) == n_users * 5
+    metrics = json.loads((on_cluster / "evaluate" / "metrics.json").read_text())
+    assert metrics["users"] == n_users
+
+    # The same config on local Spark (the test session) gives the same global table.
+    local = tmp_path / "local-run"
+    assert pipeline.main(["--config", str(config), "--run-dir", str(local)]) == 0
+    assert table(local, "partition/assignment").sort_values(["kind", "node_id"]).reset_index(
+        drop=True).equals(assignment.sort_values(["kind", "node_id"]).reset_index(drop=True))
+    mine = emb.sort_values(["kind", "node_id"]).reset_index(drop=True)
+    theirs = table(local, "aggregate/embeddings").sort_values(["kind", "node_id"]).reset_index(
+        drop=True)
+    assert mine[["kind", "node_id"]].equals(theirs[["kind", "node_id"]])
+    a = np.stack([np.frombuffer(v, dtype=np.float32) for v in mine["vector"]])
+    b = np.stack([np.frombuffer(v, dtype=np.float32) for v in theirs["vector"]])
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
