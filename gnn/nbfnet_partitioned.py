@@ -1,0 +1,427 @@
+"""Partitioned NBFNet: one shared parameter set trained leaf by leaf, leaf + halo inference.
+
+NBFNet (Zhu et al., NeurIPS 2021, Eq. 2-3) runs ``T`` Bellman-Ford steps over the WHOLE graph
+for every query, so one query costs ``O(T (E d + N d^2))``. Here the graph is cut into leaves
+(a node -> leaf assignment, e.g. from :mod:`pipelines.partition`); each leaf's subgraph is the
+edges whose two endpoints both lie in the leaf's core or its ``h``-hop halo (hops counted over
+edges of either direction). A query ``(s, r, ?)`` or pair ``(s, t)`` runs on the subgraph of the
+leaf that owns ``s``; candidates outside that subgraph get ``-inf`` (the lowest score; ties count
+against the model in :func:`gnn.nbfnet_eval.filtered_ranks` and one half in AUROC).
+
+Training keeps ONE parameter set. Every optimiser step draws its query batch from one leaf and
+propagates on that leaf's subgraph (source and answer must both lie in it; the rest is dropped
+and counted); the batches of all leaves are interleaved in a seeded random order, so every leaf
+updates the same weights in proportion to its queries. Loss, negatives and easy-edge removal
+are those of :mod:`gnn.nbfnet_train` (self-adversarial BCE, strict negatives drawn from the
+leaf's subgraph, ``remove_one_hop``), applied in the leaf's local node ids.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from gnn.kg import RelationalGraph
+from gnn.models.nbfnet import NBFNet, remove_easy_edges
+from gnn.nbfnet_eval import AnswerFilter, filtered_ranks, link_auc
+from gnn.nbfnet_train import (
+    NBFNetResult,
+    NBFNetTrainConfig,
+    NegativeSampler,
+    build_model,
+    default_train_triples,
+    nbfnet_loss,
+)
+
+__all__ = [
+    "Leaf",
+    "PartitionedGraph",
+    "evaluate_kg_partitioned",
+    "evaluate_link_auc_partitioned",
+    "fit_partitioned",
+    "halo_mask",
+    "leaf_queries",
+    "pair_scores_partitioned",
+    "score_all_partitioned",
+]
+
+
+def halo_mask(graph: RelationalGraph, core: Tensor, hops: int) -> Tensor:
+    """Nodes within ``hops`` edges (either direction) of ``core``, core included.
+
+    Shapes:
+        core: ``[N]`` bool -> ``[N]`` bool.
+    """
+    if hops < 0:
+        raise ValueError(f"hops: must be >= 0 (got {hops})")
+    src, dst = graph.edge_index
+    reach = core.clone()
+    for _ in range(hops):
+        nxt = reach.clone()
+        nxt[dst[reach[src]]] = True
+        nxt[src[reach[dst]]] = True
+        if torch.equal(nxt, reach):
+            break
+        reach = nxt
+    return reach
+
+
+@dataclass
+class Leaf:
+    """One leaf's subgraph in local node ids.
+
+    Attributes:
+        leaf_id: the id in the assignment.
+        nodes: ``[n]`` global ids of core and halo nodes, ascending (local id = position).
+        core: ``[n]`` bool, ``True`` for nodes the leaf owns.
+        graph: the induced subgraph on ``nodes`` (local ids, same relations, edges in the
+            global graph's order).
+        edge_ids: ``[e]`` positions of the subgraph's edges in the global graph.
+        to_local: ``[N]`` local id of every global node, ``-1`` outside the subgraph.
+    """
+
+    leaf_id: int
+    nodes: Tensor
+    core: Tensor
+    graph: RelationalGraph
+    edge_ids: Tensor
+    to_local: Tensor
+
+    @classmethod
+    def build(cls, graph: RelationalGraph, core: Tensor, leaf_id: int, *, halo_hops: int) -> Leaf:
+        """Subgraph of the edges with both endpoints in ``core`` or its ``halo_hops`` halo.
+
+        Shapes:
+            core: ``[N]`` bool.
+        """
+        inside = halo_mask(graph, core, halo_hops)
+        nodes = inside.nonzero().squeeze(1)
+        to_local = torch.full((graph.num_nodes,), -1, dtype=torch.long, device=nodes.device)
+        to_local[nodes] = torch.arange(len(nodes), device=nodes.device)
+        src, dst = graph.edge_index
+        edge_ids = (inside[src] & inside[dst]).nonzero().squeeze(1)
+        sub = RelationalGraph(to_local[graph.edge_index[:, edge_ids]],
+                              graph.edge_type[edge_ids], len(nodes), graph.num_relations)
+        return cls(leaf_id, nodes, core[nodes], sub, edge_ids, to_local)
+
+    def to(self, device: torch.device | str) -> Leaf:
+        return Leaf(self.leaf_id, self.nodes.to(device), self.core.to(device),
+                    self.graph.to(device), self.edge_ids.to(device), self.to_local.to(device))
+
+
+class PartitionedGraph:
+    """A graph, its node -> leaf assignment and every leaf's core + halo subgraph.
+
+    Args:
+        graph: the (training) graph; queries and candidates use its global node ids.
+        assignment: ``[N]`` long leaf id of every node (any non-negative ids; leaves are the
+            distinct ids, in ascending order).
+        halo_hops: hops of outside nodes kept around each leaf's core.
+
+    Attributes:
+        leaves: one :class:`Leaf` per distinct leaf id.
+        node_leaf: ``[N]`` position in ``leaves`` of every node's leaf.
+    """
+
+    def __init__(self, graph: RelationalGraph, assignment: Tensor, *, halo_hops: int = 1) -> None:
+        if assignment.shape != (graph.num_nodes,):
+            raise ValueError(f"assignment: must be [num_nodes={graph.num_nodes}], "
+                             f"got {tuple(assignment.shape)}")
+        if assignment.numel() and int(assignment.min()) < 0:
+            raise ValueError("assignment: leaf ids must be >= 0")
+        self.graph, self.halo_hops = graph, halo_hops
+        ids, self.node_leaf = torch.unique(assignment.to(graph.edge_index.device),
+                                           return_inverse=True)
+        self.leaves = [Leaf.build(graph, self.node_leaf == i, int(lid), halo_hops=halo_hops)
+                       for i, lid in enumerate(ids.tolist())]
+
+    def to(self, device: torch.device | str) -> PartitionedGraph:
+        out = object.__new__(PartitionedGraph)
+        out.graph, out.halo_hops = self.graph.to(device), self.halo_hops
+        out.node_leaf = self.node_leaf.to(device)
+        out.leaves = [leaf.to(device) for leaf in self.leaves]
+        return out
+
+    def stats(self) -> list[dict[str, int]]:
+        """Per leaf: ``leaf_id, core_nodes, nodes, edges``."""
+        return [{"leaf_id": lf.leaf_id, "core_nodes": int(lf.core.sum()),
+                 "nodes": lf.graph.num_nodes, "edges": lf.graph.num_edges} for lf in self.leaves]
+
+
+def leaf_queries(pg: PartitionedGraph, src: Tensor, rel: Tensor, ans: Tensor
+                 ) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Split queries by the leaf of their source, in that leaf's local ids.
+
+    A query whose answer lies outside its source's subgraph is dropped.
+
+    Shapes:
+        src, rel, ans: ``[Q]`` -> per leaf ``(src, rel, ans)`` each ``[Q_l]``.
+    """
+    out = []
+    which = pg.node_leaf[src]
+    for i, leaf in enumerate(pg.leaves):
+        sel = which == i
+        s, r, a = leaf.to_local[src[sel]], rel[sel], leaf.to_local[ans[sel]]
+        ok = a >= 0
+        out.append((s[ok], r[ok], a[ok]))
+    return out
+
+
+def _epoch_queries(triples: Tensor, task: str, num_rel: int, gen: torch.Generator
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+    """One query per triple: tail query ``(h, r, ?)`` or head query ``(t, r^-1, ?)`` (link:
+    either direction of relation 0), by a seeded coin flip."""
+    h, r, t = triples.t()
+    flip = torch.rand(len(h), generator=gen) < 0.5
+    rel = r if task == "link" else torch.where(flip, r + num_rel, r)
+    return torch.where(flip, t, h), rel, torch.where(flip, h, t)
+
+
+def fit_partitioned(pg: PartitionedGraph, cfg: NBFNetTrainConfig, *,
+                    device: torch.device | str = "cpu", log: Callable[[str], Any] = print,
+                    train_triples: Tensor | None = None,
+                    on_step: Callable[[int, NBFNet], Any] | None = None) -> NBFNetResult:
+    """Train ONE NBFNet leaf by leaf: every step is a query batch of one leaf on its subgraph.
+
+    Args:
+        pg: the partitioned training graph (KG: inverse relations included).
+        cfg: settings, as for :func:`gnn.nbfnet_train.fit_nbfnet` (``epochs``,
+            ``time_budget_seconds`` and ``max_steps`` bound the run).
+        device: where to train.
+        log: progress sink.
+        train_triples: ``[M, 3]`` (h, r, t) in global ids; defaults to
+            :func:`gnn.nbfnet_train.default_train_triples` of ``pg.graph``.
+        on_step: called as ``on_step(leaf_position, model)`` after each backward pass, before
+            the optimiser step (gradients are readable there).
+
+    Returns:
+        :class:`gnn.nbfnet_train.NBFNetResult` (``queries`` counts the queries trained on).
+    """
+    threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _fit(pg, cfg, torch.device(device), log, train_triples, on_step)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(pg: PartitionedGraph, cfg: NBFNetTrainConfig, dev: torch.device,
+         log: Callable[[str], Any], train_triples: Tensor | None,
+         on_step: Callable[[int, NBFNet], Any] | None) -> NBFNetResult:
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    cpu = pg if pg.graph.edge_index.device.type == "cpu" else pg.to("cpu")
+    graphs = [leaf.graph.to(dev) for leaf in cpu.leaves]
+    samplers = [NegativeSampler(leaf.graph, strict=cfg.strict_negative) for leaf in cpu.leaves]
+    cores = [leaf.core.nonzero().squeeze(1) for leaf in cpu.leaves]
+    triples = (default_train_triples(cpu.graph, cfg.task) if train_triples is None
+               else train_triples).cpu()
+    num_rel = cpu.graph.num_relations // 2 if cfg.task == "kg" else 0
+    model = build_model(cpu.graph.num_relations, cfg).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    losses: list[float] = []
+    step = queries = dropped = 0
+    t0 = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        per_leaf = leaf_queries(cpu, *_epoch_queries(triples, cfg.task, num_rel, gen))
+        dropped += len(triples) - sum(len(q[0]) for q in per_leaf)
+        batches = [(i, b) for i, q in enumerate(per_leaf)
+                   for b in torch.randperm(len(q[0]), generator=gen).split(cfg.batch_size)]
+        done = False
+        for j in torch.randperm(len(batches), generator=gen).tolist():
+            i, b = batches[j]
+            src, rel, ans = (x[b] for x in per_leaf[i])
+            loss = _step_loss(model, graphs[i], samplers[i], cores[i], src, rel, ans, cfg,
+                              num_rel, gen, dev)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if on_step is not None:
+                on_step(i, model)
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+            queries += len(b)
+            elapsed = time.perf_counter() - t0
+            if cfg.log_every and step % cfg.log_every == 0:
+                recent = losses[-cfg.log_every:]
+                log(f"[nbfnet-part] epoch {epoch + 1} step {step} leaf {i} loss "
+                    f"{sum(recent) / len(recent):.4f} train {queries / elapsed:.1f} queries/s "
+                    f"elapsed {elapsed:.1f}s (dropped {dropped} cross-leaf queries so far)")
+            if ((cfg.time_budget_seconds and elapsed >= cfg.time_budget_seconds)
+                    or (cfg.max_steps and step >= cfg.max_steps)):
+                done = True
+                break
+        if done:
+            break
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return NBFNetResult(state, losses, time.perf_counter() - t0, [], step, queries, model)
+
+
+def _step_loss(model: NBFNet, graph: RelationalGraph, sampler: NegativeSampler, core: Tensor,
+               src: Tensor, rel: Tensor, ans: Tensor, cfg: NBFNetTrainConfig, num_rel: int,
+               gen: torch.Generator, dev: torch.device) -> Tensor:
+    """The loss of :func:`gnn.nbfnet_train.fit_nbfnet` for one batch in a leaf's local ids."""
+    neg = sampler.sample(src, rel, ans, cfg.num_negative, generator=gen)
+    cand = torch.cat([ans.unsqueeze(1), neg], dim=1)
+    n_pos = len(src)
+    n_extra = round(cfg.negative_sources * n_pos)
+    if n_extra:  # all-negative queries from random core sources of the same leaf
+        xs = core[torch.randint(len(core), (n_extra,), generator=gen)]
+        xr = torch.zeros(n_extra, dtype=torch.long)
+        xc = sampler.sample(xs, xr, xs, cfg.num_negative + 1, generator=gen)
+        src, rel, cand = torch.cat([src, xs]), torch.cat([rel, xr]), torch.cat([cand, xc])
+    src, rel, ans, cand = src.to(dev), rel.to(dev), ans.to(dev), cand.to(dev)
+    if cfg.remove_one_hop:
+        keep = remove_easy_edges(graph, src.unsqueeze(1).expand_as(cand), cand)
+    else:
+        keep = remove_easy_edges(graph, src[:n_pos], ans, r_index=rel[:n_pos],
+                                 inverse_offset=num_rel if cfg.task == "kg" else 0)
+    logits = model(graph, src, cand, rel, keep=keep)
+    loss = nbfnet_loss(logits[:n_pos], cfg.adversarial_temperature)
+    if n_extra:
+        loss = (loss * n_pos + F.softplus(logits[n_pos:]).mean(dim=1).sum()) / (n_pos + n_extra)
+    return loss
+
+
+def _groups(pg: PartitionedGraph, src: Tensor, batch_size: int) -> list[tuple[int, Tensor]]:
+    """Positions of ``src`` grouped by leaf, in batches of at most ``batch_size``."""
+    which = pg.node_leaf[src]
+    return [(i, rows) for i in range(len(pg.leaves))
+            for rows in (which == i).nonzero().squeeze(1).split(batch_size) if len(rows)]
+
+
+@torch.no_grad()
+def score_all_partitioned(model: NBFNet, pg: PartitionedGraph, h_index: Tensor,
+                          r_index: Tensor, *, batch_size: int = 64) -> Tensor:
+    """Scores of every node as the tail of ``(h_b, r_b, ?)``, each on ``h_b``'s leaf + halo.
+
+    Nodes outside the source's subgraph get ``-inf``.
+
+    Shapes:
+        h_index, r_index: ``[B]`` -> ``[B, N]``.
+    """
+    out = torch.full((len(h_index), pg.graph.num_nodes), float("-inf"), device=h_index.device)
+    for i, rows in _groups(pg, h_index, batch_size):
+        leaf = pg.leaves[i]
+        scores = model.score_all(leaf.graph, leaf.to_local[h_index[rows]], r_index[rows])
+        out[rows.unsqueeze(1), leaf.nodes.unsqueeze(0)] = scores
+    return out
+
+
+@torch.no_grad()
+def pair_scores_partitioned(model: NBFNet, pg: PartitionedGraph, h_index: Tensor,
+                            t_index: Tensor, r_index: Tensor, *, symmetric: bool = False,
+                            batch_size: int = 64) -> Tensor:
+    """Scores of pairs ``(h_b, r_b, t_b)`` on ``h_b``'s leaf + halo; ``-inf`` when ``t_b`` lies
+    outside it. With ``symmetric`` the ``t -> h`` pass runs on the same subgraph.
+
+    Shapes:
+        h_index, t_index, r_index: ``[B]`` -> ``[B]``.
+    """
+    out = torch.full((len(h_index),), float("-inf"), device=h_index.device)
+    for i, rows in _groups(pg, h_index, batch_size):
+        leaf = pg.leaves[i]
+        h, t = leaf.to_local[h_index[rows]], leaf.to_local[t_index[rows]]
+        ok = t >= 0
+        if bool(ok.any()):
+            out[rows[ok]] = model.pair_scores(leaf.graph, h[ok], t[ok], r_index[rows][ok],
+                                              symmetric=symmetric)
+    return out
+
+
+def _warm(pg: PartitionedGraph) -> None:
+    for leaf in pg.leaves:
+        leaf.graph.index()
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+@torch.no_grad()
+def evaluate_kg_partitioned(model: NBFNet, pg: PartitionedGraph, triples: Tensor, *,
+                            filter_triples: Tensor, batch_size: int = 32) -> dict[str, float]:
+    """Filtered MRR / Hits@k of tail and head queries, each ranked on its source's leaf + halo.
+
+    Like :func:`gnn.nbfnet_eval.evaluate_kg`; answers outside the subgraph score ``-inf`` (so
+    they rank behind every non-answer). ``pg`` and ``model`` must be on the same device.
+
+    Returns:
+        ``{"mrr", "mr", "hits@1", "hits@3", "hits@10", "coverage", "queries", "seconds",
+        "qps"}``; ``coverage`` is the share of answers inside their query's subgraph.
+    """
+    was_training = model.training
+    model.eval()
+    dev = pg.node_leaf.device
+    num_rel = pg.graph.num_relations // 2
+    filt = AnswerFilter(filter_triples.to(dev), pg.graph.num_nodes, num_rel)
+    h, r, t = triples.to(dev).t()
+    src, rel, ans = torch.cat([h, t]), torch.cat([r, r + num_rel]), torch.cat([t, h])
+    _warm(pg)
+    _sync(dev)
+    t0 = time.perf_counter()
+    ranks = torch.empty(len(src), dtype=torch.long, device=dev)
+    inside = torch.empty(len(src), dtype=torch.bool, device=dev)
+    for i, rows in _groups(pg, src, batch_size):
+        leaf = pg.leaves[i]
+        s = leaf.to_local[src[rows]]
+        local = model.score_all(leaf.graph, s, rel[rows])
+        scores = torch.full((len(rows), pg.graph.num_nodes), float("-inf"), device=dev)
+        scores[:, leaf.nodes] = local
+        ranks[rows] = filtered_ranks(scores, ans[rows],
+                                     filt.mask(src[rows], rel[rows], pg.graph.num_nodes))
+        inside[rows] = leaf.to_local[ans[rows]] >= 0
+    _sync(dev)
+    secs = time.perf_counter() - t0
+    model.train(was_training)
+    rk = ranks.double()
+    out = {"mrr": float((1.0 / rk).mean()), "mr": float(rk.mean())}
+    for k in (1, 3, 10):
+        out[f"hits@{k}"] = float((rk <= k).double().mean())
+    out.update(coverage=float(inside.double().mean()), queries=float(len(rk)), seconds=secs,
+               qps=len(rk) / max(secs, 1e-9))
+    return out
+
+
+@torch.no_grad()
+def evaluate_link_auc_partitioned(model: NBFNet, pg: PartitionedGraph, pos: Tensor,
+                                  neg: Tensor, *, batch_size: int = 64, symmetric: bool = True
+                                  ) -> dict[str, float]:
+    """AUROC / AP of positive vs negative pairs, each pair scored on its first node's leaf +
+    halo (``-inf`` when the second node lies outside), as :func:`gnn.nbfnet_eval.
+    evaluate_link_auc` does on the whole graph.
+
+    Returns:
+        ``{"auroc", "ap", "coverage_pos", "coverage_neg", "queries", "seconds", "qps"}``
+        (queries are Bellman-Ford passes; coverage = share of pairs inside the subgraph).
+    """
+    was_training = model.training
+    model.eval()
+    dev = pg.node_leaf.device
+    pairs = torch.cat([pos, neg]).to(dev)
+    labels = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))])
+    _warm(pg)
+    _sync(dev)
+    t0 = time.perf_counter()
+    u, v = pairs.t()
+    scores = pair_scores_partitioned(model, pg, u, v, torch.zeros_like(u), symmetric=symmetric,
+                                     batch_size=batch_size)
+    _sync(dev)
+    secs = time.perf_counter() - t0
+    model.train(was_training)
+    inside = torch.isfinite(scores).cpu()
+    n_pass = int(inside.sum()) * (2 if symmetric else 1)
+    out = link_auc(scores.cpu(), labels)
+    out.update(coverage_pos=float(inside[:len(pos)].double().mean()),
+               coverage_neg=float(inside[len(pos):].double().mean()),
+               queries=float(len(pairs) * (2 if symmetric else 1)), seconds=secs,
+               qps=len(pairs) * (2 if symmetric else 1) / max(secs, 1e-9), passes=float(n_pass))
+    return out

@@ -1,0 +1,178 @@
+"""Partitioned NBFNet: leaf + halo subgraphs, restricted scoring, shared-parameter training."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from gnn.kg import RelationalGraph, homogeneous_graph, kg_graph
+from gnn.models.nbfnet import NBFNet
+from gnn.nbfnet_partitioned import (
+    PartitionedGraph,
+    evaluate_kg_partitioned,
+    evaluate_link_auc_partitioned,
+    fit_partitioned,
+    halo_mask,
+    leaf_queries,
+    pair_scores_partitioned,
+    score_all_partitioned,
+)
+from gnn.nbfnet_train import NBFNetTrainConfig
+
+# Path 0-1-2-3-4-5; leaves {0,1,2} and {3,4,5}.
+PATH = torch.tensor([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]])
+HALVES = torch.tensor([0, 0, 0, 1, 1, 1])
+
+
+def _pairs(leaf) -> set[tuple[int, int]]:
+    g = leaf.nodes[leaf.graph.edge_index]
+    return set(map(tuple, g.t().tolist()))
+
+
+def _both(*edges: tuple[int, int]) -> set[tuple[int, int]]:
+    return {e for u, v in edges for e in ((u, v), (v, u))}
+
+
+def test_halo_mask_counts_hops_over_either_direction():
+    g = RelationalGraph(torch.tensor([[0, 2, 3], [1, 1, 4]]), torch.zeros(3, dtype=torch.long),
+                        6, 1)
+    core = torch.tensor([True, False, False, False, False, False])
+    assert halo_mask(g, core, 0).tolist() == core.tolist()
+    assert halo_mask(g, core, 1).tolist() == [True, True, False, False, False, False]
+    # 1 <- 2 is followed backwards: 2 is two hops from 0; 3, 4 and 5 are unreachable
+    assert halo_mask(g, core, 2).tolist() == [True, True, True, False, False, False]
+    assert halo_mask(g, core, 9).tolist() == [True, True, True, False, False, False]
+
+
+def test_leaf_subgraphs_by_hand():
+    g = homogeneous_graph(PATH, 6, self_loops=False)
+    pg1 = PartitionedGraph(g, HALVES, halo_hops=1)
+    a, b = pg1.leaves
+    assert a.nodes.tolist() == [0, 1, 2, 3] and a.core.tolist() == [True, True, True, False]
+    assert _pairs(a) == _both((0, 1), (1, 2), (2, 3))
+    assert b.nodes.tolist() == [2, 3, 4, 5] and b.core.tolist() == [False, True, True, True]
+    assert _pairs(b) == _both((2, 3), (3, 4), (4, 5))
+    assert a.to_local.tolist() == [0, 1, 2, 3, -1, -1]
+    assert pg1.stats() == [{"leaf_id": 0, "core_nodes": 3, "nodes": 4, "edges": 6},
+                           {"leaf_id": 1, "core_nodes": 3, "nodes": 4, "edges": 6}]
+    a0, b0 = PartitionedGraph(g, HALVES, halo_hops=0).leaves
+    assert _pairs(a0) == _both((0, 1), (1, 2)) and _pairs(b0) == _both((3, 4), (4, 5))
+    a2 = PartitionedGraph(g, HALVES, halo_hops=2).leaves[0]
+    assert a2.nodes.tolist() == [0, 1, 2, 3, 4]
+    assert _pairs(a2) == _both((0, 1), (1, 2), (2, 3), (3, 4))
+
+
+def test_relations_and_edge_ids_follow_the_global_graph():
+    trip = torch.tensor([[0, 0, 1], [1, 1, 2], [3, 0, 2], [3, 1, 4]])
+    g = kg_graph(trip, 5, 2)  # edges 0..3 originals, 4..7 inverses (relations 2, 3)
+    pg = PartitionedGraph(g, torch.tensor([7, 7, 7, 3, 3]), halo_hops=0)
+    big, small = pg.leaves  # distinct ids ascending: 3 then 7
+    assert (big.leaf_id, small.leaf_id) == (3, 7)
+    assert pg.node_leaf.tolist() == [1, 1, 1, 0, 0]
+    assert big.edge_ids.tolist() == [3, 7]
+    assert small.edge_ids.tolist() == [0, 1, 4, 5]
+    assert small.graph.edge_type.tolist() == [0, 1, 2, 3]
+    assert small.graph.edge_index.tolist() == [[0, 1, 1, 2], [1, 2, 0, 1]]
+
+
+def test_leaf_queries_use_local_ids_and_drop_answers_outside():
+    pg = PartitionedGraph(homogeneous_graph(PATH, 6, self_loops=False), HALVES, halo_hops=1)
+    src, ans = torch.tensor([0, 0, 4, 5]), torch.tensor([1, 5, 2, 0])
+    (s0, r0, a0), (s1, r1, a1) = leaf_queries(pg, src, torch.zeros(4, dtype=torch.long), ans)
+    assert (s0.tolist(), a0.tolist()) == ([0], [1])
+    assert (s1.tolist(), a1.tolist()) == ([2], [0])  # 4 -> 2 in leaf {2,3,4,5}
+    assert r0.tolist() == [0] and r1.tolist() == [0]
+
+
+def _model(num_relations: int, seed: int = 0) -> NBFNet:
+    torch.manual_seed(seed)
+    return NBFNet(num_relations, dim=4, layers=2, dependent=False).eval()
+
+
+def test_scores_outside_the_subgraph_are_lowest_and_inside_match_the_leaf_graph():
+    g = homogeneous_graph(PATH, 6)
+    pg = PartitionedGraph(g, HALVES, halo_hops=1)
+    model = _model(1)
+    h, r = torch.tensor([0, 5]), torch.zeros(2, dtype=torch.long)
+    s = score_all_partitioned(model, pg, h, r)
+    assert torch.isinf(s[0, 4:]).all() and torch.isinf(s[1, :2]).all()
+    with torch.no_grad():
+        ref0 = model.score_all(pg.leaves[0].graph, torch.tensor([0]), r[:1])[0]
+        ref1 = model.score_all(pg.leaves[1].graph, torch.tensor([3]), r[:1])[0]
+    torch.testing.assert_close(s[0, :4], ref0)
+    torch.testing.assert_close(s[1, 2:], ref1)
+    p = pair_scores_partitioned(model, pg, torch.tensor([0, 0, 4]), torch.tensor([5, 2, 3]),
+                                torch.zeros(3, dtype=torch.long), symmetric=True)
+    with torch.no_grad():
+        ref = model.pair_scores(pg.leaves[1].graph, torch.tensor([2]), torch.tensor([1]),
+                                torch.zeros(1, dtype=torch.long), symmetric=True)
+    assert p[0] == float("-inf") and math.isfinite(float(p[1]))
+    torch.testing.assert_close(p[2:], ref)
+
+
+def test_answers_outside_the_subgraph_rank_behind_every_non_answer():
+    train = torch.tensor([[0, 0, 1], [1, 0, 2], [2, 0, 3], [3, 0, 4], [4, 0, 5]])
+    g = kg_graph(train, 6, 1)
+    pg = PartitionedGraph(g, HALVES, halo_hops=1)
+    test = torch.tensor([[0, 0, 5]])
+    m = evaluate_kg_partitioned(_model(2), pg, test, filter_triples=torch.cat([train, test]))
+    # tail (0, r, ?): 5 outside {0,1,2,3}; 1 is a true answer (filtered) -> others 0,2,3,4
+    # head (5, r^-1, ?): 0 outside {2,3,4,5}; 4 is a true answer -> others 1,2,3,5
+    assert m["mr"] == 5.0 and m["mrr"] == 0.2 and m["hits@10"] == 1.0 and m["hits@3"] == 0.0
+    assert m["coverage"] == 0.0 and m["queries"] == 2.0
+
+
+def test_link_auc_counts_pairs_outside_the_subgraph_as_lowest():
+    pg = PartitionedGraph(homogeneous_graph(PATH, 6), HALVES, halo_hops=1)
+    pos, neg = torch.tensor([[0, 2], [3, 5]]), torch.tensor([[0, 5], [5, 0]])
+    m = evaluate_link_auc_partitioned(_model(1), pg, pos, neg)
+    assert m["auroc"] == 1.0 and m["ap"] == 1.0
+    assert m["coverage_pos"] == 1.0 and m["coverage_neg"] == 0.0
+    assert m["queries"] == 8.0 and m["passes"] == 4.0
+
+
+def _cfg(**kw) -> NBFNetTrainConfig:
+    base = dict(task="link", dim=4, layers=2, dependent=False, batch_size=2, num_negative=2,
+                adversarial_temperature=0.0, epochs=3, log_every=0, seed=0)
+    base.update(kw)
+    return NBFNetTrainConfig(**base)
+
+
+def _two_triangles() -> PartitionedGraph:
+    edges = torch.tensor([[0, 1], [1, 2], [0, 2], [2, 3], [3, 4], [4, 5], [3, 5]])
+    return PartitionedGraph(homogeneous_graph(edges, 6), HALVES, halo_hops=1)
+
+
+def test_one_parameter_set_gets_gradients_from_every_leaf():
+    pg = _two_triangles()
+    seen: dict[int, set[str]] = {}
+    params: set[tuple[int, ...]] = set()
+
+    def on_step(leaf: int, model: NBFNet) -> None:
+        params.add(tuple(id(p) for p in model.parameters()))
+        names = {n for n, p in model.named_parameters()
+                 if p.grad is not None and bool(p.grad.abs().sum() > 0)}
+        seen.setdefault(leaf, set()).update(names)
+
+    res = fit_partitioned(pg, _cfg(), on_step=on_step, log=lambda _: None)
+    every = {n for n, _ in res.model.named_parameters()}
+    assert len(params) == 1
+    assert sorted(seen) == [0, 1]
+    # the query embedding, every layer and the MLP are shared and moved by both leaves
+    for leaf in (0, 1):
+        assert {n.split(".")[0] for n in seen[leaf]} == {"query", "layers", "mlp"}
+    assert seen[0] == seen[1] and seen[0] <= every
+    # 7 edges, one query each per epoch, all inside their leaf + halo: 4 + 3 per epoch
+    assert res.queries == 21 and res.steps == 3 * (2 + 2)
+
+
+def test_training_is_deterministic_with_a_seed():
+    pg = _two_triangles()
+    a = fit_partitioned(pg, _cfg(max_steps=5), log=lambda _: None)
+    b = fit_partitioned(pg, _cfg(max_steps=5), log=lambda _: None)
+    c = fit_partitioned(pg, _cfg(max_steps=5, seed=1), log=lambda _: None)
+    assert a.losses == b.losses and len(a.losses) == 5
+    for k, v in a.state_dict.items():
+        assert torch.equal(v, b.state_dict[k])
+    assert a.losses != c.losses
