@@ -1,0 +1,273 @@
+"""Partitioned NBFNet vs full-graph NBFNet: accuracy and inference speed in one run.
+
+    python -m bench.nbfnet_partitioned (--planetoid DIR --name NAME | --triples DIR) --k 2,4,8
+        [--halo-hops 1,2] [--budget-minutes N] [--device cpu|cuda] --json
+
+One run trains (a) the full-graph NBFNet (:func:`gnn.nbfnet_train.fit_nbfnet`) and, for every
+``k``, (b) one shared NBFNet trained leaf by leaf on the leaves' core + halo subgraphs
+(:func:`gnn.nbfnet_partitioned.fit_partitioned`) for every ``k`` and halo depth, each with the
+same time budget. On the same
+test queries it evaluates the full model on the full graph, the partitioned model on leaf +
+halo, and the full model on leaf + halo; inference is timed as queries per second (Planetoid:
+Bellman-Ford passes, two per test pair, ``symmetric``; triples: tail and head queries).
+
+The k-leaf assignment of the training graph comes from the project's Spark partitioner
+(:func:`pipelines.partition.partition_graph` on ``local[2]``; ``--partitioner spark``, the
+default) or pymetis (``--partitioner metis``). ``--assignment-cache DIR`` keeps the assignments
+as ``.pt`` files, so a machine with only torch can rerun with assignments made elsewhere.
+
+Prints progress lines, a table, and a last JSON line ``{"full": {"auroc"|"mrr",
+"queries_per_second", "train_seconds"}, "results": [{"k", "halo_hops", "model", "auroc"|"mrr",
+"relative_loss", "queries_per_second", "speedup", ...}]}``; rows with ``model: "partitioned"``
+are the trained-per-leaf models, ``model: "full"`` the full model restricted to leaf + halo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gnn.device import select_device
+from gnn.kg import (
+    cora_link_split,
+    homogeneous_graph,
+    kg_graph,
+    load_planetoid_edges,
+    load_triples_dir,
+)
+from gnn.nbfnet_eval import evaluate_kg, evaluate_link_auc
+from gnn.nbfnet_partitioned import (
+    PartitionedGraph,
+    evaluate_kg_partitioned,
+    evaluate_link_auc_partitioned,
+    fit_partitioned,
+)
+from gnn.nbfnet_train import NBFNetTrainConfig, fit_nbfnet
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.nbfnet_partitioned",
+                                description=__doc__.split("\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--planetoid", metavar="DIR", help="folder with Planetoid ind.NAME.* files")
+    src.add_argument("--triples", metavar="DIR", help="folder with train/valid/test.txt")
+    p.add_argument("--name", default="cora", help="Planetoid name")
+    p.add_argument("--k", default="4,8", help="comma-separated leaf counts")
+    p.add_argument("--halo-hops", default="1", help="comma-separated halo depths")
+    p.add_argument("--budget-minutes", type=float, default=5.0, help="training cap per model")
+    p.add_argument("--epochs", type=int, default=100, help="epoch cap per model")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--partitioner", default="spark", choices=("spark", "metis"))
+    p.add_argument("--assignment-cache", default="", help="folder of cached assignments")
+    p.add_argument("--test-queries", type=int, default=0,
+                   help="triples: test triples ranked (shuffled; 0: all); Planetoid: all")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--eval-batch-size", type=int, default=None)
+    p.add_argument("--num-negative", type=int, default=None)
+    p.add_argument("--negative-sources", type=float, default=1.0,
+                   help="Planetoid: all-negative queries from random sources per positive")
+    p.add_argument("--layers", type=int, default=6)
+    p.add_argument("--dim", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--json", action="store_true", help="end with the JSON line (always printed)")
+    return p.parse_args(argv)
+
+
+def _config(args: argparse.Namespace, kg: bool, gpu: bool) -> NBFNetTrainConfig:
+    if kg:
+        base: dict[str, Any] = dict(task="kg", dependent=True, num_negative=32,
+                                    adversarial_temperature=0.5, batch_size=64 if gpu else 4)
+    else:
+        base = dict(task="link", dependent=False, num_negative=8, adversarial_temperature=0.0,
+                    batch_size=64 if gpu else 16, negative_sources=args.negative_sources)
+    for key in ("batch_size", "num_negative"):
+        if getattr(args, key) is not None:
+            base[key] = getattr(args, key)
+    return NBFNetTrainConfig(**base, dim=args.dim, layers=args.layers, epochs=args.epochs,
+                             seed=args.seed, time_budget_seconds=60.0 * args.budget_minutes,
+                             log_every=args.log_every)
+
+
+def spark_assignment(pairs: Tensor, num_nodes: int, k: int, seed: int) -> Tensor:
+    """Leaf of every node from :func:`pipelines.partition.partition_graph` on ``local[2]``.
+
+    Only the per-node assignment (``O(nodes)``) comes back to the driver.
+    """
+    import pandas as pd
+
+    from pipelines.partition import PartitionSettings, partition_graph
+    from pipelines.schema import DST, KIND, LEAF_ID, NODE_ID, SRC
+    from pipelines.session import build_spark
+
+    work = Path(tempfile.mkdtemp(prefix="nbfnet-part-"))
+    spark = build_spark("bench-nbfnet-partitioned", master="local[2]",
+                        checkpoint_dir=str(work / "ckpt"))
+    try:
+        edges = spark.createDataFrame(pd.DataFrame({SRC: pairs[:, 0].numpy(),
+                                                    DST: pairs[:, 1].numpy()}))
+        nodes = spark.createDataFrame(pd.DataFrame({NODE_ID: range(num_nodes), KIND: "node"}))
+        res = partition_graph(spark, edges, PartitionSettings(num_leaves=k, seed=seed,
+                                                              work_dir=str(work)),
+                              node_kinds=nodes)
+        table = res.assignment.select(NODE_ID, LEAF_ID).toPandas()
+    finally:
+        spark.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    out = torch.full((num_nodes,), -1, dtype=torch.long)
+    out[torch.as_tensor(table[NODE_ID].to_numpy())] = torch.as_tensor(
+        table[LEAF_ID].to_numpy(), dtype=torch.long)
+    if bool((out < 0).any()):
+        raise RuntimeError(f"partitioner left {int((out < 0).sum())} nodes without a leaf")
+    return out
+
+
+def metis_assignment(pairs: Tensor, num_nodes: int, k: int, seed: int) -> Tensor:
+    """Leaf of every node from pymetis (``part_graph`` on the undirected adjacency)."""
+    import numpy as np
+    import pymetis
+
+    und = torch.cat([pairs, pairs.flip(1)]).numpy()
+    order = np.lexsort((und[:, 1], und[:, 0]))
+    und = und[order]
+    xadj = np.zeros(num_nodes + 1, dtype=np.int64)
+    np.add.at(xadj, und[:, 0] + 1, 1)
+    opts = pymetis.Options(seed=seed)
+    _, parts = pymetis.part_graph(k, xadj=np.cumsum(xadj), adjncy=und[:, 1], options=opts)
+    return torch.as_tensor(np.asarray(parts), dtype=torch.long)
+
+
+def assignment(args: argparse.Namespace, pairs: Tensor, num_nodes: int, k: int,
+               dataset: str) -> tuple[Tensor, float]:
+    """The k-leaf assignment (from the cache when present) and seconds spent computing it."""
+    cache = (Path(args.assignment_cache) / f"{dataset}-{args.partitioner}-k{k}-s{args.seed}.pt"
+             if args.assignment_cache else None)
+    if cache is not None and cache.is_file():
+        return torch.load(cache), 0.0
+    t0 = time.perf_counter()
+    make = spark_assignment if args.partitioner == "spark" else metis_assignment
+    a = make(pairs, num_nodes, k, args.seed)
+    secs = time.perf_counter() - t0
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(a, cache)
+    return a, secs
+
+
+def _pairs(edge_index: Tensor) -> Tensor:
+    """Distinct undirected non-loop pairs ``u < v`` of a graph's edges, ``[M, 2]``."""
+    u, v = edge_index
+    lo, hi = torch.minimum(u, v), torch.maximum(u, v)
+    keep = lo != hi
+    return torch.unique(torch.stack([lo[keep], hi[keep]], dim=1), dim=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    dev = select_device(args.device)
+    kg = args.triples is not None
+    t_all = time.perf_counter()
+    if kg:
+        ds = load_triples_dir(args.triples)
+        dataset = Path(args.triples).name
+        graph = kg_graph(ds.train, ds.num_entities, ds.num_relations)
+        test = ds.test[torch.randperm(len(ds.test),
+                                      generator=torch.Generator().manual_seed(args.seed))]
+        test = test[:args.test_queries] if args.test_queries else test
+        every = torch.cat([ds.train, ds.valid, ds.test])
+        train_triples, metric = ds.train, "mrr"
+    else:
+        edges, n = load_planetoid_edges(args.planetoid, args.name)
+        dataset = args.name
+        split = cora_link_split(edges, n, seed=args.seed)
+        graph = homogeneous_graph(split.train, n)
+        train_triples, metric = None, "auroc"
+    cfg = _config(args, kg, dev.type == "cuda")
+    ebs = args.eval_batch_size or (64 if (dev.type == "cuda" or not kg) else 8)
+    pairs = _pairs(graph.edge_index)
+    print(f"[bench] {dataset}: {graph.num_nodes} nodes, {graph.num_edges} directed edges, "
+          f"{len(pairs)} undirected pairs; device {dev}; {cfg}", flush=True)
+    parts = {}
+    for k in (int(x) for x in args.k.split(",")):
+        a, secs = assignment(args, pairs, graph.num_nodes, k, dataset)
+        cut = float((a[pairs[:, 0]] != a[pairs[:, 1]]).double().mean())
+        for hops in (int(x) for x in args.halo_hops.split(",")):
+            pg = PartitionedGraph(graph, a, halo_hops=hops)
+            st = pg.stats()
+            print(f"[bench] k={k} halo {hops} ({args.partitioner}, {secs:.1f}s): edge cut "
+                  f"{cut:.3f}; leaf+halo nodes {[s['nodes'] for s in st]}, edges "
+                  f"{[s['edges'] for s in st]}", flush=True)
+            parts[k, hops] = (pg, cut, st)
+
+    def evaluate(model, pg: PartitionedGraph | None) -> dict[str, float]:
+        if pg is None:
+            graph.index()  # build the CSR views outside the timed loop, as the leaves do
+            if kg:
+                return evaluate_kg(model, graph, test, filter_triples=every, batch_size=ebs,
+                                   device=dev)
+            return evaluate_link_auc(model, graph, split.test, split.test_neg,
+                                     batch_size=ebs, device=dev)
+        if kg:
+            return evaluate_kg_partitioned(model, pg, test, filter_triples=every,
+                                           batch_size=ebs)
+        return evaluate_link_auc_partitioned(model, pg, split.test, split.test_neg,
+                                             batch_size=ebs)
+
+    graph = graph.to(dev)
+    full = fit_nbfnet(graph, cfg, device=dev, train_triples=train_triples)
+    print(f"[bench] full graph: {full.steps} steps, {full.queries} queries in "
+          f"{full.seconds:.1f}s; evaluating ...", flush=True)
+    fm = evaluate(full.model, None)
+    print(f"[bench] full graph: {metric} {fm[metric]:.4f}, {fm['qps']:.1f} queries/s", flush=True)
+    out_full = {metric: fm[metric], "queries_per_second": fm["qps"],
+                "train_seconds": full.seconds, "train_queries": full.queries,
+                "test_queries": int(fm["queries"])}
+    results = []
+    for (k, hops), (pg, cut, st) in parts.items():
+        pg = pg.to(dev)
+        res = fit_partitioned(pg, cfg, device=dev, train_triples=train_triples)
+        print(f"[bench] k={k} halo {hops}: {res.steps} steps, {res.queries} queries in "
+              f"{res.seconds:.1f}s; evaluating ...", flush=True)
+        for name, model in (("partitioned", res.model), ("full", full.model)):
+            m = evaluate(model, pg)
+            row = {"k": k, "halo_hops": hops, "model": name, metric: m[metric],
+                   "relative_loss": (fm[metric] - m[metric]) / fm[metric],
+                   "queries_per_second": m["qps"], "speedup": m["qps"] / fm["qps"],
+                   "edge_cut": cut,
+                   "mean_subgraph_nodes": sum(s["nodes"] for s in st) / len(st),
+                   "mean_subgraph_edges": sum(s["edges"] for s in st) / len(st),
+                   "train_seconds": res.seconds if name == "partitioned" else full.seconds,
+                   "train_queries": res.queries if name == "partitioned" else full.queries}
+            row.update({c: m[c] for c in ("coverage", "coverage_pos", "coverage_neg") if c in m})
+            print(f"[bench] k={k} halo {hops} {name} on leaf+halo: {metric} {m[metric]:.4f}, "
+                  f"{m['qps']:.1f} queries/s", flush=True)
+            results.append(row)
+    print(f"\n{dataset}, device {dev}, budget "
+          f"{args.budget_minutes} min/model, total wall {time.perf_counter() - t_all:.0f}s")
+    print(f"| k | halo | model | inference on | {metric} | rel. loss | queries/s | speedup | cut | "
+          "mean leaf+halo nodes / edges | train queries |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| - | - | full | full graph | {fm[metric]:.4f} | - | {fm['qps']:.1f} | 1.00 | - | "
+          f"{graph.num_nodes} / {graph.num_edges} | {full.queries} |")
+    for r in results:
+        print(f"| {r['k']} | {r['halo_hops']} | {r['model']} | leaf+halo | {r[metric]:.4f} | "
+              f"{100 * r['relative_loss']:+.2f}% | {r['queries_per_second']:.1f} | "
+              f"{r['speedup']:.2f} | {r['edge_cut']:.3f} | {r['mean_subgraph_nodes']:.0f} / "
+              f"{r['mean_subgraph_edges']:.0f} | {r['train_queries']} |")
+    print(json.dumps({"dataset": dataset, "device": str(dev), "partitioner": args.partitioner,
+                      "full": out_full, "results": results}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
