@@ -118,7 +118,12 @@ def unlearn_leaf_from(
     )
     steps, seconds, losses = 0, 0.0, []
     ego = teacher
-    if keep.any():
+    # A leaf that holds no deleted interaction and no deleted node (it was selected only
+    # because a deleted node sits in its halo) is a fixed point of distill-to-delete: the
+    # student starts as the teacher on the same graph, L_r and its gradient are 0 there and
+    # L_f has no terms, so every Adam step is 0. Skip the steps; the rows are the teacher's.
+    changed = bool((~keep).any() or gone[USER].any() or gone[ITEM].any())
+    if keep.any() and changed:
         result = unlearn_lightgcn(
             torch.from_numpy(teacher), users_local, items_local, n_u, n_i, deletion, cfg,
             layers=settings.layers, device=device, log=lambda *a, **k: None,
@@ -138,6 +143,7 @@ def unlearn_leaf_from(
         "items": int(alive[n_u:].sum()),
         "interactions": int(keep.sum()),
         "forgotten_interactions": int((~keep).sum()),
+        "unchanged": not changed,
         "steps": steps,
         "losses": [round(float(x[0]), 6) for x in losses],
         "unlearn_seconds": round(seconds, 3),
