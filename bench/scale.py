@@ -22,10 +22,10 @@ in ``peer``), timed from the same training pairs to the vector table.
 AUROC: each held-out pair whose two ends are in the training graph is a positive; as many
 random node pairs (two seeded samples of distinct training nodes, paired, not edges of the
 graph) are negatives; the score is the dot product of the final vectors
-(:func:`gnn.metrics.auroc`). ``peak_rss_mb``: the sum over the Python driver, the Spark JVM and
-its Python workers of each process's peak resident memory (Linux ``VmHWM``, reset with
-``clear_refs`` before each method, :func:`bench.partition.peak_rss_mb`) -- an upper bound on
-the peak of the sum.
+(:func:`gnn.metrics.auroc`; ``auroc_cosine``: the same with cosine similarity).
+``peak_rss_mb``: the sum over the Python driver, the Spark JVM and its Python workers of each
+process's peak resident memory (Linux ``VmHWM``, reset with ``clear_refs`` before each
+method, :func:`bench.partition.peak_rss_mb`) -- an upper bound on the peak of the sum.
 
 Prints a table, then one JSON line
 ``{"results": [{"edges", "seconds", "peak_rss_mb", "auroc", "graphframes_seconds",
@@ -74,7 +74,11 @@ from pipelines.session import build_spark, graphframes_available
 log = logging.getLogger("graphpipe.bench.scale")
 LABEL = "label"
 SCORE_SCHEMA = T.StructType(
-    [T.StructField(LABEL, T.IntegerType(), False), T.StructField("score", T.DoubleType(), False)]
+    [
+        T.StructField(LABEL, T.IntegerType(), False),
+        T.StructField("score", T.DoubleType(), False),
+        T.StructField("cosine", T.DoubleType(), False),
+    ]
 )
 
 
@@ -130,8 +134,8 @@ def eval_pairs(train: DataFrame, heldout: DataFrame, seed: int) -> DataFrame:
     return pos.unionByName(neg.select(SRC, DST, F.lit(0).alias(LABEL)))
 
 
-def link_auroc(pairs: DataFrame, vectors: DataFrame, dim: int) -> tuple[float, int]:
-    """AUROC of dot-product scores of labelled pairs; returns (auroc, pairs scored).
+def link_auroc(pairs: DataFrame, vectors: DataFrame, dim: int) -> tuple[float, float, int]:
+    """AUROC of dot-product scores of labelled pairs; returns (auroc, cosine auroc, scored).
 
     Schema: pairs ``src, dst, label``; vectors ``node_id, vector`` (float32 bytes).
     """
@@ -144,13 +148,19 @@ def link_auroc(pairs: DataFrame, vectors: DataFrame, dim: int) -> tuple[float, i
             if len(pdf):
                 a = np.frombuffer(b"".join(pdf["vs"]), np.float32).reshape(len(pdf), dim)
                 b = np.frombuffer(b"".join(pdf["vd"]), np.float32).reshape(len(pdf), dim)
-                score = (a.astype(np.float64) * b).sum(axis=1)
-                yield pd.DataFrame({LABEL: pdf[LABEL].astype("int32"), "score": score})
+                a64, b64 = a.astype(np.float64), b.astype(np.float64)
+                score = (a64 * b64).sum(axis=1)
+                norms = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
+                cosine = score / np.where(norms == 0, 1.0, norms)
+                yield pd.DataFrame(
+                    {LABEL: pdf[LABEL].astype("int32"), "score": score, "cosine": cosine}
+                )
 
     rows = joined.mapInPandas(fn, schema=SCORE_SCHEMA).collect()
     labels = torch.tensor([r[LABEL] for r in rows])
     scores = torch.tensor([r["score"] for r in rows], dtype=torch.float64)
-    return auroc(scores, labels), len(rows)
+    cosines = torch.tensor([r["cosine"] for r in rows], dtype=torch.float64)
+    return auroc(scores, labels), auroc(cosines, labels), len(rows)
 
 
 def run_ours(
@@ -260,17 +270,17 @@ def run_size(spark: SparkSession, n: int, work: Path, args: argparse.Namespace) 
     reset_peak_rss(spark)
     ours = run_ours(spark, train, work / f"ours-{n}", args)
     ours_rss = peak_rss_mb(spark)
-    ours_auc, scored = link_auroc(labelled, ours["vectors"], args.dim)
+    ours_auc, ours_cos, scored = link_auroc(labelled, ours["vectors"], args.dim)
     log.info("ours %d: %s, auroc %.4f", n, {k: v for k, v in ours.items() if k != "vectors"},
              ours_auc)  # fmt: skip
 
     peer: dict[str, Any] = {"seconds": None, "vectors": None}
-    peer_rss, peer_auc = None, None
+    peer_rss, peer_auc, peer_cos = None, None, None
     if not args.skip_peer:
         reset_peak_rss(spark)
         peer = run_peer(spark, train, work / f"peer-{n}", args)
         peer_rss = peak_rss_mb(spark)
-        peer_auc, _ = link_auroc(labelled, peer["vectors"], args.dim)
+        peer_auc, peer_cos, _ = link_auroc(labelled, peer["vectors"], args.dim)
     row = {
         "edges": n,
         "train_pairs": num_train,
@@ -283,6 +293,8 @@ def run_size(spark: SparkSession, n: int, work: Path, args: argparse.Namespace) 
         "graphframes_seconds": peer["seconds"],
         "graphframes_auroc": None if peer_auc is None else round(peer_auc, 4),
         "graphframes_peak_rss_mb": peer_rss,
+        "auroc_cosine": round(ours_cos, 4),
+        "graphframes_auroc_cosine": None if peer_cos is None else round(peer_cos, 4),
         "peer": "graphframes RandomWalkEmbeddings" if graphframes_available() else PEER_LABEL,
         **{k: v for k, v in ours.items() if k not in ("vectors", "seconds")},
         **{f"peer_{k}": v for k, v in peer.items() if k not in ("vectors", "seconds")},
