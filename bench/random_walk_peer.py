@@ -123,7 +123,8 @@ def word2vec_vectors(
         outputCol="_w2v",
     ).fit(walks)
     vectors = model.getVectors().select(
-        F.col("word").cast("long").alias(NODE_ID), vector_to_array("vector", "float32").alias("a")
+        F.col("word").cast("long").alias(NODE_ID),
+        vector_to_array(F.col("vector"), "float32").alias("a"),
     )
     return _vector_table(vectors)
 
@@ -149,7 +150,9 @@ def graphframes_vectors(
     rwe.unset_neighbors_aggregation()
     out = rwe.run()
     col = next(c for c in out.columns if c != "id")
-    vec = F.col(col) if isinstance(out.schema[col].dataType, T.ArrayType) else vector_to_array(col)
+    vec = F.col(col)
+    if not isinstance(out.schema[col].dataType, T.ArrayType):
+        vec = vector_to_array(vec)
     return _vector_table(
         out.select(F.col("id").cast("long").alias(NODE_ID), vec.cast("array<float>").alias("a"))
     )
