@@ -110,7 +110,7 @@ def test_leaf_edge_rows_internal_plus_halo(spark):
 
 
 def test_random_walks_follow_edges_or_restart(spark):
-    from bench.random_walk_peer import random_walks
+    from bench.random_walk_peer import random_walks, word2vec_vectors
 
     edges = [(0, 1), (1, 2), (2, 3), (3, 0), (0, 2), (4, 5)]
     pairs = spark.createDataFrame(edges, "src long, dst long")
@@ -126,3 +126,6 @@ def test_random_walks_follow_edges_or_restart(spark):
     steps = [(w[0], a, b) for w in walks for a, b in zip(w, w[1:], strict=False)]
     assert all((a, b) in adjacent or b == start for start, a, b in steps)
     assert any(b == start and (a, b) not in adjacent for start, a, b in steps)  # restarts
+    vectors = word2vec_vectors(random_walks(pairs, walks_per_node=2, walk_length=4), dim=3)
+    rows = sorted((r.node_id, r.kind, len(r.vector)) for r in vectors.collect())
+    assert rows == [(n, "node", 12) for n in range(6)]  # every node, 3 float32 each
