@@ -47,6 +47,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--steps", type=int, default=30, help="distill-to-delete steps per leaf")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per Spark task (local[2] runs 2 tasks at once: with 2 "
+                        "threads each the cores are oversubscribed and leaves run 10x slower)")
     p.add_argument("--workdir", default=None)
     p.add_argument("--json", action="store_true")
     return p.parse_args(argv)
@@ -72,7 +75,7 @@ def settings(args: argparse.Namespace, train: Path, test: Path) -> list[str]:
     sets = [
         f"ingest.train_path={train}", f"ingest.test_path={test}",
         f"train.epochs={args.epochs}", f"train.rounds={args.rounds}", "train.batch_size=4096",
-        "train.lr=0.02", "train.threads=2", f"model.dim={args.dim}", "model.layers=3",
+        "train.lr=0.02", f"train.threads={args.threads}", f"model.dim={args.dim}", "model.layers=3",
         "export.top_k=20", "export.ann_index=flat", f"partition.num_leaves={args.leaves}",
         "spark.shuffle_partitions=4", f"run.seed={args.seed}",
     ]
