@@ -150,6 +150,26 @@ def _leaf_config(settings: LeafTrainSettings, seed: int) -> Any:
     )
 
 
+def leaf_log(
+    leaf_id: int, result: Any, started: float, device: Any, settings: LeafTrainSettings,
+    **sizes: int,
+) -> dict[str, Any]:
+    """The JSON log row of one trained leaf: sizes, epochs, loss curve, seconds, device.
+
+    ``result`` is a training result with ``epochs``, ``losses`` and ``seconds``.
+    """
+    return {
+        "leaf_id": leaf_id,
+        **sizes,
+        "epochs": result.epochs,
+        "losses": [round(float(x), 6) for x in result.losses],
+        "train_seconds": round(result.seconds, 3),
+        "seconds": round(time.perf_counter() - started, 3),
+        "device": str(device),
+        "settings": asdict(settings),
+    }
+
+
 def train_leaf(pdf: pd.DataFrame, settings: LeafTrainSettings) -> pd.DataFrame:
     """Train LightGCN on one leaf and return its node vectors.
 
@@ -179,18 +199,8 @@ def train_leaf(pdf: pd.DataFrame, settings: LeafTrainSettings) -> pd.DataFrame:
     )
     user_vecs = result.user_emb.detach().cpu().numpy()
     item_vecs = result.item_emb.detach().cpu().numpy()
-    log: dict[str, Any] = {
-        "leaf_id": leaf_id,
-        "users": len(users_global),
-        "items": len(items_global),
-        "interactions": len(pdf),
-        "epochs": result.epochs,
-        "losses": [round(float(x), 6) for x in result.losses],
-        "train_seconds": round(result.seconds, 3),
-        "seconds": round(time.perf_counter() - started, 3),
-        "device": str(device),
-        "settings": asdict(settings),
-    }
+    log = leaf_log(leaf_id, result, started, device, settings, users=len(users_global),
+                   items=len(items_global), interactions=len(pdf))
     n_u, n_i = len(users_global), len(items_global)
     out = pd.DataFrame(
         {
@@ -282,18 +292,8 @@ def train_leaf_from(
     weights = np.concatenate(
         [np.bincount(users_local, minlength=n_u), np.bincount(items_local, minlength=n_i)]
     ).astype(np.float64)
-    log = {
-        "leaf_id": leaf_id,
-        "round": round_index,
-        "users": n_u,
-        "items": n_i,
-        "interactions": len(edges),
-        "epochs": result.epochs,
-        "losses": [round(float(x), 6) for x in result.losses],
-        "train_seconds": round(result.seconds, 3),
-        "seconds": round(time.perf_counter() - started, 3),
-        "device": str(device),
-    }
+    log = leaf_log(leaf_id, result, started, device, settings, round=round_index, users=n_u,
+                   items=n_i, interactions=len(edges))
     return pd.DataFrame(
         {
             LEAF_ID: np.full(n_u + n_i, leaf_id, dtype=np.int64),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -28,6 +27,7 @@ from pipelines.bridge import (
     LEAF_LOG,
     WEIGHTED_ROWS_SCHEMA,
     LeafTrainSettings,
+    leaf_log,
     task_device,
     task_threads,
     vectors_to_bytes,
@@ -99,17 +99,7 @@ def train_leaf_homogeneous(pdf: pd.DataFrame, settings: LeafTrainSettings) -> pd
     )
     lo, hi = undirected_pairs(src, dst)
     weights = np.bincount(np.concatenate([lo, hi]), minlength=len(ids)).astype(np.float64)
-    log = {
-        "leaf_id": leaf_id,
-        "nodes": len(ids),
-        "edges": len(lo),
-        "epochs": result.epochs,
-        "losses": [round(float(x), 6) for x in result.losses],
-        "train_seconds": round(result.seconds, 3),
-        "seconds": round(time.perf_counter() - started, 3),
-        "device": str(device),
-        "settings": asdict(settings),
-    }
+    log = leaf_log(leaf_id, result, started, device, settings, nodes=len(ids), edges=len(lo))
     return pd.DataFrame(
         {
             LEAF_ID: np.full(len(ids), leaf_id, dtype=np.int64),
