@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
-__all__ = ["select_device"]
+__all__ = ["select_device", "torch_threads"]
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(threads)``, then restore the previous count.
+
+    ``threads`` 0 leaves torch's setting alone (all cores, or what the caller set).
+    """
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if threads:
+            torch.set_num_threads(old)
 
 
 def select_device(requested: str = "auto") -> torch.device:

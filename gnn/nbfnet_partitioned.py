@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from gnn.device import torch_threads
 from gnn.kg import RelationalGraph
 from gnn.models.nbfnet import NBFNet, remove_easy_edges
 from gnn.nbfnet_eval import AnswerFilter, filtered_ranks, link_auc
@@ -203,13 +204,8 @@ def fit_partitioned(pg: PartitionedGraph, cfg: NBFNetTrainConfig, *,
     Returns:
         :class:`gnn.nbfnet_train.NBFNetResult` (``queries`` counts the queries trained on).
     """
-    threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _fit(pg, cfg, torch.device(device), log, train_triples, on_step)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _fit(pg: PartitionedGraph, cfg: NBFNetTrainConfig, dev: torch.device,

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from gnn.device import torch_threads
 from gnn.kg import RelationalGraph
 from gnn.models.nbfnet import NBFNet, remove_easy_edges
 from gnn.nbfnet_eval import evaluate_kg, evaluate_link_auc
@@ -224,13 +225,8 @@ def fit_nbfnet(graph: RelationalGraph, cfg: NBFNetTrainConfig, *,
     Returns:
         :class:`NBFNetResult`.
     """
-    threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _fit(graph, cfg, torch.device(device), log, train_triples, on_epoch_end)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _fit(graph: RelationalGraph, cfg: NBFNetTrainConfig, dev: torch.device,

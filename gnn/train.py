@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from gnn.bpr_loop import BPRStepper, make_adam, train_epoch
+from gnn.device import torch_threads
 from gnn.metrics import RankingEvaluator
 from gnn.models.lightgcn import LightGCN, build_norm_adj
 from gnn.sampling import BPRSampler
@@ -210,10 +211,7 @@ def fit_lightgcn(
         users, items: ``[E]``; init_embedding: ``[num_users + num_items, dim]``.
     """
     dev = torch.device(device)
-    old_threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _fit(
             users,
             items,
@@ -226,9 +224,6 @@ def fit_lightgcn(
             log,
             init_embedding,
         )
-    finally:
-        if cfg.threads:
-            torch.set_num_threads(old_threads)
 
 
 def _fit(

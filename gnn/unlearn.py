@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gnn.device import torch_threads
 from gnn.models.lightgcn import LightGCN, build_norm_adj, lightgcn_propagate
 
 __all__ = [
@@ -333,15 +334,9 @@ def unlearn_lightgcn(
     Shapes:
         teacher_ego: ``[U + I, d]``; users, items: ``[E]``.
     """
-    old_threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _unlearn_lightgcn(teacher_ego, users, items, num_users, num_items, deletion, cfg,
                                  layers, init_std, torch.device(device), log)
-    finally:
-        if cfg.threads:
-            torch.set_num_threads(old_threads)
 
 
 def _unlearn_lightgcn(teacher_ego: Tensor, users: np.ndarray, items: np.ndarray, num_users: int,

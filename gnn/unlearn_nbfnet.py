@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gnn.device import torch_threads
 from gnn.kg import RelationalGraph
 from gnn.models.nbfnet import NBFNet, remove_easy_edges
 from gnn.unlearn import (
@@ -136,15 +137,9 @@ def unlearn_nbfnet(teacher: NBFNet, graph: RelationalGraph, train_triples: Tenso
     """
     if task not in ("link", "kg"):
         raise ValueError(f"task must be 'link' or 'kg', got {task!r}")
-    old_threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _unlearn_nbfnet(teacher, graph, train_triples, deleted, cfg, task,
                                torch.device(device), make_model, log)
-    finally:
-        if cfg.threads:
-            torch.set_num_threads(old_threads)
 
 
 def _fresh_copy(teacher: NBFNet, seed: int) -> NBFNet:

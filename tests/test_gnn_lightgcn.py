@@ -369,3 +369,20 @@ def test_select_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             select_device("cuda:0")
+
+
+def test_torch_threads_sets_and_restores():
+    from gnn.device import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(0):  # 0: leave torch's setting alone
+        assert torch.get_num_threads() == before
+    try:
+        with torch_threads(1):
+            raise KeyError("boom")
+    except KeyError:
+        pass
+    assert torch.get_num_threads() == before
