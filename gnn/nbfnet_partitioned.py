@@ -25,11 +25,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from gnn.device import torch_threads
 from gnn.kg import RelationalGraph
-from gnn.models.nbfnet import NBFNet, remove_easy_edges
+from gnn.models.nbfnet import NBFNet
 from gnn.nbfnet_eval import AnswerFilter, filtered_ranks, link_auc
 from gnn.nbfnet_train import (
     NBFNetResult,
@@ -37,7 +36,7 @@ from gnn.nbfnet_train import (
     NegativeSampler,
     build_model,
     default_train_triples,
-    nbfnet_loss,
+    query_batch_loss,
 )
 
 __all__ = [
@@ -234,8 +233,8 @@ def _fit(pg: PartitionedGraph, cfg: NBFNetTrainConfig, dev: torch.device,
         for j in torch.randperm(len(batches), generator=gen).tolist():
             i, b = batches[j]
             src, rel, ans = (x[b] for x in per_leaf[i])
-            loss = _step_loss(model, graphs[i], samplers[i], cores[i], src, rel, ans, cfg,
-                              num_rel, gen, dev)
+            loss = query_batch_loss(model, graphs[i], samplers[i], src, rel, ans, cfg,
+                                    num_rel, gen, dev, source_pool=cores[i])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if on_step is not None:
@@ -258,32 +257,6 @@ def _fit(pg: PartitionedGraph, cfg: NBFNetTrainConfig, dev: torch.device,
             break
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return NBFNetResult(state, losses, time.perf_counter() - t0, [], step, queries, model)
-
-
-def _step_loss(model: NBFNet, graph: RelationalGraph, sampler: NegativeSampler, core: Tensor,
-               src: Tensor, rel: Tensor, ans: Tensor, cfg: NBFNetTrainConfig, num_rel: int,
-               gen: torch.Generator, dev: torch.device) -> Tensor:
-    """The loss of :func:`gnn.nbfnet_train.fit_nbfnet` for one batch in a leaf's local ids."""
-    neg = sampler.sample(src, rel, ans, cfg.num_negative, generator=gen)
-    cand = torch.cat([ans.unsqueeze(1), neg], dim=1)
-    n_pos = len(src)
-    n_extra = round(cfg.negative_sources * n_pos)
-    if n_extra:  # all-negative queries from random core sources of the same leaf
-        xs = core[torch.randint(len(core), (n_extra,), generator=gen)]
-        xr = torch.zeros(n_extra, dtype=torch.long)
-        xc = sampler.sample(xs, xr, xs, cfg.num_negative + 1, generator=gen)
-        src, rel, cand = torch.cat([src, xs]), torch.cat([rel, xr]), torch.cat([cand, xc])
-    src, rel, ans, cand = src.to(dev), rel.to(dev), ans.to(dev), cand.to(dev)
-    if cfg.remove_one_hop:
-        keep = remove_easy_edges(graph, src.unsqueeze(1).expand_as(cand), cand)
-    else:
-        keep = remove_easy_edges(graph, src[:n_pos], ans, r_index=rel[:n_pos],
-                                 inverse_offset=num_rel if cfg.task == "kg" else 0)
-    logits = model(graph, src, cand, rel, keep=keep)
-    loss = nbfnet_loss(logits[:n_pos], cfg.adversarial_temperature)
-    if n_extra:
-        loss = (loss * n_pos + F.softplus(logits[n_pos:]).mean(dim=1).sum()) / (n_pos + n_extra)
-    return loss
 
 
 def _groups(pg: PartitionedGraph, src: Tensor, batch_size: int) -> list[tuple[int, Tensor]]:

@@ -28,7 +28,8 @@ from gnn.models.nbfnet import NBFNet, remove_easy_edges
 from gnn.nbfnet_eval import evaluate_kg, evaluate_link_auc
 
 __all__ = ["NBFNetResult", "NBFNetTrainConfig", "NegativeSampler", "build_model",
-           "evaluate_kg", "evaluate_link_auc", "fit_nbfnet", "nbfnet_loss"]
+           "evaluate_kg", "evaluate_link_auc", "fit_nbfnet", "nbfnet_loss",
+           "query_batch_loss"]
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - reads best in field declarations
@@ -251,26 +252,7 @@ def _fit(graph: RelationalGraph, cfg: NBFNetTrainConfig, dev: torch.device,
         t_epoch = time.perf_counter()
         for batch in torch.randperm(len(triples), generator=gen).split(cfg.batch_size):
             src, rel, ans = _queries(triples[batch], cfg, num_rel, gen)
-            neg = sampler.sample(src, rel, ans, cfg.num_negative, generator=gen)
-            cand = torch.cat([ans.unsqueeze(1), neg], dim=1)
-            n_pos = len(src)
-            n_extra = round(cfg.negative_sources * n_pos)
-            if n_extra:
-                xs = torch.randint(graph.num_nodes, (n_extra,), generator=gen)
-                xr = torch.zeros(n_extra, dtype=torch.long)
-                xc = sampler.sample(xs, xr, xs, cfg.num_negative + 1, generator=gen)
-                src, rel, cand = torch.cat([src, xs]), torch.cat([rel, xr]), torch.cat([cand, xc])
-            src, rel, ans, cand = src.to(dev), rel.to(dev), ans.to(dev), cand.to(dev)
-            if cfg.remove_one_hop:
-                keep = remove_easy_edges(g, src.unsqueeze(1).expand_as(cand), cand)
-            else:
-                keep = remove_easy_edges(g, src[:n_pos], ans, r_index=rel[:n_pos],
-                                         inverse_offset=num_rel if cfg.task == "kg" else 0)
-            logits = model(g, src, cand, rel, keep=keep)
-            loss = nbfnet_loss(logits[:n_pos], cfg.adversarial_temperature)
-            if n_extra:  # rows of negatives only: mean BCE towards 0, one row = one query
-                neg_rows = F.softplus(logits[n_pos:]).mean(dim=1)
-                loss = (loss * n_pos + neg_rows.sum()) / (n_pos + n_extra)
+            loss = query_batch_loss(model, g, sampler, src, rel, ans, cfg, num_rel, gen, dev)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -297,3 +279,44 @@ def _fit(graph: RelationalGraph, cfg: NBFNetTrainConfig, dev: torch.device,
             break
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return NBFNetResult(state, losses, train_time, history, step, queries, model)
+
+
+def query_batch_loss(model: NBFNet, graph: RelationalGraph, sampler: NegativeSampler,
+                     src: Tensor, rel: Tensor, ans: Tensor, cfg: NBFNetTrainConfig,
+                     num_rel: int, gen: torch.Generator, dev: torch.device, *,
+                     source_pool: Tensor | None = None) -> Tensor:
+    """The training loss of one batch of queries ``(src, rel, ?)`` with answers ``ans``.
+
+    Each query scores its answer against ``cfg.num_negative`` sampled negatives; the
+    self-adversarial BCE of :func:`gnn.losses.nbfnet_loss` (Zhu et al. 2021, Eq. 7-8) is taken
+    over them. ``cfg.negative_sources`` adds all-negative queries whose sources are drawn
+    uniformly from ``source_pool`` (all nodes when None), scored with the mean BCE towards 0.
+    The batch's own edges are removed from the graph first (``remove_easy_edges``).
+
+    Shapes:
+        src, rel, ans: ``[B]`` (CPU; moved to ``dev`` here). Returns a scalar.
+    """
+    neg = sampler.sample(src, rel, ans, cfg.num_negative, generator=gen)
+    cand = torch.cat([ans.unsqueeze(1), neg], dim=1)
+    n_pos = len(src)
+    n_extra = round(cfg.negative_sources * n_pos)
+    if n_extra:
+        if source_pool is None:
+            xs = torch.randint(graph.num_nodes, (n_extra,), generator=gen)
+        else:
+            xs = source_pool[torch.randint(len(source_pool), (n_extra,), generator=gen)]
+        xr = torch.zeros(n_extra, dtype=torch.long)
+        xc = sampler.sample(xs, xr, xs, cfg.num_negative + 1, generator=gen)
+        src, rel, cand = torch.cat([src, xs]), torch.cat([rel, xr]), torch.cat([cand, xc])
+    src, rel, ans, cand = src.to(dev), rel.to(dev), ans.to(dev), cand.to(dev)
+    if cfg.remove_one_hop:
+        keep = remove_easy_edges(graph, src.unsqueeze(1).expand_as(cand), cand)
+    else:
+        keep = remove_easy_edges(graph, src[:n_pos], ans, r_index=rel[:n_pos],
+                                 inverse_offset=num_rel if cfg.task == "kg" else 0)
+    logits = model(graph, src, cand, rel, keep=keep)
+    loss = nbfnet_loss(logits[:n_pos], cfg.adversarial_temperature)
+    if n_extra:  # rows of negatives only: mean BCE towards 0, one row = one query
+        neg_rows = F.softplus(logits[n_pos:]).mean(dim=1)
+        loss = (loss * n_pos + neg_rows.sum()) / (n_pos + n_extra)
+    return loss
