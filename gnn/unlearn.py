@@ -53,6 +53,7 @@ __all__ = [
     "lightgcn_deletion",
     "lightgcn_unlearn_loss",
     "pick_rows",
+    "trainable_rows",
     "unlearn_lightgcn",
 ]
 
@@ -76,6 +77,11 @@ class UnlearnConfig:
     seed: int = _f(0, "Seed of the destroyer and of all sampling.")
     time_budget_seconds: float = _f(0.0, "Stop after this long (0: no limit).")
     threads: int = _f(0, "torch CPU threads while unlearning (0: leave as set).")
+    trainable_hops: int = _f(
+        -1,
+        "LightGCN: only ego rows within this many hops (original graph) of a deleted user or a "
+        "deleted edge's endpoints are updated; -1: every row.",
+    )
 
     def __post_init__(self) -> None:
         def require(cond: bool, name: str, msg: str) -> None:
@@ -93,6 +99,7 @@ class UnlearnConfig:
         require(self.seed >= 0, "seed", "must be >= 0")
         require(self.time_budget_seconds >= 0, "time_budget_seconds", "must be >= 0")
         require(self.threads >= 0, "threads", "must be >= 0")
+        require(self.trainable_hops >= -1, "trainable_hops", "must be >= -1")
 
     def replace(self, **changes: Any) -> UnlearnConfig:
         """A copy with some fields changed (validated)."""
@@ -280,6 +287,44 @@ def lightgcn_unlearn_loss(
     return d2d_objective(l_r, l_f, alpha=alpha), l_r, l_f
 
 
+def trainable_rows(
+    users: np.ndarray,
+    items: np.ndarray,
+    num_users: int,
+    num_items: int,
+    deletion: LightGCNDeletion,
+    hops: int,
+) -> np.ndarray:
+    """Ego rows distill-to-delete may move: the deletion's nodes and their ``hops``-hop ball.
+
+    Seeds are the deleted users and both endpoints of every deleted interaction; each hop adds
+    the other endpoint of every interaction of the original graph (deleted ones included) that
+    touches the set. ``hops = -1`` selects every row.
+
+    Why: the retained loss's gradient on rows far from the deletion is float noise (the student
+    starts as the teacher), and Adam normalises noise into steps of about ``lr`` per coordinate,
+    so unmasked rows random-walk away from the trained model (measured in the forget job on
+    Gowalla, 0.5% of edges, 30 steps: Recall@20 0.1413 -> 0.1315 with every row trainable).
+
+    Shapes:
+        users, items: ``[E]`` -> ``[U + I]`` bool (users first).
+    """
+    mask = np.zeros(num_users + num_items, dtype=bool)
+    if hops < 0:
+        mask[:] = True
+        return mask
+    users = np.asarray(users, dtype=np.int64)
+    rows_i = np.asarray(items, dtype=np.int64) + num_users
+    mask[np.asarray(deletion.deleted_users, dtype=np.int64)] = True
+    mask[users[~deletion.keep]] = True
+    mask[rows_i[~deletion.keep]] = True
+    for _ in range(hops):
+        touch = mask[users] | mask[rows_i]
+        mask[users[touch]] = True
+        mask[rows_i[touch]] = True
+    return mask
+
+
 def pick_rows(n: int, k: int, gen: torch.Generator, device: torch.device) -> Tensor:
     """All of ``range(n)`` when ``k >= n``, else ``k`` uniform draws with replacement.
 
@@ -368,6 +413,11 @@ def _unlearn_lightgcn(teacher_ego: Tensor, users: np.ndarray, items: np.ndarray,
     ego = torch.nn.Parameter(start.clone())
     with torch.no_grad():  # deleted users are isolated now: L_f's minimiser, L_r ignores them
         ego[gone] = destroyer_ego[gone]
+    if cfg.trainable_hops >= 0:  # frozen rows get a zero gradient, so Adam never moves them
+        movable = trainable_rows(users, items, num_users, num_items, deletion,
+                                 cfg.trainable_hops)
+        grad_mask = torch.as_tensor(movable, device=dev).to(torch.float32).unsqueeze(1)
+        ego.register_hook(lambda g: g * grad_mask)
     opt = torch.optim.Adam([ego], lr=cfg.lr)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     losses: list[tuple[float, float, float]] = []

@@ -28,6 +28,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser(__doc__ or "forget")
     parser.add_argument("--requests", required=True, help="CSV or Parquet request file.")
     parser.add_argument("--steps", type=int, default=30, help="Distill-to-delete steps per leaf.")
+    parser.add_argument("--lr", type=float, default=5e-3, help="Distill-to-delete Adam rate.")
+    parser.add_argument(
+        "--trainable-hops",
+        type=int,
+        default=-1,
+        help="Only ego vectors within this many hops of a deleted element move (-1: all).",
+    )
     parser.add_argument(
         "--keep-previous",
         action="store_true",
@@ -45,7 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx = start_job(args, "forget")
     except ConfigError as exc:
         return fail(str(exc))
-    settings = ForgetSettings(steps=args.steps, purge_previous=not args.keep_previous)
+    settings = ForgetSettings(
+        steps=args.steps,
+        lr=args.lr,
+        trainable_hops=args.trainable_hops,
+        purge_previous=not args.keep_previous,
+    )
     try:
         result = forget(ctx.spark, ctx.cfg, ctx.run_dir, requests, settings=settings)
     except ForgetError as exc:

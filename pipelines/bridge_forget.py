@@ -54,6 +54,7 @@ class LeafForgetSettings:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
+    trainable_hops: int = -1
 
 
 def _empty() -> pd.DataFrame:
@@ -115,6 +116,7 @@ def unlearn_leaf_from(
         lr=settings.lr,
         batch_size=settings.batch_size,
         seed=settings.seed * 1_000_003 + leaf_id,
+        trainable_hops=settings.trainable_hops,
     )
     steps, seconds, losses = 0, 0.0, []
     ego = teacher

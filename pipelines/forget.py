@@ -97,6 +97,7 @@ class ForgetSettings:
     alpha: float = 0.5
     beta: float = 1.0
     batch_size: int = 8192
+    trainable_hops: int = -1
     purge_previous: bool = True
 
 
@@ -352,6 +353,7 @@ def _train_body(spark: SparkSession, cfg: PipelineConfig, cur: Path, d: DeletedS
             dim=cfg.model.dim, layers=cfg.model.layers, steps=settings.steps, lr=settings.lr,
             alpha=settings.alpha, beta=settings.beta, batch_size=settings.batch_size,
             seed=cfg.run.seed, device=cfg.train.device, threads=cfg.train.threads,
+            trainable_hops=settings.trainable_hops,
         )
         unlearned = unlearn_leaves_from(edges.where(hit), init.where(hit), leaf_settings).persist()
         kept_edges = edges.where(~hit & ~F.col(DELETED))
