@@ -46,6 +46,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--steps", type=int, default=30, help="distill-to-delete steps per leaf")
+    p.add_argument("--trainable-hops", type=int, default=0,
+                   help="ego rows within this many hops of a deleted element move (-1: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per Spark task (local[2] runs 2 tasks at once: with 2 "
@@ -172,6 +174,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     rc = forget.main(["--run-dir", str(run), "--requests", str(req), "--steps", str(args.steps),
+                      "--trainable-hops", str(args.trainable_hops),
                       *settings(args, work / "train.txt", work / "test.txt")])
     seconds = time.perf_counter() - t0
     version = current_version(run)

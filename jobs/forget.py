@@ -32,8 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--trainable-hops",
         type=int,
-        default=-1,
-        help="Only ego vectors within this many hops of a deleted element move (-1: all).",
+        default=0,
+        help="Only ego vectors within this many hops of a deleted element move (-1: all; "
+        "default 0: deleted users and the endpoints of deleted interactions).",
     )
     parser.add_argument(
         "--keep-previous",

@@ -40,7 +40,7 @@ DELETED = "deleted"
 class LeafForgetSettings:
     """Per-leaf unlearning knobs (plain data: pickles into the Spark closure).
 
-    ``steps``, ``lr``, ``alpha``, ``beta``, ``batch_size`` are those of
+    ``steps``, ``lr``, ``alpha``, ``beta``, ``batch_size``, ``trainable_hops`` are those of
     :class:`gnn.unlearn.UnlearnConfig`; ``dim`` and ``layers`` those of the trained model.
     """
 
@@ -54,7 +54,7 @@ class LeafForgetSettings:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
-    trainable_hops: int = -1
+    trainable_hops: int = 0
 
 
 def _empty() -> pd.DataFrame:

@@ -90,14 +90,22 @@ class VerificationFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class ForgetSettings:
-    """Distill-to-delete knobs (:class:`gnn.unlearn.UnlearnConfig`) and the purge policy."""
+    """Distill-to-delete knobs (:class:`gnn.unlearn.UnlearnConfig`) and the purge policy.
+
+    ``trainable_hops`` 0 (only deleted users and the endpoints of deleted interactions move;
+    the rest of the graph keeps the trained vectors) is the default because it was measured
+    better on full Gowalla, 0.5% of edges, 8 leaves, 30 steps (Recall@20 / deleted-edge AUROC;
+    rerun on the retained data 0.1401 / 0.9311): every row trainable 0.1315 / 0.9420 (utility
+    0.94), 1 hop 0.1312 / 0.9416, 0 hops 0.1391 / 0.9478 (at lr 1e-2: 0.1368 / 0.9255), no
+    distillation 0.1409 / 0.9601.
+    """
 
     steps: int = 30
     lr: float = 5e-3
     alpha: float = 0.5
     beta: float = 1.0
     batch_size: int = 8192
-    trainable_hops: int = -1
+    trainable_hops: int = 0
     purge_previous: bool = True
 
 
