@@ -212,6 +212,19 @@ class PipelineConfig:
         blob = json.dumps(picked, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    def flat_sections(self, *sections: str) -> dict[str, Any]:
+        """``{"section.key": value}`` of the named sections (all when none), JSON-friendly.
+
+        Recorded in the ``train`` stage marker so a later job can name the keys that differ
+        from the config a run was trained with (the hash alone cannot).
+        """
+        data = json.loads(json.dumps(self.to_dict(), default=str))
+        return {
+            f"{section}.{key}": value
+            for section in (sections or tuple(data))
+            for key, value in data[section].items()
+        }
+
     def write(self, path: str | Path) -> None:
         """Write the resolved config as YAML."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)

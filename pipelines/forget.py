@@ -71,13 +71,16 @@ from pipelines.tombstones import (
     tombstones_folder,
     write_tombstones,
 )
-from pipelines.train_stage import EGO, LEAF_LOGS, leaf_interactions
+from pipelines.train_stage import EGO, LEAF_LOGS, TRAINED_CONFIG, leaf_interactions
 
 log = logging.getLogger("graphpipe.forget")
 
 AUDIT = "audit"
 SPLIT = "split"
 _TRAINED = ("ingest", "partition", "run", "model", "train")
+# Keys that say how a job runs, not what the model is: a run trained with 2 threads or on a
+# GPU can be forgotten from with 1 thread or on a CPU.
+EXECUTION_ONLY = frozenset({"train.threads", "train.device"})
 
 
 class ForgetError(RuntimeError):
@@ -384,7 +387,11 @@ def _train_body(spark: SparkSession, cfg: PipelineConfig, cur: Path, d: DeletedS
         edges.unpersist()
     if (cur / "train" / LEAF_LOGS).is_dir():
         shutil.copytree(cur / "train" / LEAF_LOGS, out / LEAF_LOGS)
-    return {"vectors": n, "leaves_retrained": len(state.leaves_retrained)}
+    out_counts: dict[str, Any] = {"vectors": n, "leaves_retrained": len(state.leaves_retrained)}
+    recorded = ((read_marker(cur, "train") or {}).get("extra") or {}).get(TRAINED_CONFIG)
+    if recorded is not None:  # the model is still the one trained with that config
+        out_counts[TRAINED_CONFIG] = recorded
+    return out_counts
 
 
 def _drop_deleted_recommendations(spark: SparkSession, out: Path, tombstones: Path,
@@ -412,6 +419,46 @@ def _stage(vdir: Path, cur: Path, name: str, body: Any, spark: SparkSession) -> 
     marker = read_marker(cur, name)
     assert marker is not None
     run_stage(vdir, name, str(marker["config_hash"]), body, spark=spark)
+
+
+def trained_config_differences(recorded: dict[str, Any], cfg: PipelineConfig) -> list[str]:
+    """Keys (with both values) where ``cfg`` differs from the config a run was trained with.
+
+    ``recorded`` is the ``train`` marker's flat config (:meth:`PipelineConfig.flat_sections`).
+    :data:`EXECUTION_ONLY` keys are ignored, and so is a key the run's config lacks while
+    ``cfg`` holds its default (a field added by a later version of this software, whose
+    default keeps the earlier behaviour).
+    """
+    current = cfg.flat_sections(*_TRAINED)
+    defaults = PipelineConfig().flat_sections(*_TRAINED)
+    out = []
+    for key in sorted(set(current) | set(recorded)):
+        if key in EXECUTION_ONLY:
+            continue
+        if key not in recorded:
+            if current.get(key) != defaults.get(key):
+                out.append(f"{key}: run has none, now {current.get(key)!r}")
+        elif recorded[key] != current.get(key):
+            out.append(f"{key}: run {recorded[key]!r}, now {current.get(key)!r}")
+    return out
+
+
+def _check_trained_config(cur: Path, cfg: PipelineConfig) -> None:
+    """Raise :class:`ForgetError` unless ``cfg`` describes the model the run trained."""
+    trained = read_marker(cur, "train") or {}
+    if trained.get("config_hash") == cfg.section_hash(*_TRAINED):
+        return
+    recorded = (trained.get("extra") or {}).get(TRAINED_CONFIG)
+    if recorded is None:  # a run from before configs were recorded: only the hash is known
+        raise ForgetError(f"{cur / 'train'}: trained with another config (sections "
+                          f"{', '.join(_TRAINED)} differ); pass the run's config")
+    diffs = trained_config_differences(recorded, cfg)
+    if diffs:
+        shown = "; ".join(diffs[:8]) + (f"; and {len(diffs) - 8} more" if len(diffs) > 8 else "")
+        raise ForgetError(f"{cur / 'train'}: trained with another config ({shown}); "
+                          "pass the run's config")
+    log.info("forget: config matches the run's key by key, apart from %s and fields added "
+             "since (at their defaults); accepted", ", ".join(sorted(EXECUTION_ONLY)))
 
 
 def forget(
@@ -449,10 +496,7 @@ def forget(
         if read_marker(cur, needed) is None:
             raise ForgetError(f"{cur / needed}: stage '{needed}' has not finished; "
                               "forget needs a finished run")
-    trained = read_marker(cur, "train") or {}
-    if trained.get("config_hash") != cfg.section_hash(*_TRAINED):
-        raise ForgetError(f"{cur / 'train'}: trained with another config (sections "
-                          f"{', '.join(_TRAINED)} differ); pass the run's config")
+    _check_trained_config(cur, cfg)
     dictionary = spark.read.parquet(str(cur / "ingest" / "dictionary"))
     inter = spark.read.parquet(str(cur / "ingest" / "interactions"))
     resolved = _resolve(spark, todo, dictionary, inter.select(USER, ITEM))

@@ -36,6 +36,7 @@ SPLIT = "split"
 EGO = "ego"
 EMBEDDINGS = "embeddings"
 LEAF_LOGS = "leaf_logs"
+TRAINED_CONFIG = "config"
 
 
 def leaf_settings(cfg: PipelineConfig) -> LeafTrainSettings:
@@ -146,6 +147,8 @@ def train_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Pat
             if last
             else None
         ),
+        # the trained-with config, key by key (pipelines.forget compares it to its own config)
+        TRAINED_CONFIG: cfg.flat_sections("ingest", "partition", "run", "model", "train"),
     }
     return summary
 

@@ -17,6 +17,8 @@ import pytest
 from jobs import export, forget, ingest, pipeline
 from pipelines.bridge import bytes_to_matrix, vectors_to_bytes
 from pipelines.bridge_forget import LeafForgetSettings, unlearn_leaf_from
+from pipelines.config import load_config
+from pipelines.forget import trained_config_differences
 from pipelines.forget_requests import RequestFileError, read_requests
 from pipelines.forget_verify import DeletedSet, verify_erased
 from pipelines.forget_versions import current_version
@@ -441,3 +443,35 @@ def test_scrub_raw_drops_lines_naming_deleted_ids(spark):
     for edges in (d.edge_ids, many):
         got = _scrub_raw(df, DeletedSet(user_ids=d.user_ids, edge_ids=edges))
         assert sorted(r["line"] for r in got.collect()) == [2, 4]
+
+
+def test_forget_checks_the_trained_config_key_by_key(finished_run, tmp_path, capsys):
+    """A different model setting is refused naming the key; execution-only keys are not."""
+    root, run_dir, _ = _copy(finished_run, tmp_path)
+    req = _requests(tmp_path / "req.csv", [("k1", "user", "103", "")])
+    argv = ["--requests", str(req), *_argv(root, run_dir)]
+    assert forget.main([*argv, "--set", "train.lr=0.05"]) == 2
+    err = capsys.readouterr().err
+    assert "train.lr: run 0.02, now 0.05" in err
+    assert not (run_dir / "versions").exists() and not (run_dir / "audit").exists()
+    assert forget.main([*argv, "--set", "train.threads=2"]) == 0  # how it runs, not what it is
+    version = current_version(run_dir)
+    marker = json.loads((version / "train" / "_STAGE.json").read_text())
+    assert marker["extra"]["config"]["train.threads"] == 1  # still the trained-with config
+    assert marker["extra"]["config"]["train.lr"] == 0.02
+
+
+def test_trained_config_differences_ignore_execution_keys_and_later_fields():
+    cfg = load_config(None, ["train.lr=0.01", "train.threads=3"])
+    recorded = cfg.flat_sections("ingest", "partition", "run", "model", "train")
+    assert trained_config_differences(recorded, cfg) == []
+    assert trained_config_differences({**recorded, "train.threads": 1}, cfg) == []
+    assert trained_config_differences({**recorded, "train.lr": 0.02}, cfg) == [
+        "train.lr: run 0.02, now 0.01"
+    ]
+    older = {k: v for k, v in recorded.items() if k != "ingest.tombstones_dir"}
+    assert trained_config_differences(older, cfg) == []  # field added later, at its default
+    moved = load_config(None, ["train.lr=0.01", "ingest.tombstones_dir=/x"])
+    assert trained_config_differences(older, moved) == [
+        "ingest.tombstones_dir: run has none, now '/x'"
+    ]
