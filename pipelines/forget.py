@@ -71,13 +71,19 @@ from pipelines.tombstones import (
     tombstones_folder,
     write_tombstones,
 )
-from pipelines.train_stage import EGO, LEAF_LOGS, TRAINED_CONFIG, leaf_interactions
+from pipelines.train_stage import (
+    EGO,
+    LEAF_LOGS,
+    TRAINED_CONFIG,
+    TRAINED_SECTIONS,
+    leaf_interactions,
+)
 
 log = logging.getLogger("graphpipe.forget")
 
 AUDIT = "audit"
 SPLIT = "split"
-_TRAINED = ("ingest", "partition", "run", "model", "train")
+_TRAINED = TRAINED_SECTIONS
 # Keys that say how a job runs, not what the model is: a run trained with 2 threads or on a
 # GPU can be forgotten from with 1 thread or on a CPU.
 EXECUTION_ONLY = frozenset({"train.threads", "train.device"})

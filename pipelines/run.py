@@ -24,7 +24,7 @@ from pipelines.recommend_stage import recommend_body
 from pipelines.schema import ITEM, RANK, SCORE, USER
 from pipelines.stages import StageResult, require_stages, run_stage
 from pipelines.tombstones import tombstones_folder
-from pipelines.train_stage import aggregate_body, interactions, train_body
+from pipelines.train_stage import TRAINED_SECTIONS, aggregate_body, interactions, train_body
 
 log = logging.getLogger("graphpipe.run")
 
@@ -78,7 +78,7 @@ def _partition_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out
     return partition_stage(spark, run_dir / "ingest", settings, out)
 
 
-_TRAINED = ("ingest", "partition", "run", "model", "train")
+_TRAINED = TRAINED_SECTIONS
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (

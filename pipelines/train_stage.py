@@ -37,6 +37,9 @@ EGO = "ego"
 EMBEDDINGS = "embeddings"
 LEAF_LOGS = "leaf_logs"
 TRAINED_CONFIG = "config"
+# The config sections a trained model depends on: the train stage's marker hash and its
+# recorded config cover exactly these (pipelines.run, pipelines.forget use the same tuple).
+TRAINED_SECTIONS = ("ingest", "partition", "run", "model", "train")
 
 
 def leaf_settings(cfg: PipelineConfig) -> LeafTrainSettings:
@@ -113,7 +116,7 @@ def train_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Pat
     work_dir = (
         run_dir
         / "_work"
-        / f"train-{cfg.section_hash('ingest', 'partition', 'run', 'model', 'train')}"
+        / f"train-{cfg.section_hash(*TRAINED_SECTIONS)}"
     )
     work_dir.mkdir(parents=True, exist_ok=True)
     result = train_partitioned(
@@ -148,7 +151,7 @@ def train_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Pat
             else None
         ),
         # the trained-with config, key by key (pipelines.forget compares it to its own config)
-        TRAINED_CONFIG: cfg.flat_sections("ingest", "partition", "run", "model", "train"),
+        TRAINED_CONFIG: cfg.flat_sections(*TRAINED_SECTIONS),
     }
     return summary
 
