@@ -74,6 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--num-negative", type=int, default=None)
     p.add_argument("--negative-sources", type=float, default=1.0,
                    help="Cora: all-negative queries from random sources per positive query")
+    p.add_argument("--symmetric", action="store_true",
+                   help="link task: the reference's Cora training (pairs scored in both "
+                        "directions, 1 random non-edge pair per positive unless --num-negative)")
     p.add_argument("--aggregate", default="pna", choices=("sum", "mean", "max", "pna"))
     p.add_argument("--message", default="distmult", choices=("distmult", "transe", "rotate"))
     p.add_argument("--layers", type=int, default=6)
@@ -98,6 +101,8 @@ def _config(args: argparse.Namespace, dev: torch.device) -> NBFNetTrainConfig:
         base: dict[str, Any] = dict(task="link", dependent=False, epochs=2, num_negative=8,
                                     adversarial_temperature=0.0, batch_size=64 if gpu else 16,
                                     negative_sources=args.negative_sources)
+        if args.symmetric:
+            base.update(symmetric=True, num_negative=1, negative_sources=0.0)
     else:
         base = dict(task="kg", dependent=True, epochs=20, num_negative=32,
                     adversarial_temperature=0.5, batch_size=64 if gpu else 4)

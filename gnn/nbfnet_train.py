@@ -29,7 +29,7 @@ from gnn.nbfnet_eval import evaluate_kg, evaluate_link_auc
 
 __all__ = ["NBFNetResult", "NBFNetTrainConfig", "NegativeSampler", "build_model",
            "evaluate_kg", "evaluate_link_auc", "fit_nbfnet", "nbfnet_loss",
-           "query_batch_loss"]
+           "query_batch_loss", "symmetric_pair_loss"]
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - reads best in field declarations
@@ -63,6 +63,9 @@ class NBFNetTrainConfig:
                                       "query, from uniform random sources with uniform random "
                                       "non-neighbour candidates (calibrates scores across "
                                       "sources, like the reference's random negative pairs).")
+    symmetric: bool = _f(False, "link task: train on pairs, each scored with the mean of its "
+                                "h->t and t->h passes, against num_negative random non-edge "
+                                "pairs per positive (the reference's Cora setting).")
     seed: int = _f(0, "Seed of initialisation, shuffling and negative sampling.")
     time_budget_seconds: float = _f(0.0, "Stop training after this long (0: no limit).")
     max_steps: int = _f(0, "Stop after this many optimiser steps (0: no limit).")
@@ -93,6 +96,9 @@ class NBFNetTrainConfig:
         require(self.negative_sources >= 0, "negative_sources", "must be >= 0")
         require(self.negative_sources == 0 or self.task == "link", "negative_sources",
                 "only for task='link'")
+        require(not self.symmetric or self.task == "link", "symmetric", "only for task='link'")
+        require(not (self.symmetric and self.negative_sources), "negative_sources",
+                "must be 0 with symmetric (its negatives are random pairs already)")
         require(self.log_every >= 0, "log_every", "must be >= 0")
         require(self.threads >= 0, "threads", "must be >= 0")
         require(self.backend in ("auto", "naive", "torch", "triton"), "backend",
@@ -296,6 +302,9 @@ def query_batch_loss(model: NBFNet, graph: RelationalGraph, sampler: NegativeSam
     Shapes:
         src, rel, ans: ``[B]`` (CPU; moved to ``dev`` here). Returns a scalar.
     """
+    if cfg.symmetric:
+        return symmetric_pair_loss(model, graph, sampler, src, ans, cfg, gen, dev,
+                                   source_pool=source_pool)
     neg = sampler.sample(src, rel, ans, cfg.num_negative, generator=gen)
     cand = torch.cat([ans.unsqueeze(1), neg], dim=1)
     n_pos = len(src)
@@ -320,3 +329,31 @@ def query_batch_loss(model: NBFNet, graph: RelationalGraph, sampler: NegativeSam
         neg_rows = F.softplus(logits[n_pos:]).mean(dim=1)
         loss = (loss * n_pos + neg_rows.sum()) / (n_pos + n_extra)
     return loss
+
+
+def symmetric_pair_loss(model: NBFNet, graph: RelationalGraph, sampler: NegativeSampler,
+                        src: Tensor, ans: Tensor, cfg: NBFNetTrainConfig, gen: torch.Generator,
+                        dev: torch.device, *, source_pool: Tensor | None = None) -> Tensor:
+    """Loss of a batch of undirected positive pairs ``(src_b, ans_b)`` (``cfg.symmetric``).
+
+    Each positive gets ``K = cfg.num_negative`` negative pairs ``(x, y)``: ``x`` uniform over
+    ``source_pool`` (all nodes when None), ``y`` a uniform non-neighbour of ``x``. Every pair
+    is scored with the mean of its two directions' features (Zhu et al. 2021, App. B,
+    ``symmetric``); the edges between every pair are removed for the step. The loss is
+    :func:`nbfnet_loss` over ``[B, 1 + K]`` logits, as in the reference's link task.
+
+    Shapes:
+        src, ans: ``[B]`` (CPU). Returns a scalar.
+    """
+    b, k = len(src), cfg.num_negative
+    if source_pool is None:
+        xs = torch.randint(graph.num_nodes, (b * k,), generator=gen)
+    else:
+        xs = source_pool[torch.randint(len(source_pool), (b * k,), generator=gen)]
+    ys = sampler.sample(xs, torch.zeros_like(xs), xs, 1, generator=gen)[:, 0]
+    h = torch.cat([src, xs]).to(dev)
+    t = torch.cat([ans, ys]).to(dev)
+    keep = remove_easy_edges(graph, h, t)
+    logits = model.pair_scores(graph, h, t, torch.zeros_like(h), symmetric=True, keep=keep)
+    table = torch.cat([logits[:b].unsqueeze(1), logits[b:].view(b, k)], dim=1)
+    return nbfnet_loss(table, cfg.adversarial_temperature)

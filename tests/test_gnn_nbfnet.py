@@ -383,3 +383,48 @@ def test_triples_folder_without_dicts_crlf_and_unknown_entity(tmp_path):
     (tmp_path / "test.txt").unlink()
     with pytest.raises(FileNotFoundError, match=r"test.txt: missing"):
         load_triples_dir(tmp_path)
+
+
+def test_symmetric_pair_training_matches_the_reference_link_loss() -> None:
+    from gnn.nbfnet_train import build_model, symmetric_pair_loss
+
+    ring = torch.stack([torch.arange(20), (torch.arange(20) + 1) % 20], 1)
+    chords = torch.tensor([[0, 10], [5, 15]])
+    graph = homogeneous_graph(torch.cat([ring, chords]), 20)
+    cfg = NBFNetTrainConfig(task="link", dependent=False, dim=8, layers=2, batch_size=4,
+                            epochs=4, num_negative=2, symmetric=True, log_every=0,
+                            adversarial_temperature=0.0, threads=1)
+    torch.manual_seed(0)
+    model = build_model(graph.num_relations, cfg)
+    src, ans = torch.tensor([0, 3, 5, 9]), torch.tensor([1, 4, 15, 10])
+    # A symmetric pair score does not depend on the pair's direction.
+    zero = torch.zeros(4, dtype=torch.long)
+    torch.testing.assert_close(model.pair_scores(graph, src, ans, zero, symmetric=True),
+                               model.pair_scores(graph, ans, src, zero, symmetric=True))
+    # The loss: positives against K random non-edge pairs each, both directions, with every
+    # pair's edges removed, reproduced by hand from the same random stream.
+    sampler = NegativeSampler(graph)
+    loss = symmetric_pair_loss(model, graph, sampler, src, ans, cfg, torch.Generator()
+                               .manual_seed(7), torch.device("cpu"))
+    gen = torch.Generator().manual_seed(7)
+    xs = torch.randint(20, (8,), generator=gen)
+    ys = sampler.sample(xs, torch.zeros_like(xs), xs, 1, generator=gen)[:, 0]
+    edges = {tuple(e) for e in graph.edge_index.t().tolist()}
+    assert all((int(x), int(y)) not in edges and x != y for x, y in zip(xs, ys, strict=True))
+    h, t = torch.cat([src, xs]), torch.cat([ans, ys])
+    keep = remove_easy_edges(graph, h, t)
+    assert not keep[(graph.edge_index[0] == 0) & (graph.edge_index[1] == 1)].any()
+    assert not keep[(graph.edge_index[0] == 1) & (graph.edge_index[1] == 0)].any()
+    logits = model.pair_scores(graph, h, t, torch.zeros_like(h), symmetric=True, keep=keep)
+    table = torch.cat([logits[:4, None], logits[4:].view(4, 2)], 1)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        table, torch.tensor([[1.0, 0.0, 0.0]]).expand(4, 3), reduction="none")
+    expected = ((bce[:, 0] + 0.5 * bce[:, 1:].sum(1)) / 2).mean()
+    torch.testing.assert_close(loss, expected)
+    res = fit_nbfnet(graph, cfg)
+    assert res.steps == 24 and res.queries == 88
+    assert sum(res.losses[-4:]) < sum(res.losses[:4])
+    with pytest.raises(ValueError, match="symmetric"):
+        NBFNetTrainConfig(task="kg", symmetric=True)
+    with pytest.raises(ValueError, match="negative_sources"):
+        NBFNetTrainConfig(task="link", symmetric=True, negative_sources=1.0)

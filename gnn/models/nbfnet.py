@@ -118,19 +118,22 @@ class NBFNet(nn.Module):
         return self.score_states(states, t_index, r_index)
 
     def pair_scores(self, graph: RelationalGraph, h_index: Tensor, t_index: Tensor,
-                    r_index: Tensor, *, symmetric: bool = False) -> Tensor:
+                    r_index: Tensor, *, symmetric: bool = False,
+                    keep: Tensor | None = None) -> Tensor:
         """Scores of single pairs ``(h_b, r_b, t_b)``.
 
         With ``symmetric`` the pair feature is the mean of ``h^T(h -> t)`` and ``h^T(t -> h)``
-        (two passes), the reference's setting for undirected graphs.
+        (two passes), the reference's setting for undirected graphs. ``keep`` is the edge
+        mask of both passes (see :meth:`bellman_ford`).
 
         Shapes:
             h_index, t_index, r_index: ``[B]`` -> ``[B]`` logits.
         """
         ar = torch.arange(h_index.shape[0], device=h_index.device)
-        feat = self.bellman_ford(graph, h_index, r_index)[t_index, ar]
+        feat = self.bellman_ford(graph, h_index, r_index, keep=keep)[t_index, ar]
         if symmetric:
-            feat = 0.5 * (feat + self.bellman_ford(graph, t_index, r_index)[h_index, ar])
+            back = self.bellman_ford(graph, t_index, r_index, keep=keep)[h_index, ar]
+            feat = 0.5 * (feat + back)
         query = self.query(r_index)
         return self.mlp(torch.cat([feat, query], dim=-1)).squeeze(-1)
 
