@@ -252,7 +252,10 @@ def test_nbfnet_unlearning_moves_deleted_logits_to_destroyer(device: str) -> Non
     assert res.model is not None and again.model is not None and res.graph is not None
     for (k, v), w in zip(res.model.state_dict().items(), again.model.state_dict().values(),
                          strict=True):
-        assert torch.equal(v, w), k
+        if device == "cpu":
+            assert torch.equal(v, w), k
+        else:  # CUDA's index_add_ adds with atomics: same to rounding, not bit for bit
+            torch.testing.assert_close(v, w, rtol=1e-4, atol=1e-5, msg=k)
     # the retained graph lacks (4, 5), (5, 4), (4, 6), (6, 4)
     pairs = set(map(tuple, res.graph.edge_index.t().tolist()))
     assert not pairs & {(4, 5), (5, 4), (4, 6), (6, 4)}
