@@ -45,6 +45,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=4096, help="train.batch_size of both runs")
+    p.add_argument("--lr", type=float, default=0.02, help="train.lr of both runs")
     p.add_argument("--steps", type=int, default=30, help="distill-to-delete steps per leaf")
     p.add_argument("--trainable-hops", type=int, default=0,
                    help="ego rows within this many hops of a deleted element move (-1: all)")
@@ -76,8 +78,9 @@ def write_lines(path: Path, data: dict[str, list[str]]) -> None:
 def settings(args: argparse.Namespace, train: Path, test: Path) -> list[str]:
     sets = [
         f"ingest.train_path={train}", f"ingest.test_path={test}",
-        f"train.epochs={args.epochs}", f"train.rounds={args.rounds}", "train.batch_size=4096",
-        "train.lr=0.02", f"train.threads={args.threads}", f"model.dim={args.dim}", "model.layers=3",
+        f"train.epochs={args.epochs}", f"train.rounds={args.rounds}",
+        f"train.batch_size={args.batch_size}", f"train.lr={args.lr}",
+        f"train.threads={args.threads}", f"model.dim={args.dim}", "model.layers=3",
         "export.top_k=20", "export.ann_index=flat", f"partition.num_leaves={args.leaves}",
         "spark.shuffle_partitions=4", f"run.seed={args.seed}",
     ]
