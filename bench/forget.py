@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -55,6 +56,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="torch threads per Spark task (local[2] runs 2 tasks at once: with 2 "
                         "threads each the cores are oversubscribed and leaves run 10x slower)")
     p.add_argument("--workdir", default=None)
+    p.add_argument("--keep-original", action="store_true",
+                   help="copy the trained run to WORKDIR/original before forgetting (to try "
+                        "other forget settings on the same model later)")
     p.add_argument("--json", action="store_true")
     return p.parse_args(argv)
 
@@ -174,6 +178,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     original_seconds = time.perf_counter() - t0
     original_metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
     original_auroc = deleted_auroc(run, deleted_pairs, known, args.seed)
+    if args.keep_original:
+        shutil.copytree(run, work / "original", dirs_exist_ok=True)
 
     t0 = time.perf_counter()
     rc = forget.main(["--run-dir", str(run), "--requests", str(req), "--steps", str(args.steps),
