@@ -171,6 +171,8 @@ def run_ours(
         max_edges_per_leaf=args.max_edges_per_leaf,
         seed=args.seed,
         iterations_per_level=args.iterations,
+        max_levels=args.max_levels,
+        max_initial_edges=args.max_initial_edges,
         work_dir=str(work / "partition-work"),
     ).validate()
     t0 = time.perf_counter()
@@ -337,6 +339,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--holdout", type=float, default=0.01, help="Share of pairs held out.")
     p.add_argument("--max-edges-per-leaf", type=int, default=200_000)
     p.add_argument("--iterations", type=int, default=8, help="Partition refinement rounds/level.")
+    p.add_argument(
+        "--max-levels",
+        type=int,
+        default=30,
+        help="Partition coarsening levels (0: refine a hash split of the graph itself).",
+    )
+    p.add_argument(
+        "--max-initial-edges",
+        type=int,
+        default=10_000_000,
+        help="Largest coarsest graph split in one task (0: always start from a hash split).",
+    )
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--epochs", type=int, default=10, help="Epochs per leaf.")
