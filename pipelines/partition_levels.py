@@ -25,8 +25,8 @@ from pipelines.partition_common import (
     cache_by_source,
     log,
     salt,
-    seeded_hash,
 )
+from pipelines.partition_hash_start import balanced_hash_split
 from pipelines.partition_initial import InitialParams, initial_partition
 from pipelines.partition_refine import leaf_loads, project, refine
 
@@ -78,7 +78,7 @@ def assign_leaves(
         ck=ck,
     )
     coarsest = levels[-1]
-    state, how = _initial(spark, coarsest, k, settings)
+    state, how = _initial(spark, coarsest, k, settings, ck)
     state = ck.keep(state, "initial")
     loads = leaf_loads(state, k)
 
@@ -114,9 +114,9 @@ def assign_leaves(
 
 
 def _initial(
-    spark: SparkSession, level: Level, k: int, settings: PartitionSettings
+    spark: SparkSession, level: Level, k: int, settings: PartitionSettings, ck: Checkpointer
 ) -> tuple[DataFrame, str]:
-    """Leaves of the coarsest graph: numpy in one task, or a hash split if it is too big."""
+    """Leaves of the coarsest graph: numpy in one task, or a load-balanced hash split if too big."""
     rows = level.adjacency.count()
     if rows > settings.max_initial_edges:
         log.warning(
@@ -124,8 +124,11 @@ def _initial(
             "starting from a hash split",
             rows,
         )
-        part = F.pmod(seeded_hash(settings.seed, salt(_HASH_START_STAGE), NODE), F.lit(k))
-        return level.nodes.select(NODE, part.cast("int").alias(PART), VW), "hash"
+        partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or "200")
+        split = balanced_hash_split(
+            level.nodes, k, settings.seed, salt(_HASH_START_STAGE), ck, partitions
+        )
+        return split, "hash"
     params = InitialParams(
         num_leaves=k,
         tolerance=settings.balance_tolerance,

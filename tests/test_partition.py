@@ -17,6 +17,8 @@ from pipelines.partition import (
     partition_graph,
     partition_interactions,
 )
+from pipelines.partition_common import Checkpointer
+from pipelines.partition_hash_start import balanced_hash_split
 from pipelines.partition_initial import InitialParams, initial_partition
 from pipelines.partition_moves import (
     leaf_capacity,
@@ -242,6 +244,30 @@ def test_hash_start_when_the_coarsest_graph_is_too_big(spark) -> None:
     assert q["balance"] <= 1.05
     stats = _stats(result)
     assert sum(s["load"] for s in stats.values()) == 62
+
+
+def test_balanced_hash_split_keeps_every_leaf_within_one_node_weight(spark, tmp_path) -> None:
+    # Heavy-tailed weights (as R-MAT degrees): hash mod k would leave some leaves far above the
+    # mean; the contiguous split of the seeded order must stay within one node weight of it,
+    # and must not depend on how many range partitions compute the prefix sums.
+    rng = np.random.default_rng(3)
+    weights = (rng.pareto(1.2, 3000) * 5).astype(np.int64) + 1
+    nodes = spark.createDataFrame(
+        [(i, int(w)) for i, w in enumerate(weights)], "node long, vw long"
+    )
+    splits = []
+    for parts in (1, 7):
+        ck = Checkpointer(spark, str(tmp_path / f"ck{parts}"), interval=1)
+        split = balanced_hash_split(nodes, 9, seed=5, stage_salt=1, ck=ck, partitions=parts)
+        rows = split.collect()
+        splits.append(sorted((int(r["node"]), int(r["part"]), int(r["vw"])) for r in rows))
+    assert splits[0] == splits[1]
+    assert [(n, w) for n, _, w in splits[0]] == list(enumerate(weights.tolist()))
+    loads = np.bincount([p for _, p, _ in splits[0]], weights=weights, minlength=9)
+    assert set(p for _, p, _ in splits[0]) == set(range(9))
+    assert np.abs(loads - weights.sum() / 9).max() <= weights.max()
+    with pytest.raises(ValueError, match="k and partitions"):
+        balanced_hash_split(nodes, 0, seed=5, stage_salt=1, ck=ck, partitions=3)
 
 
 # --------------------------------------------------------------------------- invariants
