@@ -41,6 +41,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--full-batch-size", type=int, default=16384)
     p.add_argument("--leaf-batch-size", type=int, default=2048)
     p.add_argument("--lr", type=float, default=0.005)
+    p.add_argument(
+        "--leaf-lr",
+        type=float,
+        default=None,
+        help="Adam learning rate of the leaves (default: --lr, the full model's).",
+    )
     p.add_argument("--epochs-per-round", type=int, default=1)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--layers", type=int, default=3)
@@ -143,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             layers=args.layers,
             epochs=args.epochs_per_round,
             batch_size=args.leaf_batch_size,
-            lr=args.lr,
+            lr=args.leaf_lr if args.leaf_lr is not None else args.lr,
             seed=args.seed,
             threads=1,
         )
