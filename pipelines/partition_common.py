@@ -122,14 +122,18 @@ def small(df: DataFrame, is_small: bool) -> DataFrame:
     return F.broadcast(df) if is_small else df
 
 
+def shuffle_partitions(spark: SparkSession) -> int:
+    """The session's ``spark.sql.shuffle.partitions`` (Spark's default 200 when unset)."""
+    return int(spark.conf.get("spark.sql.shuffle.partitions") or "200")
+
+
 def cache_by_source(adjacency: DataFrame, ck: Checkpointer, name: str) -> DataFrame:
     """Adjacency hash-partitioned by ``u`` and persisted for the rounds of one level.
 
     Per-node aggregates (``groupBy(u, ...)``) over it then need no shuffle; with the node
     state broadcast, a round moves no edge-sized data between tasks.
     """
-    parts = int(ck.spark.conf.get("spark.sql.shuffle.partitions") or "200")
-    return ck.keep(adjacency.repartition(parts, U), name)
+    return ck.keep(adjacency.repartition(shuffle_partitions(ck.spark), U), name)
 
 
 def new_work_dir(spark: SparkSession, work_dir: str | None) -> str:

@@ -25,6 +25,7 @@ from pipelines.partition_common import (
     cache_by_source,
     log,
     salt,
+    shuffle_partitions,
 )
 from pipelines.partition_hash_start import balanced_hash_split
 from pipelines.partition_initial import InitialParams, initial_partition
@@ -124,9 +125,8 @@ def _initial(
             "starting from a hash split",
             rows,
         )
-        partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or "200")
         split = balanced_hash_split(
-            level.nodes, k, settings.seed, salt(_HASH_START_STAGE), ck, partitions
+            level.nodes, k, settings.seed, salt(_HASH_START_STAGE), ck, shuffle_partitions(spark)
         )
         return split, "hash"
     params = InitialParams(
