@@ -20,11 +20,17 @@ Prints progress lines, a table, and a last JSON line ``{"full": {"auroc"|"mrr",
 "queries_per_second", "train_seconds"}, "results": [{"k", "halo_hops", "model", "auroc"|"mrr",
 "relative_loss", "queries_per_second", "speedup", ...}]}``; rows with ``model: "partitioned"``
 are the trained-per-leaf models, ``model: "full"`` the full model restricted to leaf + halo.
+
+Planetoid pairs can also run on their *pair scope* (``--scope source,pair``): the union of the
+two nodes' leaf + halo subgraphs (:func:`gnn.nbfnet_partitioned.pair_subgraph`), built inside
+the timed loop; every row then carries ``scope`` and the mean nodes / edges of the subgraphs
+its pairs ran on.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import tempfile
@@ -49,6 +55,7 @@ from gnn.nbfnet_partitioned import (
     evaluate_kg_partitioned,
     evaluate_link_auc_partitioned,
     fit_partitioned,
+    pair_subgraph,
 )
 from gnn.nbfnet_train import NBFNetTrainConfig, fit_nbfnet
 
@@ -62,6 +69,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default="cora", help="Planetoid name")
     p.add_argument("--k", default="4,8", help="comma-separated leaf counts")
     p.add_argument("--halo-hops", default="1", help="comma-separated halo depths")
+    p.add_argument("--scope", default="source",
+                   help="Planetoid: comma-separated inference scopes, source (the first node's "
+                        "leaf + halo) and/or pair (the union of both nodes' leaf + halo)")
     p.add_argument("--budget-minutes", type=float, default=5.0, help="training cap per model")
     p.add_argument("--epochs", type=int, default=100, help="epoch cap per model")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -163,6 +173,26 @@ def assignment(args: argparse.Namespace, pairs: Tensor, num_nodes: int, k: int,
     return a, secs
 
 
+def scope_sizes(pg: PartitionedGraph, pairs: Tensor, scope: str) -> dict[str, float]:
+    """Mean nodes and edges of the subgraphs the pairs ran on (weighted by pairs)."""
+    if scope == "source":
+        leaves = pg.node_leaf[pairs[:, 0].to(pg.node_leaf.device)].cpu()
+        sizes = [(lf.graph.num_nodes, lf.graph.num_edges) for lf in pg.leaves]
+        got = [sizes[i] for i in leaves.tolist()]
+    else:
+        ends = pg.node_leaf[pairs.to(pg.node_leaf.device)].cpu()
+        memo: dict[tuple[int, int], tuple[int, int]] = {}
+        got = []
+        for a, b in ends.tolist():
+            key = (min(a, b), max(a, b))
+            if key not in memo:
+                _, sub = pair_subgraph(pg, *key)
+                memo[key] = (sub.num_nodes, sub.num_edges)
+            got.append(memo[key])
+    return {"scope_nodes": sum(n for n, _ in got) / len(got),
+            "scope_edges": sum(e for _, e in got) / len(got)}
+
+
 def _pairs(edge_index: Tensor) -> Tensor:
     """Distinct undirected non-loop pairs ``u < v`` of a graph's edges, ``[M, 2]``."""
     u, v = edge_index
@@ -209,7 +239,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{[s['edges'] for s in st]}", flush=True)
             parts[k, hops] = (pg, cut, st)
 
-    def evaluate(model, pg: PartitionedGraph | None) -> dict[str, float]:
+    scopes = args.scope.split(",")
+    if kg and scopes != ["source"]:
+        raise SystemExit("--scope pair needs --planetoid: a KG query's answer is unknown")
+
+    def evaluate(model, pg: PartitionedGraph | None, scope: str = "source") -> dict[str, float]:
         if pg is None:
             graph.index()  # build the CSR views outside the timed loop, as the leaves do
             if kg:
@@ -220,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         if kg:
             return evaluate_kg_partitioned(model, pg, test, filter_triples=every,
                                            batch_size=ebs)
-        return evaluate_link_auc_partitioned(model, pg, split.test, split.test_neg,
-                                             batch_size=ebs)
+        out = evaluate_link_auc_partitioned(model, pg, split.test, split.test_neg,
+                                            batch_size=ebs, scope=scope)
+        out.update(scope_sizes(pg, torch.cat([split.test, split.test_neg]), scope))
+        return out
 
     graph = graph.to(dev)
     full = fit_nbfnet(graph, cfg, device=dev, train_triples=train_triples)
@@ -238,29 +274,32 @@ def main(argv: list[str] | None = None) -> int:
         res = fit_partitioned(pg, cfg, device=dev, train_triples=train_triples)
         print(f"[bench] k={k} halo {hops}: {res.steps} steps, {res.queries} queries in "
               f"{res.seconds:.1f}s; evaluating ...", flush=True)
-        for name, model in (("partitioned", res.model), ("full", full.model)):
-            m = evaluate(model, pg)
-            row = {"k": k, "halo_hops": hops, "model": name, metric: m[metric],
+        for (name, model), scope in itertools.product(
+                (("partitioned", res.model), ("full", full.model)), scopes):
+            m = evaluate(model, pg, scope)
+            row = {"k": k, "halo_hops": hops, "scope": scope, "model": name, metric: m[metric],
                    "relative_loss": (fm[metric] - m[metric]) / fm[metric],
                    "queries_per_second": m["qps"], "speedup": m["qps"] / fm["qps"],
                    "edge_cut": cut,
-                   "mean_subgraph_nodes": sum(s["nodes"] for s in st) / len(st),
-                   "mean_subgraph_edges": sum(s["edges"] for s in st) / len(st),
+                   "mean_subgraph_nodes": m.get("scope_nodes",
+                                                sum(s["nodes"] for s in st) / len(st)),
+                   "mean_subgraph_edges": m.get("scope_edges",
+                                                sum(s["edges"] for s in st) / len(st)),
                    "train_seconds": res.seconds if name == "partitioned" else full.seconds,
                    "train_queries": res.queries if name == "partitioned" else full.queries}
             row.update({c: m[c] for c in ("coverage", "coverage_pos", "coverage_neg") if c in m})
-            print(f"[bench] k={k} halo {hops} {name} on leaf+halo: {metric} {m[metric]:.4f}, "
+            print(f"[bench] k={k} halo {hops} {name} on {scope} scope: {metric} {m[metric]:.4f}, "
                   f"{m['qps']:.1f} queries/s", flush=True)
             results.append(row)
     print(f"\n{dataset}, device {dev}, budget "
           f"{args.budget_minutes} min/model, total wall {time.perf_counter() - t_all:.0f}s")
-    print(f"| k | halo | model | inference on | {metric} | rel. loss | queries/s | speedup | cut | "
+    print(f"| k | halo | model | scope | {metric} | rel. loss | queries/s | speedup | cut | "
           "mean leaf+halo nodes / edges | train queries |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"| - | - | full | full graph | {fm[metric]:.4f} | - | {fm['qps']:.1f} | 1.00 | - | "
           f"{graph.num_nodes} / {graph.num_edges} | {full.queries} |")
     for r in results:
-        print(f"| {r['k']} | {r['halo_hops']} | {r['model']} | leaf+halo | {r[metric]:.4f} | "
+        print(f"| {r['k']} | {r['halo_hops']} | {r['model']} | {r['scope']} | {r[metric]:.4f} | "
               f"{100 * r['relative_loss']:+.2f}% | {r['queries_per_second']:.1f} | "
               f"{r['speedup']:.2f} | {r['edge_cut']:.3f} | {r['mean_subgraph_nodes']:.0f} / "
               f"{r['mean_subgraph_edges']:.0f} | {r['train_queries']} |")

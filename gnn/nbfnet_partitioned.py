@@ -6,7 +6,10 @@ for every query, so one query costs ``O(T (E d + N d^2))``. Here the graph is cu
 edges whose two endpoints both lie in the leaf's core or its ``h``-hop halo (hops counted over
 edges of either direction). A query ``(s, r, ?)`` or pair ``(s, t)`` runs on the subgraph of the
 leaf that owns ``s``; candidates outside that subgraph get ``-inf`` (the lowest score; ties count
-against the model in :func:`gnn.nbfnet_eval.filtered_ranks` and one half in AUROC).
+against the model in :func:`gnn.nbfnet_eval.filtered_ranks` and one half in AUROC). A pair
+query ``(s, t)`` whose two nodes are both known (link prediction) can instead run on its *pair
+scope*: the union of the subgraphs of the leaves that own ``s`` and ``t`` (both endpoints then
+always lie inside; :func:`pair_subgraph`).
 
 Training keeps ONE parameter set. Every optimiser step draws its query batch from one leaf and
 propagates on that leaf's subgraph (source and answer must both lie in it; the rest is dropped
@@ -48,6 +51,7 @@ __all__ = [
     "halo_mask",
     "leaf_queries",
     "pair_scores_partitioned",
+    "pair_subgraph",
     "score_all_partitioned",
 ]
 
@@ -284,16 +288,65 @@ def score_all_partitioned(model: NBFNet, pg: PartitionedGraph, h_index: Tensor,
     return out
 
 
+SCOPES = ("source", "pair")
+
+
+def pair_subgraph(pg: PartitionedGraph, i: int, j: int) -> tuple[Tensor, RelationalGraph]:
+    """The union of the subgraphs of leaves ``i`` and ``j`` (positions in ``pg.leaves``).
+
+    Nodes and edges are those of either leaf's core + halo subgraph; built from the two
+    leaves' own lists in ``O(n_i + n_j + e_i + e_j)`` (nothing of size ``N`` or ``E``).
+
+    Returns:
+        ``(nodes, graph)``: ``nodes`` ``[n]`` ascending global ids (local id = position) and
+        the subgraph in local ids.
+    """
+    a, b = pg.leaves[i], pg.leaves[j]
+    if i == j:
+        return a.nodes, a.graph
+    nodes = torch.unique(torch.cat([a.nodes, b.nodes]))
+    edge_ids = torch.unique(torch.cat([a.edge_ids, b.edge_ids]))
+    ends = pg.graph.edge_index[:, edge_ids]
+    local = torch.searchsorted(nodes, ends.reshape(-1)).reshape(ends.shape)
+    return nodes, RelationalGraph(local, pg.graph.edge_type[edge_ids], len(nodes),
+                                  pg.graph.num_relations)
+
+
+def _pair_scope_scores(model: NBFNet, pg: PartitionedGraph, h_index: Tensor, t_index: Tensor,
+                       r_index: Tensor, symmetric: bool, batch_size: int) -> Tensor:
+    """Every pair on the union of its two leaves' subgraphs (see :func:`pair_subgraph`)."""
+    out = torch.empty(len(h_index), device=h_index.device)
+    lh, lt = pg.node_leaf[h_index], pg.node_leaf[t_index]
+    lo, hi = torch.minimum(lh, lt), torch.maximum(lh, lt)
+    key = lo * len(pg.leaves) + hi
+    for k in torch.unique(key).tolist():
+        rows = (key == k).nonzero().squeeze(1)
+        nodes, sub = pair_subgraph(pg, k // len(pg.leaves), k % len(pg.leaves))
+        for part in rows.split(batch_size):
+            h = torch.searchsorted(nodes, h_index[part])
+            t = torch.searchsorted(nodes, t_index[part])
+            out[part] = model.pair_scores(sub, h, t, r_index[part], symmetric=symmetric)
+    return out
+
+
 @torch.no_grad()
 def pair_scores_partitioned(model: NBFNet, pg: PartitionedGraph, h_index: Tensor,
                             t_index: Tensor, r_index: Tensor, *, symmetric: bool = False,
-                            batch_size: int = 64) -> Tensor:
-    """Scores of pairs ``(h_b, r_b, t_b)`` on ``h_b``'s leaf + halo; ``-inf`` when ``t_b`` lies
-    outside it. With ``symmetric`` the ``t -> h`` pass runs on the same subgraph.
+                            batch_size: int = 64, scope: str = "source") -> Tensor:
+    """Scores of pairs ``(h_b, r_b, t_b)``, each on a subgraph chosen by ``scope``.
+
+    ``scope="source"``: on ``h_b``'s leaf + halo; ``-inf`` when ``t_b`` lies outside it.
+    ``scope="pair"``: on the union of ``h_b``'s and ``t_b``'s leaf + halo subgraphs
+    (:func:`pair_subgraph`), so every pair gets a finite score. With ``symmetric`` the
+    ``t -> h`` pass runs on the same subgraph.
 
     Shapes:
         h_index, t_index, r_index: ``[B]`` -> ``[B]``.
     """
+    if scope not in SCOPES:
+        raise ValueError(f"scope: must be one of {SCOPES} (got {scope!r})")
+    if scope == "pair":
+        return _pair_scope_scores(model, pg, h_index, t_index, r_index, symmetric, batch_size)
     out = torch.full((len(h_index),), float("-inf"), device=h_index.device)
     for i, rows in _groups(pg, h_index, batch_size):
         leaf = pg.leaves[i]
@@ -362,11 +415,12 @@ def evaluate_kg_partitioned(model: NBFNet, pg: PartitionedGraph, triples: Tensor
 
 @torch.no_grad()
 def evaluate_link_auc_partitioned(model: NBFNet, pg: PartitionedGraph, pos: Tensor,
-                                  neg: Tensor, *, batch_size: int = 64, symmetric: bool = True
-                                  ) -> dict[str, float]:
+                                  neg: Tensor, *, batch_size: int = 64, symmetric: bool = True,
+                                  scope: str = "source") -> dict[str, float]:
     """AUROC / AP of positive vs negative pairs, each pair scored on its first node's leaf +
-    halo (``-inf`` when the second node lies outside), as :func:`gnn.nbfnet_eval.
-    evaluate_link_auc` does on the whole graph.
+    halo (``-inf`` when the second node lies outside; ``scope="source"``) or on the union of
+    its two nodes' leaf + halo subgraphs (``scope="pair"``), as :func:`gnn.nbfnet_eval.
+    evaluate_link_auc` does on the whole graph. The time includes building pair scopes.
 
     Returns:
         ``{"auroc", "ap", "coverage_pos", "coverage_neg", "queries", "seconds", "qps"}``
@@ -382,7 +436,7 @@ def evaluate_link_auc_partitioned(model: NBFNet, pg: PartitionedGraph, pos: Tens
     t0 = time.perf_counter()
     u, v = pairs.t()
     scores = pair_scores_partitioned(model, pg, u, v, torch.zeros_like(u), symmetric=symmetric,
-                                     batch_size=batch_size)
+                                     batch_size=batch_size, scope=scope)
     _sync(dev)
     secs = time.perf_counter() - t0
     model.train(was_training)

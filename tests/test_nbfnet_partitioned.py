@@ -16,6 +16,7 @@ from gnn.nbfnet_partitioned import (
     halo_mask,
     leaf_queries,
     pair_scores_partitioned,
+    pair_subgraph,
     score_all_partitioned,
 )
 from gnn.nbfnet_train import NBFNetTrainConfig
@@ -130,6 +131,47 @@ def test_link_auc_counts_pairs_outside_the_subgraph_as_lowest():
     assert m["auroc"] == 1.0 and m["ap"] == 1.0
     assert m["coverage_pos"] == 1.0 and m["coverage_neg"] == 0.0
     assert m["queries"] == 8.0 and m["passes"] == 4.0
+
+
+def test_pair_scope_runs_each_pair_on_the_union_of_its_two_leaves():
+    path9 = torch.tensor([[i, i + 1] for i in range(8)])
+    g = homogeneous_graph(path9, 9)
+    thirds = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    pg = PartitionedGraph(g, thirds, halo_hops=1)
+    nodes, sub = pair_subgraph(pg, 0, 1)
+    assert nodes.tolist() == [0, 1, 2, 3, 4, 5, 6]  # {0..3} | {2..6}
+    assert set(map(tuple, nodes[sub.edge_index].t().tolist())) == (
+        _both(*[(i, i + 1) for i in range(6)]) | {(i, i) for i in range(7)})
+    assert pair_subgraph(pg, 2, 2)[1] is pg.leaves[2].graph
+    model, zero = _model(1), torch.zeros(3, dtype=torch.long)
+    h, t = torch.tensor([0, 4, 7]), torch.tensor([4, 0, 8])
+    p = pair_scores_partitioned(model, pg, h, t, zero, symmetric=True, scope="pair")
+    with torch.no_grad():  # (0, 4) and (4, 0): leaves 0 and 1; (7, 8): leaf 2 alone
+        ref = model.pair_scores(sub, torch.tensor([0, 4]), torch.tensor([4, 0]), zero[:2],
+                                symmetric=True)
+        own = model.pair_scores(pg.leaves[2].graph, pg.leaves[2].to_local[h[2:]],
+                                pg.leaves[2].to_local[t[2:]], zero[:1], symmetric=True)
+    torch.testing.assert_close(p[:2], ref)
+    torch.testing.assert_close(p[2:], own)
+    src = pair_scores_partitioned(model, pg, h, t, zero, symmetric=True, scope="source")
+    assert src[0] == float("-inf") and torch.isfinite(p).all()  # 4 is outside 0's leaf + halo
+    # two leaves: every pair's scope is the whole graph, so scores equal the full-graph ones
+    halves = PartitionedGraph(homogeneous_graph(PATH, 6), HALVES, halo_hops=1)
+    whole = pair_scores_partitioned(model, halves, torch.tensor([0, 5]), torch.tensor([5, 1]),
+                                    zero[:2], symmetric=True, scope="pair")
+    with torch.no_grad():
+        full = model.pair_scores(homogeneous_graph(PATH, 6), torch.tensor([0, 5]),
+                                 torch.tensor([5, 1]), zero[:2], symmetric=True)
+    torch.testing.assert_close(whole, full)
+    m = evaluate_link_auc_partitioned(model, halves, torch.tensor([[0, 5]]),
+                                      torch.tensor([[1, 4]]), scope="pair")
+    assert m["coverage_pos"] == 1.0 and m["coverage_neg"] == 1.0 and m["passes"] == 4.0
+    try:
+        pair_scores_partitioned(model, pg, h, t, zero, scope="leaf")
+    except ValueError as err:
+        assert "scope" in str(err)
+    else:
+        raise AssertionError("unknown scope accepted")
 
 
 def _cfg(**kw) -> NBFNetTrainConfig:
