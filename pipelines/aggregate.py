@@ -7,8 +7,9 @@ averaged with weights = the node's edge count in each leaf (federated averaging,
 2017, Eq. 1: ``w = Σ_k (n_k / n) w_k``). After the last round the LightGCN propagation
 (He et al. 2020, Eq. 3-4: ``e_u^{(l+1)} = Σ_{i∈N_u} e_i^{(l)} / sqrt(|N_u||N_i|)``, final
 ``e = mean_l e^{(l)}``) runs over the *whole* graph in Spark, so every vector is computed from the
-same global neighbourhoods and scores are comparable across leaves. Cost: one shuffle of the
-edges per layer and per direction, linear in nodes + edges; nothing is collected to the driver.
+same global neighbourhoods and scores are comparable across leaves. Cost per layer and direction:
+one pass over the edges that ships each vector once (:mod:`pipelines.propagate`), linear in
+nodes + edges; nothing is collected to the driver.
 
 Vectors travel as raw float32 bytes (``binary``), see :mod:`pipelines.bridge`.
 """
@@ -24,6 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from pipelines.bridge import bytes_to_matrix, vectors_to_bytes
+from pipelines.propagate import bucket_edges, push_partial_sums
 from pipelines.schema import ITEM, KIND, NODE_ID, USER, VECTOR
 
 WEIGHT_COL = "w"
@@ -155,19 +157,26 @@ def lightgcn_propagate(
         pairs.join(du, USER)
         .join(di, ITEM)
         .select(USER, ITEM, (1.0 / F.sqrt(F.col("du") * F.col("di"))).alias(WEIGHT_COL))
-        .localCheckpoint()
     )
+    user_to_item = bucket_edges(
+        normed.select(F.col(USER).alias("u"), F.col(ITEM).alias("v"), WEIGHT_COL),
+        buckets=partitions,
+    ).localCheckpoint()
+    item_to_user = bucket_edges(
+        normed.select(F.col(ITEM).alias("u"), F.col(USER).alias("v"), WEIGHT_COL),
+        buckets=partitions,
+    ).localCheckpoint()
     share = 1.0 / (layers + 1)
     layer = ego.select(KIND, NODE_ID, VECTOR)
     acc = [layer.withColumn(WEIGHT_COL, F.lit(share))]
     for _ in range(layers):
-        users = layer.where(F.col(KIND) == USER).select(F.col(NODE_ID).alias(USER), VECTOR)
-        items = layer.where(F.col(KIND) == ITEM).select(F.col(NODE_ID).alias(ITEM), VECTOR)
-        to_items = normed.join(users, USER).select(
-            F.lit(ITEM).alias(KIND), F.col(ITEM).alias(NODE_ID), WEIGHT_COL, VECTOR
+        users = layer.where(F.col(KIND) == USER)
+        items = layer.where(F.col(KIND) == ITEM)
+        to_items = push_partial_sums(
+            user_to_item, users, dim=dim, buckets=partitions, out_kind=ITEM
         )
-        to_users = normed.join(items, ITEM).select(
-            F.lit(USER).alias(KIND), F.col(USER).alias(NODE_ID), WEIGHT_COL, VECTOR
+        to_users = push_partial_sums(
+            item_to_user, items, dim=dim, buckets=partitions, out_kind=USER
         )
         layer = weighted_mean_by_node(
             to_items.unionByName(to_users), dim=dim, partitions=partitions, normalise=False
