@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from pipelines.bridge import bytes_to_matrix, vectors_to_bytes
-from pipelines.propagate import bucket_edges, push_partial_sums
+from pipelines.propagate import bucket_edges, push_partial_sums, sum_partials
 from pipelines.schema import ITEM, KIND, NODE_ID, USER, VECTOR
 
 WEIGHT_COL = "w"
@@ -151,20 +151,11 @@ def lightgcn_propagate(
         returns: :data:`VECTOR_TABLE_SCHEMA`.
     """
     pairs = interactions.select(USER, ITEM).distinct()
-    du = pairs.groupBy(USER).agg(F.count("*").alias("du"))
-    di = pairs.groupBy(ITEM).agg(F.count("*").alias("di"))
-    normed = (
-        pairs.join(du, USER)
-        .join(di, ITEM)
-        .select(USER, ITEM, (1.0 / F.sqrt(F.col("du") * F.col("di"))).alias(WEIGHT_COL))
-    )
     user_to_item = bucket_edges(
-        normed.select(F.col(USER).alias("u"), F.col(ITEM).alias("v"), WEIGHT_COL),
-        buckets=partitions,
+        pairs.select(F.col(USER).alias("u"), F.col(ITEM).alias("v")), buckets=partitions
     ).localCheckpoint()
     item_to_user = bucket_edges(
-        normed.select(F.col(ITEM).alias("u"), F.col(USER).alias("v"), WEIGHT_COL),
-        buckets=partitions,
+        pairs.select(F.col(ITEM).alias("u"), F.col(USER).alias("v")), buckets=partitions
     ).localCheckpoint()
     share = 1.0 / (layers + 1)
     layer = ego.select(KIND, NODE_ID, VECTOR)
@@ -178,8 +169,8 @@ def lightgcn_propagate(
         to_users = push_partial_sums(
             item_to_user, items, dim=dim, buckets=partitions, out_kind=USER
         )
-        layer = weighted_mean_by_node(
-            to_items.unionByName(to_users), dim=dim, partitions=partitions, normalise=False
+        layer = sum_partials(
+            to_items.unionByName(to_users), dim=dim, partitions=partitions
         ).localCheckpoint()
         acc.append(layer.withColumn(WEIGHT_COL, F.lit(share)))
     stacked = acc[0]

@@ -32,7 +32,7 @@ from pipelines.bridge import (
     task_threads,
     vectors_to_bytes,
 )
-from pipelines.propagate import bucket_edges, push_partial_sums
+from pipelines.propagate import bucket_edges, propagate_layer
 from pipelines.schema import DST, KIND, LEAF_ID, NODE_ID, SRC, VECTOR
 
 NODE_KIND = "node"
@@ -136,8 +136,8 @@ def propagate_homogeneous(
     """Final embeddings ``1/(K+1) sum_k A_hat^k E^(0)`` over the whole undirected graph, in Spark.
 
     ``A_hat[u, v] = 1 / sqrt(deg(u) deg(v))`` for every edge of the undirected simple graph
-    (LightGCN Eq. 7 with one node type). Each layer pushes every vector once along its edges
-    (:mod:`pipelines.propagate`), then sums one partial row per (bucket, node).
+    (LightGCN Eq. 7 with one node type). Each layer pushes every vector once along its edges and
+    counts degrees where the edges already are (:func:`pipelines.propagate.propagate_layer`).
 
     Schema:
         pairs: ``src, dst`` (undirected simple pairs, each once); ego:
@@ -146,22 +146,13 @@ def propagate_homogeneous(
     both = pairs.select(F.col(SRC).alias("u"), F.col(DST).alias("v")).unionByName(
         pairs.select(F.col(DST).alias("u"), F.col(SRC).alias("v"))
     )
-    deg = both.groupBy("u").agg(F.count(F.lit(1)).alias("du"))
-    normed = bucket_edges(
-        both.join(deg, "u")
-        .join(deg.select(F.col("u").alias("v"), F.col("du").alias("dv")), "v")
-        .select("u", "v", (1.0 / F.sqrt(F.col("du") * F.col("dv"))).alias(WEIGHT_COL)),
-        buckets=partitions,
-    ).localCheckpoint()
+    edges = bucket_edges(both, buckets=partitions).localCheckpoint()
     share = 1.0 / (layers + 1)
     layer = ego.select(KIND, NODE_ID, VECTOR)
     acc = [layer.withColumn(WEIGHT_COL, F.lit(share))]
     for _ in range(layers):
-        moved = push_partial_sums(
-            normed, layer, dim=dim, buckets=partitions, out_kind=NODE_KIND
-        )
-        layer = weighted_mean_by_node(
-            moved, dim=dim, partitions=partitions, normalise=False
+        layer = propagate_layer(
+            edges, layer, dim=dim, buckets=partitions, out_kind=NODE_KIND
         ).localCheckpoint()
         acc.append(layer.withColumn(WEIGHT_COL, F.lit(share)))
     stacked = acc[0]

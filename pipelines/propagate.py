@@ -1,20 +1,28 @@
-"""One sparse propagation step ``y_v = Σ_u w_uv x_u`` in Spark, shipping each vector once.
+"""One normalised propagation step in Spark, shipping each vector once and joining no degrees.
 
-The join formulation (edges ⋈ vectors on ``u``, then group by ``v``) copies a ``dim``-float
-vector onto every edge and moves it twice (join output to Python, then the shuffle by ``v``),
-so a layer costs ``O(E · dim)`` bytes of traffic. Here the edges are hashed into ``buckets`` by
-their source ``u`` and co-grouped with the vectors of the same bucket: each task reads its
-edges (three numbers each) and each source vector once, and pushes ``w_uv x_u`` into a dense
-partial sum per destination it touches. Only one partial row per ``(bucket, v)`` leaves the
-task, so the traffic is ``O(E + min(E, buckets · N) · dim)`` and hubs (R-MAT, popular items)
-collapse to one row per bucket. The partial rows are summed per node by
-:func:`pipelines.aggregate.weighted_mean_by_node` with ``normalise=False``.
+LightGCN's layer (He et al. 2020, Eq. 3 and 7) over directed edges ``u -> v``::
+
+    y_v = Σ_{(u, v) ∈ E} x_u / sqrt(out(u) · in(v))
+
+The join formulation (edges ⋈ degrees twice, then edges ⋈ vectors on ``u``, then group by
+``v``) copies a ``dim``-float vector onto every edge and moves it twice, so a layer costs
+``O(E · dim)`` bytes of traffic plus two joins of the edge list. Here the edges are hashed into
+buckets by their source ``u`` (:func:`bucket_edges`, once) and each layer co-groups a bucket's
+edges with the vectors of the same bucket (:func:`push_partial_sums`). All of ``u``'s out-edges
+sit in ``u``'s bucket, so ``out(u)`` is counted there; each task reads its edges (two ids each)
+and each source vector once, and emits one partial row per ``(bucket, v)`` carrying
+``Σ x_u / sqrt(out(u))`` and the number of edges it covers. :func:`sum_partials` adds a node's
+partial rows; the counts add up to ``in(v)``, which gives the ``1 / sqrt(in(v))`` factor. Traffic
+per layer is ``O(E + min(E, buckets · N) · dim)``: hubs (R-MAT, popular items) collapse to one
+row per bucket.
 
 Memory per task: one bucket's edges and source vectors plus a ``[distinct v, dim]`` float32
 accumulator; pick ``buckets`` so that ``E / buckets`` is at most a few million.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -26,14 +34,22 @@ from pipelines.bridge import bytes_to_matrix, vectors_to_bytes
 from pipelines.schema import KIND, NODE_ID, VECTOR
 
 BUCKET_COL = "_bucket"
-WEIGHT = "w"
+COUNT = "w"
 ADD_CHUNK_ROWS = 1 << 20
 
 PARTIAL_SCHEMA = T.StructType(
     [
         T.StructField(KIND, T.StringType(), False),
         T.StructField(NODE_ID, T.LongType(), False),
-        T.StructField(WEIGHT, T.DoubleType(), False),
+        T.StructField(COUNT, T.DoubleType(), False),
+        T.StructField(VECTOR, T.BinaryType(), False),
+    ]
+)
+
+OUT_SCHEMA = T.StructType(
+    [
+        T.StructField(KIND, T.StringType(), False),
+        T.StructField(NODE_ID, T.LongType(), False),
         T.StructField(VECTOR, T.BinaryType(), False),
     ]
 )
@@ -44,56 +60,62 @@ def _bucket(col: str, buckets: int) -> Column:
 
 
 def bucket_edges(edges: DataFrame, *, buckets: int) -> DataFrame:
-    """Weighted edges tagged with their source bucket (checkpoint the result, reuse per layer).
+    """Edges tagged with their source's bucket (checkpoint the result and reuse it per layer).
 
     Schema:
-        in: ``u`` long, ``v`` long, ``w`` double. out: the same plus ``_bucket`` long.
+        in: ``u`` long, ``v`` long (one row per directed edge). out: ``_bucket``, ``u``, ``v``.
     """
     if buckets < 1:
         raise ValueError(f"buckets: must be >= 1 (got {buckets})")
-    return edges.select(_bucket("u", buckets).alias(BUCKET_COL), "u", "v", WEIGHT)
+    return edges.select(_bucket("u", buckets).alias(BUCKET_COL), "u", "v")
 
 
 def push_partial_sums(
     bucketed_edges: DataFrame, vectors: DataFrame, *, dim: int, buckets: int, out_kind: str
 ) -> DataFrame:
-    """Partial sums ``Σ_{u in bucket} w_uv x_u``, one row per ``(bucket, v)``.
+    """Per ``(bucket, v)``: ``Σ x_u / sqrt(out(u))`` over the bucket's edges into ``v``.
 
-    Edges whose source has no vector contribute nothing (as an inner join would).
+    ``w`` of each row is the number of those edges (every edge counts, also one whose source
+    has no vector: it adds nothing to the sum, as a missing row of an inner join would not).
 
     Schema:
         bucketed_edges: from :func:`bucket_edges` with the same ``buckets``.
         vectors: ``node_id`` long, ``vector`` binary (float32 x dim), one row per source.
-        returns: :data:`PARTIAL_SCHEMA` with ``kind = out_kind`` and ``w = 1`` (input for
-        :func:`pipelines.aggregate.weighted_mean_by_node` with ``normalise=False``).
+        returns: :data:`PARTIAL_SCHEMA` with ``kind = out_kind``; reduce with
+        :func:`sum_partials`.
     """
 
     def push(edges: pd.DataFrame, xs: pd.DataFrame) -> pd.DataFrame:
         import torch
 
-        if edges.empty or xs.empty:
+        if edges.empty:
             return pd.DataFrame({f.name: [] for f in PARTIAL_SCHEMA.fields})
-        ids = xs[NODE_ID].to_numpy(np.int64)
-        order = np.argsort(ids, kind="stable")
-        ids = ids[order]
-        x = torch.from_numpy(bytes_to_matrix(list(xs[VECTOR].iloc[order]), dim))
         u = edges["u"].to_numpy(np.int64)
-        pos = np.searchsorted(ids, u).clip(0, len(ids) - 1)
-        known = ids[pos] == u
-        pos = pos[known]
-        v = edges["v"].to_numpy(np.int64)[known]
-        w = edges[WEIGHT].to_numpy(np.float32)[known]
-        targets, slot = np.unique(v, return_inverse=True)
+        sources, src_slot, out_deg = np.unique(u, return_inverse=True, return_counts=True)
+        targets, dst_slot, in_count = np.unique(
+            edges["v"].to_numpy(np.int64), return_inverse=True, return_counts=True
+        )
+        x = torch.zeros(len(sources), dim)
+        if len(xs):
+            ids = xs[NODE_ID].to_numpy(np.int64)
+            pos = np.searchsorted(sources, ids).clip(0, len(sources) - 1)
+            hit = sources[pos] == ids
+            given = bytes_to_matrix(list(xs[VECTOR]), dim)[hit]
+            x[torch.from_numpy(pos[hit])] = torch.from_numpy(given)
+        x *= torch.from_numpy((1.0 / np.sqrt(out_deg)).astype(np.float32))[:, None]
         acc = torch.zeros(len(targets), dim)
-        for start in range(0, len(v), ADD_CHUNK_ROWS):
+        for start in range(0, len(u), ADD_CHUNK_ROWS):
             part = slice(start, start + ADD_CHUNK_ROWS)
-            rows = x[torch.from_numpy(pos[part])] * torch.from_numpy(w[part])[:, None]
-            acc.index_add_(0, torch.from_numpy(slot[part].astype(np.int64)), rows)
+            acc.index_add_(
+                0,
+                torch.from_numpy(dst_slot[part].astype(np.int64)),
+                x[torch.from_numpy(src_slot[part].astype(np.int64))],
+            )
         return pd.DataFrame(
             {
                 KIND: out_kind,
                 NODE_ID: targets,
-                WEIGHT: np.ones(len(targets)),
+                COUNT: in_count.astype(np.float64),
                 VECTOR: vectors_to_bytes(acc.numpy()),
             }
         )
@@ -104,3 +126,49 @@ def push_partial_sums(
         .cogroup(xs.groupBy(BUCKET_COL))
         .applyInPandas(push, schema=PARTIAL_SCHEMA)
     )
+
+
+def sum_partials(partials: DataFrame, *, dim: int, partitions: int) -> DataFrame:
+    """``y_v = (Σ_r vector_r) / sqrt(Σ_r w_r)`` per ``(kind, node_id)``: one propagated layer.
+
+    Schema:
+        in: :data:`PARTIAL_SCHEMA`. out: ``kind``, ``node_id``, ``vector`` (float32 bytes).
+    """
+
+    def fn(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
+        frames = [b for b in batches if len(b)]
+        if not frames:
+            return
+        pdf = pd.concat(frames, ignore_index=True)
+        for kind, group in pdf.groupby(KIND, sort=False):
+            ids = group[NODE_ID].to_numpy(np.int64)
+            order = np.argsort(ids, kind="stable")
+            ids = ids[order]
+            counts = group[COUNT].to_numpy(np.float64)[order]
+            vecs = bytes_to_matrix(list(group[VECTOR].iloc[order]), dim).astype(np.float64)
+            starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+            sums = np.add.reduceat(vecs, starts, axis=0)
+            sums /= np.sqrt(np.add.reduceat(counts, starts))[:, None]
+            vectors = vectors_to_bytes(sums.astype(np.float32))
+            yield pd.DataFrame({KIND: kind, NODE_ID: ids[starts], VECTOR: vectors})
+
+    return (
+        partials.select(KIND, NODE_ID, COUNT, VECTOR)
+        .repartition(partitions, KIND, NODE_ID)
+        .mapInPandas(fn, schema=OUT_SCHEMA)
+    )
+
+
+def propagate_layer(
+    bucketed_edges: DataFrame, vectors: DataFrame, *, dim: int, buckets: int, out_kind: str
+) -> DataFrame:
+    """``y_v = Σ_{(u, v)} x_u / sqrt(out(u) in(v))`` for every ``v`` with an in-edge.
+
+    Schema:
+        bucketed_edges: from :func:`bucket_edges`; vectors: ``node_id``, ``vector``.
+        returns: ``kind`` (= ``out_kind``), ``node_id``, ``vector``.
+    """
+    partials = push_partial_sums(
+        bucketed_edges, vectors, dim=dim, buckets=buckets, out_kind=out_kind
+    )
+    return sum_partials(partials, dim=dim, partitions=buckets)
