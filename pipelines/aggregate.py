@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipelines.bridge import bytes_to_matrix, vectors_to_bytes
+from pipelines.bridge import sums_by_node, vectors_to_bytes
 from pipelines.propagate import bucket_edges, push_partial_sums, sum_partials
 from pipelines.schema import ITEM, KIND, NODE_ID, USER, VECTOR
 
@@ -112,20 +112,15 @@ def weighted_mean_by_node(
             return
         pdf = pd.concat(frames, ignore_index=True)
         for kind, group in pdf.groupby(KIND, sort=False):
-            ids = group[NODE_ID].to_numpy(np.int64)
-            order = np.argsort(ids, kind="stable")
-            ids = ids[order]
-            w = group[WEIGHT_COL].to_numpy(np.float64)[order]
-            vecs = bytes_to_matrix(list(group[VECTOR].iloc[order]), dim).astype(np.float64)
-            starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-            sums = np.add.reduceat(vecs * w[:, None], starts, axis=0)
+            ids, sums, wsum = sums_by_node(
+                group, dim, weight_col=WEIGHT_COL, weight_vectors=True
+            )
             if normalise:
-                wsum = np.add.reduceat(w, starts)
                 sums = sums / np.where(wsum == 0, 1.0, wsum)[:, None]
             yield pd.DataFrame(
                 {
                     KIND: kind,
-                    NODE_ID: ids[starts],
+                    NODE_ID: ids,
                     VECTOR: vectors_to_bytes(sums.astype(np.float32)),
                 }
             )

@@ -108,6 +108,28 @@ def bytes_to_matrix(values: pd.Series | list[bytes], dim: int) -> np.ndarray:
     return np.frombuffer(buf, dtype=np.float32).reshape(len(values), dim).copy()
 
 
+def sums_by_node(
+    rows: pd.DataFrame, dim: int, *, weight_col: str, weight_vectors: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per distinct ``node_id`` of ``rows``: ascending ids, ``Σ (w_r ·) v_r`` and ``Σ w_r``.
+
+    ``weight_vectors`` multiplies each vector by its row's weight before summing. Float64 sums.
+
+    Shapes:
+        rows: ``n`` rows with ``node_id``, ``weight_col``, ``vector`` -> ``[m]``, ``[m, dim]``,
+        ``[m]`` for the ``m`` distinct ids.
+    """
+    ids = rows[NODE_ID].to_numpy(np.int64)
+    order = np.argsort(ids, kind="stable")
+    ids = ids[order]
+    w = rows[weight_col].to_numpy(np.float64)[order]
+    vecs = bytes_to_matrix(list(rows[VECTOR].iloc[order]), dim).astype(np.float64)
+    if weight_vectors:
+        vecs *= w[:, None]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    return ids[starts], np.add.reduceat(vecs, starts, axis=0), np.add.reduceat(w, starts)
+
+
 @dataclass(frozen=True)
 class _LeafSetup:
     leaf_id: int

@@ -30,7 +30,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipelines.bridge import bytes_to_matrix, vectors_to_bytes
+from pipelines.bridge import bytes_to_matrix, sums_by_node, vectors_to_bytes
 from pipelines.schema import KIND, NODE_ID, VECTOR
 
 BUCKET_COL = "_bucket"
@@ -141,16 +141,9 @@ def sum_partials(partials: DataFrame, *, dim: int, partitions: int) -> DataFrame
             return
         pdf = pd.concat(frames, ignore_index=True)
         for kind, group in pdf.groupby(KIND, sort=False):
-            ids = group[NODE_ID].to_numpy(np.int64)
-            order = np.argsort(ids, kind="stable")
-            ids = ids[order]
-            counts = group[COUNT].to_numpy(np.float64)[order]
-            vecs = bytes_to_matrix(list(group[VECTOR].iloc[order]), dim).astype(np.float64)
-            starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-            sums = np.add.reduceat(vecs, starts, axis=0)
-            sums /= np.sqrt(np.add.reduceat(counts, starts))[:, None]
-            vectors = vectors_to_bytes(sums.astype(np.float32))
-            yield pd.DataFrame({KIND: kind, NODE_ID: ids[starts], VECTOR: vectors})
+            ids, sums, counts = sums_by_node(group, dim, weight_col=COUNT, weight_vectors=False)
+            vectors = vectors_to_bytes((sums / np.sqrt(counts)[:, None]).astype(np.float32))
+            yield pd.DataFrame({KIND: kind, NODE_ID: ids, VECTOR: vectors})
 
     return (
         partials.select(KIND, NODE_ID, COUNT, VECTOR)
