@@ -22,21 +22,19 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
-from pipelines.bridge import sums_by_node, vectors_to_bytes
-from pipelines.propagate import bucket_edges, push_partial_sums, sum_partials
+from pipelines.bridge import vectors_to_bytes
+from pipelines.propagate import (
+    VECTOR_TABLE_SCHEMA,
+    bucket_edges,
+    push_partial_sums,
+    reduce_by_node,
+    sum_partials,
+)
 from pipelines.schema import ITEM, KIND, NODE_ID, USER, VECTOR
 
 WEIGHT_COL = "w"
 
-VECTOR_TABLE_SCHEMA = T.StructType(
-    [
-        T.StructField(KIND, T.StringType(), False),
-        T.StructField(NODE_ID, T.LongType(), False),
-        T.StructField(VECTOR, T.BinaryType(), False),
-    ]
-)
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -106,29 +104,11 @@ def weighted_mean_by_node(
         out: :data:`VECTOR_TABLE_SCHEMA`.
     """
 
-    def fn(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
-        frames = [b for b in batches if len(b)]
-        if not frames:
-            return
-        pdf = pd.concat(frames, ignore_index=True)
-        for kind, group in pdf.groupby(KIND, sort=False):
-            ids, sums, wsum = sums_by_node(
-                group, dim, weight_col=WEIGHT_COL, weight_vectors=True
-            )
-            if normalise:
-                sums = sums / np.where(wsum == 0, 1.0, wsum)[:, None]
-            yield pd.DataFrame(
-                {
-                    KIND: kind,
-                    NODE_ID: ids,
-                    VECTOR: vectors_to_bytes(sums.astype(np.float32)),
-                }
-            )
+    def finish(sums: np.ndarray, wsum: np.ndarray) -> np.ndarray:
+        return sums / np.where(wsum == 0, 1.0, wsum)[:, None] if normalise else sums
 
-    return (
-        rows.select(KIND, NODE_ID, WEIGHT_COL, VECTOR)
-        .repartition(partitions, KIND, NODE_ID)
-        .mapInPandas(fn, schema=VECTOR_TABLE_SCHEMA)
+    return reduce_by_node(
+        rows, dim=dim, partitions=partitions, weight_vectors=True, finish=finish
     )
 
 

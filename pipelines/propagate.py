@@ -22,7 +22,7 @@ accumulator; pick ``buckets`` so that ``E / buckets`` is at most a few million.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,7 @@ PARTIAL_SCHEMA = T.StructType(
     ]
 )
 
-OUT_SCHEMA = T.StructType(
+VECTOR_TABLE_SCHEMA = T.StructType(
     [
         T.StructField(KIND, T.StringType(), False),
         T.StructField(NODE_ID, T.LongType(), False),
@@ -128,11 +128,19 @@ def push_partial_sums(
     )
 
 
-def sum_partials(partials: DataFrame, *, dim: int, partitions: int) -> DataFrame:
-    """``y_v = (Σ_r vector_r) / sqrt(Σ_r w_r)`` per ``(kind, node_id)``: one propagated layer.
+def reduce_by_node(
+    rows: DataFrame,
+    *,
+    dim: int,
+    partitions: int,
+    weight_vectors: bool,
+    finish: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> DataFrame:
+    """Per ``(kind, node_id)``: ``finish(Σ (w_r ·) v_r, Σ w_r)`` after one shuffle by node.
 
     Schema:
-        in: :data:`PARTIAL_SCHEMA`. out: ``kind``, ``node_id``, ``vector`` (float32 bytes).
+        in: ``kind`` string, ``node_id`` long, ``w`` double, ``vector`` binary.
+        out: :data:`VECTOR_TABLE_SCHEMA`.
     """
 
     def fn(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
@@ -141,14 +149,31 @@ def sum_partials(partials: DataFrame, *, dim: int, partitions: int) -> DataFrame
             return
         pdf = pd.concat(frames, ignore_index=True)
         for kind, group in pdf.groupby(KIND, sort=False):
-            ids, sums, counts = sums_by_node(group, dim, weight_col=COUNT, weight_vectors=False)
-            vectors = vectors_to_bytes((sums / np.sqrt(counts)[:, None]).astype(np.float32))
+            ids, sums, wsum = sums_by_node(
+                group, dim, weight_col=COUNT, weight_vectors=weight_vectors
+            )
+            vectors = vectors_to_bytes(finish(sums, wsum).astype(np.float32))
             yield pd.DataFrame({KIND: kind, NODE_ID: ids, VECTOR: vectors})
 
     return (
-        partials.select(KIND, NODE_ID, COUNT, VECTOR)
+        rows.select(KIND, NODE_ID, COUNT, VECTOR)
         .repartition(partitions, KIND, NODE_ID)
-        .mapInPandas(fn, schema=OUT_SCHEMA)
+        .mapInPandas(fn, schema=VECTOR_TABLE_SCHEMA)
+    )
+
+
+def sum_partials(partials: DataFrame, *, dim: int, partitions: int) -> DataFrame:
+    """``y_v = (Σ_r vector_r) / sqrt(Σ_r w_r)`` per ``(kind, node_id)``: one propagated layer.
+
+    Schema:
+        in: :data:`PARTIAL_SCHEMA`. out: :data:`VECTOR_TABLE_SCHEMA`.
+    """
+    return reduce_by_node(
+        partials,
+        dim=dim,
+        partitions=partitions,
+        weight_vectors=False,
+        finish=lambda sums, counts: sums / np.sqrt(counts)[:, None],
     )
 
 
