@@ -35,6 +35,7 @@ Prints a table, then one JSON line
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -70,6 +71,7 @@ from pipelines.logs import setup_logging
 from pipelines.partition import PartitionSettings, partition_graph
 from pipelines.schema import DST, LEAF_ID, NODE_ID, SRC, VECTOR
 from pipelines.session import build_spark, graphframes_available
+from pipelines.stages import run_stage
 
 log = logging.getLogger("graphpipe.bench.scale")
 LABEL = "label"
@@ -163,10 +165,28 @@ def link_auroc(pairs: DataFrame, vectors: DataFrame, dim: int) -> tuple[float, f
     return auroc(scores, labels), auroc(cosines, labels), len(rows)
 
 
+def stage_hash(args: argparse.Namespace, n: int, *keys: str) -> str:
+    """Config hash of a stage: the size and the named arguments (a changed one reruns it)."""
+    picked = {"edges": n, **{k: getattr(args, k) for k in keys}}
+    return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+PARTITION_KEYS = (
+    "seed", "holdout", "max_edges_per_leaf", "iterations", "max_levels", "max_initial_edges"
+)  # fmt: skip
+EMBED_KEYS = (*PARTITION_KEYS, "dim", "layers", "epochs", "batch_size", "lr", "vector_dtype")
+AGGREGATE_KEYS = (*EMBED_KEYS, "shuffle_partitions", "propagate_buckets")
+
+
 def run_ours(
-    spark: SparkSession, train: DataFrame, work: Path, args: argparse.Namespace
+    spark: SparkSession, train: DataFrame, work: Path, n: int, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """Partition, embed per leaf, aggregate; seconds per stage and the vector table."""
+    """Partition, embed per leaf, aggregate; seconds per stage and the vector table.
+
+    Each stage is resumable (:func:`pipelines.stages.run_stage` under ``work``): rerun with the
+    same ``--work-dir`` and arguments, a finished stage is read back and reports the seconds it
+    took when it ran.
+    """
     settings = PartitionSettings(
         max_edges_per_leaf=args.max_edges_per_leaf,
         seed=args.seed,
@@ -175,9 +195,16 @@ def run_ours(
         max_initial_edges=args.max_initial_edges,
         work_dir=str(work / "partition-work"),
     ).validate()
-    t0 = time.perf_counter()
-    part = partition_graph(spark, train, settings, out_dir=work / "partition")
-    t1 = time.perf_counter()
+
+    def partition_body(out: Path) -> dict[str, Any]:
+        part = partition_graph(spark, train, settings, out_dir=out)
+        return {"quality": dict(part.quality)}
+
+    parted = run_stage(work, "partition", stage_hash(args, n, *PARTITION_KEYS), partition_body)
+    quality = parted.extra["quality"]
+    assignment = spark.read.parquet(str(parted.path / "assignment"))
+    halo_edges = spark.read.parquet(str(parted.path / "halo_edges"))
+    k = int(quality["num_leaves"])
     leaf_settings = LeafTrainSettings(
         dim=args.dim,
         layers=args.layers,
@@ -188,30 +215,46 @@ def run_ours(
         seed=args.seed,
         device="cpu",
         threads=1,
+        vector_dtype=args.vector_dtype,
     )
-    edges = leaf_edge_rows(train, part.assignment, part.halo_edges)
-    k = int(part.quality["num_leaves"])
-    rows = train_leaves_homogeneous(edges.repartition(k, LEAF_ID), leaf_settings)
-    rows.write.mode("overwrite").parquet(str(work / "leaf-rows"))
-    t2 = time.perf_counter()
-    rows = spark.read.parquet(str(work / "leaf-rows"))
+
+    def embed_body(out: Path) -> dict[str, Any]:
+        edges = leaf_edge_rows(train, assignment, halo_edges)
+        rows = train_leaves_homogeneous(edges.repartition(k, LEAF_ID), leaf_settings)
+        rows.write.mode("overwrite").parquet(str(out / "rows"))
+        return {}
+
+    embedded = run_stage(work, "leaf-rows", stage_hash(args, n, *EMBED_KEYS), embed_body)
+    rows = spark.read.parquet(str(embedded.path / "rows"))
     leaf_logs = [json.loads(r[LEAF_LOG]) for r in rows.where(F.col(LEAF_LOG).isNotNull()).collect()]
-    final = aggregate_homogeneous(
-        rows, train, dim=args.dim, layers=args.layers, partitions=args.shuffle_partitions
-    )
-    final.write.mode("overwrite").parquet(str(work / "vectors"))
-    t3 = time.perf_counter()
+
+    def aggregate_body(out: Path) -> dict[str, Any]:
+        final = aggregate_homogeneous(
+            rows,
+            train,
+            dim=args.dim,
+            layers=args.layers,
+            partitions=args.shuffle_partitions,
+            buckets=args.propagate_buckets,
+        )
+        final.write.mode("overwrite").parquet(str(out / "vectors"))
+        return {}
+
+    aggregated = run_stage(work, "vectors", stage_hash(args, n, *AGGREGATE_KEYS), aggregate_body)
+    stage_seconds = [parted.seconds, embedded.seconds, aggregated.seconds]
     return {
-        "partition_seconds": round(t1 - t0, 1),
-        "embed_seconds": round(t2 - t1, 1),
-        "aggregate_seconds": round(t3 - t2, 1),
-        "seconds": round(t3 - t0, 1),
+        "partition_seconds": round(stage_seconds[0], 1),
+        "embed_seconds": round(stage_seconds[1], 1),
+        "aggregate_seconds": round(stage_seconds[2], 1),
+        "seconds": round(sum(stage_seconds), 1),
+        "resumed_stages": [r.name for r in (parted, embedded, aggregated) if r.skipped],
         "leaves": k,
-        "edge_cut": round(float(part.quality["edge_cut"]), 4),
+        "edge_cut": round(float(quality["edge_cut"]), 4),
+        "leaf_rows": rows.count(),
         "max_leaf_train_seconds": max(x["train_seconds"] for x in leaf_logs),
         "leaf_edges_max": max(x["edges"] for x in leaf_logs),
         "final_loss_mean": round(float(np.mean([x["losses"][-1] for x in leaf_logs])), 4),
-        "vectors": spark.read.parquet(str(work / "vectors")),
+        "vectors": spark.read.parquet(str(aggregated.path / "vectors")),
     }
 
 
@@ -270,7 +313,7 @@ def run_size(spark: SparkSession, n: int, work: Path, args: argparse.Namespace) 
     labelled = eval_pairs(train, heldout, args.seed).localCheckpoint()
 
     reset_peak_rss(spark)
-    ours = run_ours(spark, train, work / f"ours-{n}", args)
+    ours = run_ours(spark, train, work / f"ours-{n}", n, args)
     ours_rss = peak_rss_mb(spark)
     ours_auc, ours_cos, scored = link_auroc(labelled, ours["vectors"], args.dim)
     log.info("ours %d: %s, auroc %.4f", n, {k: v for k, v in ours.items() if k != "vectors"},
@@ -356,12 +399,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=10, help="Epochs per leaf.")
     p.add_argument("--batch-size", type=int, default=16384)
     p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument(
+        "--vector-dtype",
+        choices=["float32", "float16"],
+        default="float32",
+        help="Dtype of the leaf rows' vectors (float16 halves the replica rows' bytes).",
+    )
     p.add_argument("--walks-per-node", type=int, default=5)
     p.add_argument("--walk-length", type=int, default=20)
     p.add_argument("--w2v-iterations", type=int, default=1)
     p.add_argument("--skip-peer", action="store_true")
     p.add_argument("--master", default="local[2]")
     p.add_argument("--shuffle-partitions", type=int, default=8)
+    p.add_argument(
+        "--propagate-buckets",
+        type=int,
+        help="Edge buckets of the final propagation (default: --shuffle-partitions).",
+    )
     p.add_argument("--driver-memory", default="6g")
     p.add_argument("--work-dir", help="Scratch folder (default: a temp dir).")
     p.add_argument("--json", action="store_true", help="End with one JSON line.")
@@ -377,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
         conf={
             "spark.sql.shuffle.partitions": str(args.shuffle_partitions),
             "spark.driver.memory": args.driver_memory,
+            # Delete finished stages' shuffle files within minutes, not the default 30: at 1e8
+            # the replica and propagation shuffles are tens of GB each.
+            "spark.cleaner.periodicGC.interval": "2min",
         },
     )
     results = []

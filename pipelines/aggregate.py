@@ -133,7 +133,8 @@ def lightgcn_propagate(
         pairs.select(F.col(ITEM).alias("u"), F.col(USER).alias("v")), buckets=partitions
     ).localCheckpoint()
     share = 1.0 / (layers + 1)
-    layer = ego.select(KIND, NODE_ID, VECTOR)
+    # Checkpointed: layer 0 feeds the first push and the final mean (it would be computed twice).
+    layer = ego.select(KIND, NODE_ID, VECTOR).localCheckpoint()
     acc = [layer.withColumn(WEIGHT_COL, F.lit(share))]
     for _ in range(layers):
         users = layer.where(F.col(KIND) == USER)

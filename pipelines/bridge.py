@@ -41,6 +41,9 @@ EMBEDDING_ROWS_SCHEMA = T.StructType(
 )
 
 
+VECTOR_DTYPES = ("float32", "float16")
+
+
 @dataclass(frozen=True)
 class LeafTrainSettings:
     """What every leaf's training needs; plain data so it pickles into the Spark closure."""
@@ -55,6 +58,13 @@ class LeafTrainSettings:
     time_budget_seconds: float = 0.0
     device: str = "auto"
     threads: int = 0
+    vector_dtype: str = "float32"  # of the returned rows' vectors; "float16" halves their bytes
+
+    def __post_init__(self) -> None:
+        if self.vector_dtype not in VECTOR_DTYPES:
+            raise ValueError(
+                f"vector_dtype: must be one of {VECTOR_DTYPES} (got {self.vector_dtype!r})"
+            )
 
 
 def task_device(requested: str = "auto") -> str:
@@ -94,18 +104,36 @@ def task_threads(requested: int = 0) -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-def vectors_to_bytes(matrix: np.ndarray) -> list[bytes]:
-    """Rows of a float32 matrix as raw bytes (one value per row)."""
-    m = np.ascontiguousarray(matrix, dtype=np.float32)
+def vectors_to_bytes(matrix: np.ndarray, dtype: str = "float32") -> list[bytes]:
+    """Rows of a matrix as raw bytes (one value per row), float32 or float16.
+
+    float16 halves the bytes that replica rows cost on disk and in the shuffle that averages
+    them (relative rounding error <= 2^-11, far below the training noise); every reader
+    (:func:`bytes_to_matrix`) tells the two apart by length and returns float32.
+    """
+    if dtype not in VECTOR_DTYPES:
+        raise ValueError(f"vector dtype: must be one of {VECTOR_DTYPES} (got {dtype!r})")
+    m = np.ascontiguousarray(matrix, dtype=np.dtype(dtype))
     return [row.tobytes() for row in m]
 
 
 def bytes_to_matrix(values: pd.Series | list[bytes], dim: int) -> np.ndarray:
-    """Inverse of :func:`vectors_to_bytes`: a ``[n, dim]`` float32 matrix."""
+    """Inverse of :func:`vectors_to_bytes`: a ``[n, dim]`` float32 matrix.
+
+    The rows must all be float32 (``4 * dim`` bytes) or all float16 (``2 * dim`` bytes).
+    """
     if len(values) == 0:
         return np.zeros((0, dim), dtype=np.float32)
     buf = b"".join(values)
-    return np.frombuffer(buf, dtype=np.float32).reshape(len(values), dim).copy()
+    n = len(values)
+    if len(buf) == n * dim * 4:
+        return np.frombuffer(buf, dtype=np.float32).reshape(n, dim).copy()
+    if len(buf) == n * dim * 2:
+        return np.frombuffer(buf, dtype=np.float16).reshape(n, dim).astype(np.float32)
+    raise ValueError(
+        f"vector bytes: {len(buf)} bytes for {n} rows of dim {dim}; expected every row to hold "
+        f"{dim} float32 ({4 * dim} bytes) or {dim} float16 ({2 * dim} bytes) values"
+    )
 
 
 def sums_by_node(

@@ -107,7 +107,7 @@ def train_leaf_homogeneous(pdf: pd.DataFrame, settings: LeafTrainSettings) -> pd
             KIND: [NODE_KIND] * len(ids),
             NODE_ID: ids,
             WEIGHT_COL: weights,
-            VECTOR: vectors_to_bytes(result.ego.numpy()),
+            VECTOR: vectors_to_bytes(result.ego.numpy(), settings.vector_dtype),
             LEAF_LOG: [json.dumps(log)] + [None] * (len(ids) - 1),
         }
     )
@@ -131,13 +131,21 @@ def train_leaves_homogeneous(leaf_edges: DataFrame, settings: LeafTrainSettings)
 
 
 def propagate_homogeneous(
-    pairs: DataFrame, ego: DataFrame, *, dim: int, layers: int, partitions: int
+    pairs: DataFrame,
+    ego: DataFrame,
+    *,
+    dim: int,
+    layers: int,
+    partitions: int,
+    buckets: int | None = None,
 ) -> DataFrame:
     """Final embeddings ``1/(K+1) sum_k A_hat^k E^(0)`` over the whole undirected graph, in Spark.
 
     ``A_hat[u, v] = 1 / sqrt(deg(u) deg(v))`` for every edge of the undirected simple graph
     (LightGCN Eq. 7 with one node type). Each layer pushes every vector once along its edges and
-    counts degrees where the edges already are (:func:`pipelines.propagate.propagate_layer`).
+    counts degrees where the edges already are (:func:`pipelines.propagate.propagate_layer`),
+    with the edges hashed into ``buckets`` (default ``partitions``): fewer buckets mean fewer
+    partial rows per layer (at most ``buckets`` per node) and more edges per task.
 
     Schema:
         pairs: ``src, dst`` (undirected simple pairs, each once); ego:
@@ -146,13 +154,16 @@ def propagate_homogeneous(
     both = pairs.select(F.col(SRC).alias("u"), F.col(DST).alias("v")).unionByName(
         pairs.select(F.col(DST).alias("u"), F.col(SRC).alias("v"))
     )
-    edges = bucket_edges(both, buckets=partitions).localCheckpoint()
+    buckets = buckets or partitions
+    edges = bucket_edges(both, buckets=buckets).localCheckpoint()
     share = 1.0 / (layers + 1)
-    layer = ego.select(KIND, NODE_ID, VECTOR)
+    # Checkpointed: layer 0 feeds the first push and the final mean; unpinned, its (replica
+    # averaging) shuffle would run twice.
+    layer = ego.select(KIND, NODE_ID, VECTOR).localCheckpoint()
     acc = [layer.withColumn(WEIGHT_COL, F.lit(share))]
     for _ in range(layers):
         layer = propagate_layer(
-            edges, layer, dim=dim, buckets=partitions, out_kind=NODE_KIND
+            edges, layer, dim=dim, buckets=buckets, out_kind=NODE_KIND
         ).localCheckpoint()
         acc.append(layer.withColumn(WEIGHT_COL, F.lit(share)))
     stacked = acc[0]
@@ -162,7 +173,13 @@ def propagate_homogeneous(
 
 
 def aggregate_homogeneous(
-    rows: DataFrame, pairs: DataFrame, *, dim: int, layers: int, partitions: int
+    rows: DataFrame,
+    pairs: DataFrame,
+    *,
+    dim: int,
+    layers: int,
+    partitions: int,
+    buckets: int | None = None,
 ) -> DataFrame:
     """Leaf rows -> global final embeddings: weighted mean of replicas, then propagation.
 
@@ -173,4 +190,6 @@ def aggregate_homogeneous(
     ego = weighted_mean_by_node(
         rows.select(KIND, NODE_ID, WEIGHT_COL, VECTOR), dim=dim, partitions=partitions
     )
-    return propagate_homogeneous(pairs, ego, dim=dim, layers=layers, partitions=partitions)
+    return propagate_homogeneous(
+        pairs, ego, dim=dim, layers=layers, partitions=partitions, buckets=buckets
+    )
