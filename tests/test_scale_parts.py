@@ -80,6 +80,40 @@ def test_train_leaf_homogeneous_rows_weights_and_init():
     assert out[LEAF_LOG].notna().tolist() == [True, False, False]
 
 
+def test_vector_bytes_float16_round_trip_and_mixed_rows_rejected():
+    m = np.array([[0.1, -2.5, 3.0], [1e-3, 0.0, 65000.0]], dtype=np.float32)
+    half = vectors_to_bytes(m, "float16")
+    assert [len(b) for b in half] == [6, 6]
+    back = bytes_to_matrix(half, 3)
+    assert back.dtype == np.float32
+    assert np.array_equal(back, m.astype(np.float16).astype(np.float32))
+    assert np.allclose(back, m, rtol=2**-11, atol=0)
+    assert np.array_equal(bytes_to_matrix(vectors_to_bytes(m), 3), m)  # float32 unchanged
+    with pytest.raises(ValueError, match="18 bytes for 2 rows of dim 3"):
+        bytes_to_matrix([half[0], vectors_to_bytes(m)[1]], 3)
+    with pytest.raises(ValueError, match="vector dtype"):
+        vectors_to_bytes(m, "int8")
+    with pytest.raises(ValueError, match="vector_dtype"):
+        LeafTrainSettings(vector_dtype="float64")
+
+
+def test_train_leaf_homogeneous_float16_rows_are_the_float32_rows_rounded():
+    from pipelines.homogeneous_embed import train_leaf_homogeneous
+
+    src, dst = _two_cliques()
+    pdf = pd.DataFrame({"leaf_id": 3, "src": src, "dst": dst})
+    common = dict(dim=8, layers=1, epochs=3, batch_size=8, lr=0.05, seed=2, threads=1)
+    full = train_leaf_homogeneous(pdf, LeafTrainSettings(**common, device="cpu"))
+    half = train_leaf_homogeneous(
+        pdf, LeafTrainSettings(**common, device="cpu", vector_dtype="float16")
+    )
+    assert half["node_id"].tolist() == full["node_id"].tolist()
+    assert half["w"].tolist() == full["w"].tolist()
+    assert {len(b) for b in half["vector"]} == {16}
+    expected = bytes_to_matrix(list(full["vector"]), 8).astype(np.float16).astype(np.float32)
+    assert np.array_equal(bytes_to_matrix(list(half["vector"]), 8), expected)
+
+
 def test_propagate_homogeneous_matches_hand_computation(spark):
     from pipelines.homogeneous_embed import propagate_homogeneous
 
@@ -89,12 +123,15 @@ def test_propagate_homogeneous_matches_hand_computation(spark):
         [("node", i, v) for i, v in enumerate(vectors_to_bytes(ego_np))],
         "kind string, node_id long, vector binary",
     )
-    out = propagate_homogeneous(pairs, ego, dim=2, layers=1, partitions=2).toPandas()
-    out = out.sort_values("node_id")
-    got = bytes_to_matrix(list(out["vector"]), 2)
     expected = np.array([[0.5, R / 2], [R, 0.5 + R / 2], [0.5, 0.5 + R / 2]])
-    assert out["node_id"].tolist() == [0, 1, 2]
-    assert np.allclose(got, expected, atol=1e-6)
+    for buckets in (None, 1, 3):  # None: as many edge buckets as partitions
+        out = propagate_homogeneous(
+            pairs, ego, dim=2, layers=1, partitions=2, buckets=buckets
+        ).toPandas()
+        out = out.sort_values("node_id")
+        got = bytes_to_matrix(list(out["vector"]), 2)
+        assert out["node_id"].tolist() == [0, 1, 2]
+        assert np.allclose(got, expected, atol=1e-6)
 
 
 def test_leaf_edge_rows_internal_plus_halo(spark):
