@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import functions as F
 
     from pipelines.bridge import LeafTrainSettings, bytes_to_matrix
-    from pipelines.leaf_training import train_partitioned
+    from pipelines.leaf_training import iter_rounds
     from pipelines.partition import PartitionSettings, partition_interactions
     from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
     from pipelines.session import build_spark
@@ -155,21 +155,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         train_seconds, rounds, curve = 0.0, 0, []
         best = {"recall@20": 0.0, "ndcg@20": 0.0}
-        while train_seconds < budget:
-            rounds += 1
-            out = train_partitioned(
-                spark,
-                leaf_edges,
-                settings=settings,
-                rounds=rounds,
-                partitions=8,
-                work_dir=work / "rounds",
-            )
-            # Earlier rounds are found on disk and skipped: out.seconds is this round's time.
-            stamp = work / "rounds" / f"leaf-logs-round-{rounds}.json"
-            round_logs = json.loads(stamp.read_text())
-            train_seconds += out.seconds
-            pdf = out.ego.toPandas()
+        steps = iter_rounds(
+            spark,
+            leaf_edges,
+            settings=settings,
+            rounds=None,
+            partitions=8,
+            work_dir=work / "rounds",
+        )
+        for done in steps:  # the evaluation between rounds is outside every round's clock
+            rounds = done.index
+            train_seconds += done.seconds
+            pdf = spark.read.parquet(str(done.ego_path)).toPandas()
             ego = np.zeros((n_users + n_items, args.dim), dtype=np.float32)
             vecs = bytes_to_matrix(list(pdf[VECTOR]), args.dim)
             is_user = (pdf[KIND] == USER).to_numpy()
@@ -181,11 +178,19 @@ def main(argv: list[str] | None = None) -> int:
             figures = evaluator.evaluate(final[:n_users], final[n_users:])
             curve.append((round(train_seconds, 1), figures["recall@20"]))
             best = figures
-            loss = np.mean([x["losses"][-1] for x in round_logs if x["losses"]])
+            loss = np.mean([x["losses"][-1] for x in done.leaf_logs if x["losses"]])
+            leaf_train = sum(x["train_seconds"] for x in done.leaf_logs)
+            leaf_total = sum(x["seconds"] for x in done.leaf_logs)
             print(
                 f"k={k} round {rounds}: recall@20 {figures['recall@20']:.4f} "
-                f"ndcg@20 {figures['ndcg@20']:.4f} train {train_seconds:.1f}s loss {loss:.4f}"
+                f"ndcg@20 {figures['ndcg@20']:.4f} train {train_seconds:.1f}s "
+                f"(round {done.seconds:.1f}s; leaf functions {leaf_total:.1f}s, of which "
+                f"training {leaf_train:.1f}s, summed over leaves) "
+                f"loss {loss:.4f}"
             )
+            if train_seconds >= budget:
+                steps.close()
+                break
         target = full["recall@20"]
         reach = next((s for s, r in curve if target is not None and r >= target), None)
         results.append(

@@ -3,7 +3,7 @@
 import numpy as np
 
 from pipelines.bridge import LeafTrainSettings, bytes_to_matrix
-from pipelines.leaf_training import train_partitioned
+from pipelines.leaf_training import iter_rounds, train_partitioned
 
 SETTINGS = LeafTrainSettings(dim=8, layers=2, epochs=2, batch_size=32, lr=0.01, seed=1, threads=1)
 
@@ -57,3 +57,33 @@ def test_rounds_cover_every_node_and_resume(spark, tmp_path):
     k1, v1 = _table(spark.read.parquet(str(tmp_path / "ego-round-1")))
     ko, vo = _table(other.ego)
     assert ko == k1 and np.allclose(vo, v1, atol=1e-6)
+
+
+def test_iter_rounds_yields_each_round_and_stops_when_the_caller_does(spark, tmp_path):
+    edges = _edges(spark)
+    steps = iter_rounds(
+        spark, edges, settings=SETTINGS, rounds=None, partitions=3, work_dir=tmp_path / "open"
+    )
+    seen = []
+    for done in steps:
+        seen.append(done)
+        if done.index == 2:
+            steps.close()
+            break
+    assert [d.index for d in seen] == [1, 2]
+    assert all(not d.resumed and d.seconds > 0 for d in seen)
+    assert [sorted(x["leaf_id"] for x in d.leaf_logs) for d in seen] == [[0, 1], [0, 1]]
+    assert not (tmp_path / "open" / "ego-round-3").exists()
+    # The same two rounds as a bounded run: identical tables.
+    bounded = train_partitioned(
+        spark, edges, settings=SETTINGS, rounds=2, partitions=3, work_dir=tmp_path / "bounded"
+    )
+    keys, vecs = _table(bounded.ego)
+    keys_open, vecs_open = _table(spark.read.parquet(str(seen[-1].ego_path)))
+    assert keys_open == keys and np.array_equal(vecs_open, vecs)
+    # Resumed: finished rounds come back from disk with no time charged, then training goes on.
+    again = iter_rounds(
+        spark, edges, settings=SETTINGS, rounds=3, partitions=3, work_dir=tmp_path / "open"
+    )
+    flags = [(d.index, d.resumed, d.seconds == 0.0) for d in again]
+    assert flags == [(1, True, True), (2, True, True), (3, False, False)]
