@@ -48,6 +48,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="Adam learning rate of the leaves (default: --lr, the full model's).",
     )
     p.add_argument("--epochs-per-round", type=int, default=1)
+    p.add_argument(
+        "--round-partitions",
+        type=int,
+        default=8,
+        help="Spark partitions the leaves of a round run on (each task costs ~0.2 s per round).",
+    )
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
@@ -160,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             leaf_edges,
             settings=settings,
             rounds=None,
-            partitions=8,
+            partitions=args.round_partitions,
             work_dir=work / "rounds",
         )
         for done in steps:  # the evaluation between rounds is outside every round's clock
