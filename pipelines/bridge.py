@@ -44,6 +44,13 @@ EMBEDDING_ROWS_SCHEMA = T.StructType(
 VECTOR_DTYPES = ("float32", "float16")
 
 
+def check_vector_dtype(dtype: str, name: str) -> str:
+    """``dtype`` if it is one of :data:`VECTOR_DTYPES`, else a ValueError naming ``name``."""
+    if dtype not in VECTOR_DTYPES:
+        raise ValueError(f"{name}: must be one of {VECTOR_DTYPES} (got {dtype!r})")
+    return dtype
+
+
 @dataclass(frozen=True)
 class LeafTrainSettings:
     """What every leaf's training needs; plain data so it pickles into the Spark closure."""
@@ -61,10 +68,7 @@ class LeafTrainSettings:
     vector_dtype: str = "float32"  # of the returned rows' vectors; "float16" halves their bytes
 
     def __post_init__(self) -> None:
-        if self.vector_dtype not in VECTOR_DTYPES:
-            raise ValueError(
-                f"vector_dtype: must be one of {VECTOR_DTYPES} (got {self.vector_dtype!r})"
-            )
+        check_vector_dtype(self.vector_dtype, "vector_dtype")
 
 
 def task_device(requested: str = "auto") -> str:
@@ -111,9 +115,7 @@ def vectors_to_bytes(matrix: np.ndarray, dtype: str = "float32") -> list[bytes]:
     them (relative rounding error <= 2^-11, far below the training noise); every reader
     (:func:`bytes_to_matrix`) tells the two apart by length and returns float32.
     """
-    if dtype not in VECTOR_DTYPES:
-        raise ValueError(f"vector dtype: must be one of {VECTOR_DTYPES} (got {dtype!r})")
-    m = np.ascontiguousarray(matrix, dtype=np.dtype(dtype))
+    m = np.ascontiguousarray(matrix, dtype=np.dtype(check_vector_dtype(dtype, "vector dtype")))
     return [row.tobytes() for row in m]
 
 
