@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
-from pipelines.bridge import vectors_to_bytes
+from pipelines.bridge import LEAF_LOG, bytes_to_matrix, vectors_to_bytes
 from pipelines.propagate import (
     VECTOR_TABLE_SCHEMA,
     bucket_edges,
@@ -31,7 +32,7 @@ from pipelines.propagate import (
     reduce_by_node,
     sum_partials,
 )
-from pipelines.schema import ITEM, KIND, NODE_ID, USER, VECTOR
+from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
 
 WEIGHT_COL = "w"
 
@@ -81,17 +82,28 @@ def initial_vectors(nodes: DataFrame, *, dim: int, seed: int, std: float = 0.1) 
 
     def fn(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
         for pdf in batches:
-            parts = []
-            for kind, group in pdf.groupby(KIND, sort=False):
-                ids = group[NODE_ID].to_numpy(np.int64)
-                vecs = seeded_normal(ids, KIND_CODES.get(str(kind), 0), dim, seed, std)
-                parts.append(
-                    pd.DataFrame({KIND: kind, NODE_ID: ids, VECTOR: vectors_to_bytes(vecs)})
+            if len(pdf):
+                vecs = seeded_vectors(pdf, dim=dim, seed=seed, std=std)
+                yield pd.DataFrame(
+                    {KIND: pdf[KIND], NODE_ID: pdf[NODE_ID], VECTOR: vectors_to_bytes(vecs)}
                 )
-            if parts:
-                yield pd.concat(parts, ignore_index=True)
 
     return nodes.select(KIND, NODE_ID).distinct().mapInPandas(fn, schema=VECTOR_TABLE_SCHEMA)
+
+
+def seeded_vectors(rows: pd.DataFrame, *, dim: int, seed: int, std: float = 0.1) -> np.ndarray:
+    """:func:`seeded_normal` for each row's ``(kind, node_id)``, in row order.
+
+    Shapes:
+        rows: ``n`` rows with ``kind``, ``node_id`` -> ``[n, dim]`` float32.
+    """
+    out = np.empty((len(rows), dim), dtype=np.float32)
+    kinds = rows[KIND].to_numpy()
+    ids = rows[NODE_ID].to_numpy(np.int64)
+    for kind in pd.unique(kinds):
+        mask = kinds == kind
+        out[mask] = seeded_normal(ids[mask], KIND_CODES.get(str(kind), 0), dim, seed, std)
+    return out
 
 
 def weighted_mean_by_node(
@@ -153,3 +165,101 @@ def lightgcn_propagate(
     for part in acc[1:]:
         stacked = stacked.unionByName(part)
     return weighted_mean_by_node(stacked, dim=dim, partitions=partitions, normalise=False)
+
+
+PRIMARY = "primary"
+"""True on one row per node (its lowest ``leaf_id``): selects the global table out of the
+per-leaf rows of :func:`average_replicas_per_leaf`."""
+
+LEAF_ROWS_SCHEMA = T.StructType(
+    [
+        T.StructField(LEAF_ID, T.LongType(), False),
+        T.StructField(KIND, T.StringType(), False),
+        T.StructField(NODE_ID, T.LongType(), False),
+        T.StructField(VECTOR, T.BinaryType(), False),
+        T.StructField(PRIMARY, T.BooleanType(), False),
+        T.StructField(LEAF_LOG, T.StringType(), True),
+    ]
+)
+
+
+def replica_means(rows: pd.DataFrame, dim: int) -> pd.DataFrame:
+    """Every replica row gets its node's weighted mean ``Σ_k w_k v_k / Σ_k w_k``.
+
+    Federated averaging (McMahan et al. 2017, Eq. 1) of the copies of a node held by several
+    leaves, written back onto each copy so the next round's leaves read their start vectors
+    without a join. Rows are ordered by ``(kind, node_id, leaf_id)`` first, so the float64 sums
+    do not depend on the order rows arrive in. Pure pandas/numpy.
+
+    Schema:
+        in: ``leaf_id``, ``kind``, ``node_id``, ``w``, ``vector`` (float32 or float16 bytes),
+        ``leaf_log`` (passed through). out: :data:`LEAF_ROWS_SCHEMA` (float32 vectors).
+    """
+    if rows.empty:
+        return pd.DataFrame({f.name: [] for f in LEAF_ROWS_SCHEMA.fields})
+    kind_codes, kinds = pd.factorize(rows[KIND], sort=True)
+    ids = rows[NODE_ID].to_numpy(np.int64)
+    leaves = rows[LEAF_ID].to_numpy(np.int64)
+    order = np.lexsort((leaves, ids, kind_codes))
+    kind_codes, ids, leaves = kind_codes[order], ids[order], leaves[order]
+    w = rows[WEIGHT_COL].to_numpy(np.float64)[order]
+    vecs = bytes_to_matrix(list(rows[VECTOR].iloc[order]), dim).astype(np.float64)
+    first = np.r_[True, (ids[1:] != ids[:-1]) | (kind_codes[1:] != kind_codes[:-1])]
+    starts = np.flatnonzero(first)
+    sums = np.add.reduceat(vecs * w[:, None], starts, axis=0)
+    wsum = np.add.reduceat(w, starts)
+    means = (sums / np.where(wsum == 0, 1.0, wsum)[:, None]).astype(np.float32)
+    group = np.cumsum(first) - 1
+    return pd.DataFrame(
+        {
+            LEAF_ID: leaves,
+            KIND: np.asarray(kinds)[kind_codes],
+            NODE_ID: ids,
+            VECTOR: vectors_to_bytes(means[group]),
+            PRIMARY: first,
+            LEAF_LOG: rows[LEAF_LOG].to_numpy(object)[order],
+        }
+    )
+
+
+def average_replicas_per_leaf(rows: DataFrame, *, dim: int, partitions: int) -> DataFrame:
+    """:func:`replica_means` in Spark: one shuffle by node, one pass per partition.
+
+    Schema:
+        in: ``leaf_id``, ``kind``, ``node_id``, ``w`` double, ``vector`` binary, ``leaf_log``.
+        out: :data:`LEAF_ROWS_SCHEMA`.
+    """
+
+    def fn(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
+        frames = [b for b in batches if len(b)]
+        if frames:
+            yield replica_means(pd.concat(frames, ignore_index=True), dim)
+
+    return (
+        rows.select(LEAF_ID, KIND, NODE_ID, WEIGHT_COL, VECTOR, LEAF_LOG)
+        .repartition(partitions, KIND, NODE_ID)
+        .mapInPandas(fn, schema=LEAF_ROWS_SCHEMA)
+    )
+
+
+def seeded_leaf_rows(members: DataFrame, *, dim: int, seed: int) -> DataFrame:
+    """Round-0 rows: every (leaf, node) with the node's seeded start vector and weight 1.
+
+    Schema:
+        in: ``leaf_id``, ``kind``, ``node_id``. out: the input of
+        :func:`average_replicas_per_leaf` (``leaf_log`` null).
+    """
+
+    def fn(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
+        for pdf in batches:
+            if len(pdf):
+                vecs = seeded_vectors(pdf, dim=dim, seed=seed)
+                yield pdf.assign(
+                    **{WEIGHT_COL: 1.0, VECTOR: vectors_to_bytes(vecs), LEAF_LOG: None}
+                )
+
+    schema = (
+        f"{LEAF_ID} long, {KIND} string, {NODE_ID} long, {WEIGHT_COL} double, "
+        f"{VECTOR} binary, {LEAF_LOG} string"
+    )
+    return members.select(LEAF_ID, KIND, NODE_ID).mapInPandas(fn, schema=schema)

@@ -1,12 +1,14 @@
 """Partitioned LightGCN: rounds of per-leaf training in Spark tasks with federated averaging.
 
-Round ``r``: every leaf starts from the current global ego table (the same deterministic
+Round ``r``: every leaf starts from the current global ego vectors (the same deterministic
 initialisation in round 0), trains ``settings.epochs`` epochs on its interactions inside one Spark
 task (:func:`pipelines.bridge.train_leaves_from`), and the copies of each node are averaged with
 weights = the node's interaction count in each leaf
-(:func:`pipelines.aggregate.weighted_mean_by_node`).
-Each round's table is written as Parquet under ``work_dir`` (lineage cut; a rerun resumes after
-the last finished round). The final LightGCN propagation runs globally
+(:func:`pipelines.aggregate.average_replicas_per_leaf`). The average is written back once per
+(leaf, node) replica, so a round is one job with two shuffles (by leaf to train, by node to
+average) and no join. Each round's rows are written as Parquet under ``work_dir/rounds`` (lineage
+cut; a rerun resumes after the last finished round); :func:`round_table` reads the global table
+out of them. The final LightGCN propagation runs globally
 (:func:`pipelines.aggregate.lightgcn_propagate`).
 """
 
@@ -23,7 +25,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipelines.aggregate import initial_vectors, weighted_mean_by_node
+from pipelines.aggregate import PRIMARY, average_replicas_per_leaf, seeded_leaf_rows
 from pipelines.bridge import LEAF_LOG, LeafTrainSettings, train_leaves_from
 from pipelines.progress import progress
 from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
@@ -41,17 +43,29 @@ class PartitionedTraining:
 
 @dataclass(frozen=True)
 class TrainingRound:
-    """One finished round: where its global ego table is, its leaves' logs, its wall time.
+    """One finished round: where its rows are, its leaves' logs, its wall time.
 
-    ``seconds`` is the round's own time (the first round also carries the setup: caching the
-    leaf edges, the round-0 table); a round found finished on disk reports 0 and ``resumed``.
+    ``rows_path`` holds the round's averaged vectors once per (leaf, node) replica (the next
+    round's start rows); :meth:`ego` reads the global table out of it. ``seconds`` is the
+    round's own time (the first round also carries the setup: caching the leaf edges, the
+    round-0 rows); a round found finished on disk reports 0 and ``resumed``.
     """
 
     index: int
-    ego_path: Path
+    rows_path: Path
     leaf_logs: list[dict[str, Any]]
     seconds: float
     resumed: bool
+
+    def ego(self, spark: SparkSession) -> DataFrame:
+        """The round's global table (:func:`round_table`)."""
+        return round_table(spark, self.rows_path)
+
+
+def round_table(spark: SparkSession, rows_path: Path) -> DataFrame:
+    """The global ``kind, node_id, vector`` table of a round: one row per node, no shuffle."""
+    rows = spark.read.parquet(str(rows_path))
+    return rows.where(F.col(PRIMARY)).select(KIND, NODE_ID, VECTOR)
 
 
 def leaf_nodes(leaf_edges: DataFrame) -> DataFrame:
@@ -75,39 +89,41 @@ def iter_rounds(
 ) -> Iterator[TrainingRound]:
     """Yield each round of leaf training + averaging as it finishes (``rounds=None``: no end).
 
-    The leaf edges and the (leaf, node) memberships are cached once for all rounds; the caller
-    may evaluate between rounds (its time is not in any round's ``seconds``) and stop early.
+    A round is one Spark job with two shuffles: the previous round's per-leaf rows are
+    co-grouped by leaf with the leaf edges (cached once, hash-partitioned by leaf on
+    ``partitions`` partitions, so they are not shuffled again) and trained; the trained
+    replicas are shuffled by node, averaged, and written back once per (leaf, node)
+    (:func:`pipelines.aggregate.average_replicas_per_leaf`), so the next round needs no join.
+    The caller may evaluate between rounds (its time is not in any round's ``seconds``) and
+    stop early.
 
     Schema:
         leaf_edges: ``leaf_id`` long, ``user`` long, ``item`` long.
-        each round's table (Parquet at ``ego_path``): ``kind``, ``node_id``, ``vector``.
+        each round's rows (Parquet at ``rows_path``): :data:`LEAF_ROWS_SCHEMA`.
     """
     started = time.perf_counter()
-    leaf_edges = leaf_edges.select(LEAF_ID, USER, ITEM).repartition(partitions, LEAF_ID).cache()
-    members = leaf_nodes(leaf_edges).cache()
+    leaf_edges = _cached_by_leaf(leaf_edges.select(LEAF_ID, USER, ITEM), partitions)
     try:
-        ego_path = work_dir / "ego-round-0"
-        if not (ego_path / "_SUCCESS").exists():
-            nodes = members.select(KIND, NODE_ID).distinct()
-            initial_vectors(nodes, dim=settings.dim, seed=settings.seed).write.mode(
+        rows_path = work_dir / "rounds" / "0"
+        if not (rows_path / "_SUCCESS").exists():
+            seeded = seeded_leaf_rows(leaf_nodes(leaf_edges), dim=settings.dim, seed=settings.seed)
+            average_replicas_per_leaf(seeded, dim=settings.dim, partitions=partitions).write.mode(
                 "overwrite"
-            ).parquet(str(ego_path))
+            ).parquet(str(rows_path))
         setup_seconds = time.perf_counter() - started  # charged to the first round that runs
         r = 0
         while rounds is None or r < rounds:
             r += 1
-            out_path = work_dir / f"ego-round-{r}"
-            log_path = work_dir / f"leaf-logs-round-{r}.json"
-            if (out_path / "_SUCCESS").exists() and log_path.exists():
-                ego_path = out_path
-                yield TrainingRound(r, out_path, json.loads(log_path.read_text()), 0.0, True)
+            out_path = work_dir / "rounds" / str(r)
+            if (out_path / "_SUCCESS").exists():
+                rows_path = out_path
+                yield TrainingRound(r, out_path, _leaf_logs(spark, out_path), 0.0, True)
                 continue
             t0 = time.perf_counter()
             spark.sparkContext.setJobDescription(f"graphpipe train: round {r}")
-            round_logs = _run_round(leaf_edges, members, ego_path, out_path, settings, r,
-                                    partitions)  # fmt: skip
-            log_path.write_text(json.dumps(round_logs))
-            ego_path = out_path
+            _run_round(leaf_edges, rows_path, out_path, settings, r, partitions)
+            round_logs = _leaf_logs(spark, out_path)
+            rows_path = out_path
             seconds = time.perf_counter() - t0 + setup_seconds
             setup_seconds = 0.0
             spark.sparkContext.setJobDescription(None)  # type: ignore[arg-type]
@@ -121,33 +137,53 @@ def iter_rounds(
             )
             yield TrainingRound(r, out_path, round_logs, seconds, False)
     finally:
-        members.unpersist()
         leaf_edges.unpersist()
+
+
+def _cached_by_leaf(leaf_edges: DataFrame, partitions: int) -> DataFrame:
+    """``leaf_edges`` hash-partitioned by leaf and cached, with a partitioning later plans see.
+
+    Planned with adaptive execution off: an adaptive plan reports an unknown partitioning, so
+    every round's co-group would shuffle the cached edges again.
+    """
+    spark = leaf_edges.sparkSession
+    key = "spark.sql.adaptive.enabled"
+    before = spark.conf.get(key)
+    spark.conf.set(key, "false")
+    try:
+        cached = leaf_edges.repartition(partitions, LEAF_ID).cache()
+        cached.count()
+    finally:
+        spark.conf.set(key, before)
+    return cached
 
 
 def _run_round(
     leaf_edges: DataFrame,
-    members: DataFrame,
-    ego_path: Path,
+    rows_path: Path,
     out_path: Path,
     settings: LeafTrainSettings,
     r: int,
     partitions: int,
-) -> list[dict[str, Any]]:
-    """Train every leaf from the table at ``ego_path``, average into ``out_path``; leaf logs."""
+) -> None:
+    """Train every leaf from the rows at ``rows_path``; write the averaged rows to ``out_path``."""
     spark = leaf_edges.sparkSession
-    ego = spark.read.parquet(str(ego_path))
-    init = members.join(ego, [KIND, NODE_ID])
-    rows = train_leaves_from(leaf_edges, init, settings, round_index=r).persist()
-    weighted_mean_by_node(
-        rows.select(KIND, NODE_ID, "w", VECTOR), dim=settings.dim, partitions=partitions
-    ).write.mode("overwrite").parquet(str(out_path))
-    round_logs = [
-        json.loads(x[LEAF_LOG])
-        for x in rows.where(F.col(LEAF_LOG).isNotNull()).select(LEAF_LOG).collect()
-    ]
-    rows.unpersist()
-    return sorted(round_logs, key=lambda x: x["leaf_id"])
+    start = (
+        spark.read.parquet(str(rows_path))
+        .select(LEAF_ID, KIND, NODE_ID, VECTOR)
+        .repartition(partitions, LEAF_ID)
+    )
+    trained = train_leaves_from(leaf_edges, start, settings, round_index=r)
+    average_replicas_per_leaf(trained, dim=settings.dim, partitions=partitions).write.mode(
+        "overwrite"
+    ).parquet(str(out_path))
+
+
+def _leaf_logs(spark: SparkSession, rows_path: Path) -> list[dict[str, Any]]:
+    """The leaves' logs a round's rows carry, by leaf."""
+    rows = spark.read.parquet(str(rows_path)).where(F.col(LEAF_LOG).isNotNull())
+    logs = [json.loads(x[LEAF_LOG]) for x in rows.select(LEAF_LOG).collect()]
+    return sorted(logs, key=lambda x: x["leaf_id"])
 
 
 def train_partitioned(
@@ -167,7 +203,7 @@ def train_partitioned(
     """
     started = time.perf_counter()
     logs: list[dict[str, Any]] = []
-    ego_path = work_dir / "ego-round-0"
+    rows_path = work_dir / "rounds" / "0"
     steps = iter_rounds(
         spark,
         leaf_edges,
@@ -178,9 +214,9 @@ def train_partitioned(
     )
     for done in progress(steps, desc="train rounds", total=rounds):
         logs.extend(done.leaf_logs)
-        ego_path = done.ego_path
+        rows_path = done.rows_path
     return PartitionedTraining(
-        ego=spark.read.parquet(str(ego_path)),
+        ego=round_table(spark, rows_path),
         leaf_logs=logs,
         rounds=rounds,
         seconds=time.perf_counter() - started,

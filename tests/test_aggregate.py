@@ -1,9 +1,13 @@
 import numpy as np
+import pandas as pd
 
 from pipelines.aggregate import (
+    PRIMARY,
     WEIGHT_COL,
+    average_replicas_per_leaf,
     initial_vectors,
     lightgcn_propagate,
+    replica_means,
     seeded_normal,
     weighted_mean_by_node,
 )
@@ -51,6 +55,60 @@ def test_weighted_mean_by_node(spark):
     assert np.allclose(mean[("user", 1)], [2.0, 2.0])
     total = _table(weighted_mean_by_node(df, dim=2, partitions=1, normalise=False), 2)
     assert np.allclose(total[("item", 1)], [1.0, 12.0])
+
+
+def _replica_rows():
+    # item 1 lives in leaves 2 (w 1) and 0 (w 3); user 1 only in leaf 0; item 7 in leaves 0 and 1
+    return pd.DataFrame(
+        {
+            "leaf_id": [2, 0, 0, 1, 0],
+            "kind": ["item", "item", "user", "item", "item"],
+            "node_id": [1, 1, 1, 7, 7],
+            WEIGHT_COL: [1.0, 3.0, 2.0, 1.0, 1.0],
+            "vector": vectors_to_bytes(
+                np.array([[1.0, 0.0], [0.0, 4.0], [2.0, 2.0], [5.0, 5.0], [1.0, -1.0]])
+            ),
+            "leaf_log": [None, '{"leaf_id": 0}', None, '{"leaf_id": 1}', None],
+        }
+    )
+
+
+def test_replica_means_writes_the_weighted_mean_back_onto_every_replica():
+    out = replica_means(_replica_rows(), 2)
+    got = {
+        (r.kind, r.node_id, r.leaf_id): (v, r.primary, r.leaf_log)
+        for r, v in zip(
+            out.itertuples(index=False), bytes_to_matrix(list(out["vector"]), 2), strict=True
+        )
+    }
+    # (1*[1,0] + 3*[0,4]) / 4 on both replicas of item 1; the lowest leaf holds the primary row
+    assert np.allclose(got[("item", 1, 0)][0], [0.25, 3.0])
+    assert np.allclose(got[("item", 1, 2)][0], [0.25, 3.0])
+    assert np.allclose(got[("item", 7, 0)][0], [3.0, 2.0])
+    assert np.allclose(got[("item", 7, 1)][0], [3.0, 2.0])
+    assert np.allclose(got[("user", 1, 0)][0], [2.0, 2.0])
+    assert [k for k, v in got.items() if v[1]] == [("item", 1, 0), ("item", 7, 0), ("user", 1, 0)]
+    # the leaves' logs stay on the row they came with
+    assert got[("item", 1, 0)][2] == '{"leaf_id": 0}' and got[("item", 7, 1)][2] == '{"leaf_id": 1}'
+    # the same rows in another order give the same bytes (sums ordered by kind, node, leaf)
+    shuffled = replica_means(_replica_rows().iloc[[4, 2, 0, 3, 1]], 2)
+    assert shuffled.equals(out)
+
+
+def test_average_replicas_per_leaf_in_spark_equals_pandas(spark):
+    rows = _replica_rows()
+    df = spark.createDataFrame(
+        rows.assign(vector=[bytearray(v) for v in rows["vector"]]),
+        f"leaf_id long, kind string, node_id long, {WEIGHT_COL} double, vector binary, "
+        "leaf_log string",
+    )
+    got = average_replicas_per_leaf(df, dim=2, partitions=3).toPandas()
+    got = got.sort_values(["kind", "node_id", "leaf_id"]).reset_index(drop=True)
+    expected = replica_means(rows, 2)
+    assert got[["leaf_id", "kind", "node_id", PRIMARY]].equals(
+        expected[["leaf_id", "kind", "node_id", PRIMARY]]
+    )
+    assert [bytes(v) for v in got["vector"]] == list(expected["vector"])
 
 
 def test_lightgcn_propagate_matches_dense_reference(spark):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from pipelines.bridge import LeafTrainSettings, bytes_to_matrix
-from pipelines.leaf_training import iter_rounds, train_partitioned
+from pipelines.leaf_training import iter_rounds, round_table, train_partitioned
 
 SETTINGS = LeafTrainSettings(dim=8, layers=2, epochs=2, batch_size=32, lr=0.01, seed=1, threads=1)
 
@@ -35,7 +35,7 @@ def test_rounds_cover_every_node_and_resume(spark, tmp_path):
     assert len(result.leaf_logs) == 2 * 2  # two leaves, two rounds
     assert sorted({x["round"] for x in result.leaf_logs}) == [1, 2]
     # Items trained in both leaves were averaged: an item's vector differs from its round-0 init.
-    init_keys, init_vecs = _table(spark.read.parquet(str(tmp_path / "ego-round-0")))
+    init_keys, init_vecs = _table(round_table(spark, tmp_path / "rounds" / "0"))
     assert init_keys == keys and not np.allclose(init_vecs, vecs)
 
     # Rerun: both rounds are found on disk and skipped; the same table comes back.
@@ -54,7 +54,7 @@ def test_rounds_cover_every_node_and_resume(spark, tmp_path):
         partitions=4,
         work_dir=tmp_path / "other",
     )
-    k1, v1 = _table(spark.read.parquet(str(tmp_path / "ego-round-1")))
+    k1, v1 = _table(round_table(spark, tmp_path / "rounds" / "1"))
     ko, vo = _table(other.ego)
     assert ko == k1 and np.allclose(vo, v1, atol=1e-6)
 
@@ -73,13 +73,13 @@ def test_iter_rounds_yields_each_round_and_stops_when_the_caller_does(spark, tmp
     assert [d.index for d in seen] == [1, 2]
     assert all(not d.resumed and d.seconds > 0 for d in seen)
     assert [sorted(x["leaf_id"] for x in d.leaf_logs) for d in seen] == [[0, 1], [0, 1]]
-    assert not (tmp_path / "open" / "ego-round-3").exists()
+    assert not (tmp_path / "open" / "rounds" / "3").exists()
     # The same two rounds as a bounded run: identical tables.
     bounded = train_partitioned(
         spark, edges, settings=SETTINGS, rounds=2, partitions=3, work_dir=tmp_path / "bounded"
     )
     keys, vecs = _table(bounded.ego)
-    keys_open, vecs_open = _table(spark.read.parquet(str(seen[-1].ego_path)))
+    keys_open, vecs_open = _table(seen[-1].ego(spark))
     assert keys_open == keys and np.array_equal(vecs_open, vecs)
     # Resumed: finished rounds come back from disk with no time charged, then training goes on.
     again = iter_rounds(
