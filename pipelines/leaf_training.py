@@ -148,7 +148,7 @@ def _cached_by_leaf(leaf_edges: DataFrame, partitions: int) -> DataFrame:
     """
     spark = leaf_edges.sparkSession
     key = "spark.sql.adaptive.enabled"
-    before = spark.conf.get(key)
+    before = spark.conf.get(key) or "true"
     spark.conf.set(key, "false")
     try:
         cached = leaf_edges.repartition(partitions, LEAF_ID).cache()
