@@ -371,9 +371,13 @@ def train_leaves_from(
     def fn(edges: pd.DataFrame, init: pd.DataFrame) -> pd.DataFrame:
         return train_leaf_from(edges, init, settings, round_index=round_index)
 
-    # Fresh attribute ids on both sides: leaf_init is usually derived from leaf_edges.
-    edges = leaf_edges.select(*[F.col(c).alias(c) for c in (LEAF_ID, USER, ITEM)])
-    init = leaf_init.select(*[F.col(c).alias(c) for c in (LEAF_ID, KIND, NODE_ID, VECTOR)])
+    # Fresh attribute ids on both sides (leaf_init is usually derived from leaf_edges), and one
+    # leaf id type: co-partitioned sides hashed as int and as long would not meet.
+    edges = leaf_edges.select(*[F.col(c).cast("long").alias(c) for c in (LEAF_ID, USER, ITEM)])
+    init = leaf_init.select(
+        F.col(LEAF_ID).cast("long").alias(LEAF_ID),
+        *[F.col(c).alias(c) for c in (KIND, NODE_ID, VECTOR)],
+    )
     return (
         edges.groupBy(LEAF_ID)
         .cogroup(init.groupBy(LEAF_ID))

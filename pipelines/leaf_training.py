@@ -102,7 +102,10 @@ def iter_rounds(
         each round's rows (Parquet at ``rows_path``): :data:`LEAF_ROWS_SCHEMA`.
     """
     started = time.perf_counter()
-    leaf_edges = _cached_by_leaf(leaf_edges.select(LEAF_ID, USER, ITEM), partitions)
+    # One key type on both sides of the rounds' co-group: hash partitions of an int and a long
+    # key differ, so an int leaf id here would pair no leaf with its start rows.
+    typed = leaf_edges.select(*[F.col(c).cast("long").alias(c) for c in (LEAF_ID, USER, ITEM)])
+    leaf_edges = _cached_by_leaf(typed, partitions)
     try:
         rows_path = work_dir / "rounds" / "0"
         if not (rows_path / "_SUCCESS").exists():
