@@ -65,6 +65,7 @@ from pipelines.bridge import LEAF_LOG, LeafTrainSettings
 from pipelines.homogeneous_embed import (
     aggregate_homogeneous,
     leaf_edge_rows,
+    split_oversized_leaves,
     train_leaves_homogeneous,
 )
 from pipelines.logs import setup_logging
@@ -220,9 +221,12 @@ def run_ours(
 
     def embed_body(out: Path) -> dict[str, Any]:
         edges = leaf_edge_rows(train, assignment, halo_edges)
-        rows = train_leaves_homogeneous(edges.repartition(k, LEAF_ID), leaf_settings)
+        # a hub leaf over the bound is cut by edge into sub-leaves (item 6: "split further")
+        edges, split = split_oversized_leaves(edges, args.max_edges_per_leaf)
+        leaves = k + sum(parts - 1 for parts in split.values())
+        rows = train_leaves_homogeneous(edges.repartition(leaves, LEAF_ID), leaf_settings)
         rows.write.mode("overwrite").parquet(str(out / "rows"))
-        return {}
+        return {"leaves_split": {str(leaf): parts for leaf, parts in split.items()}}
 
     embedded = run_stage(work, "leaf-rows", stage_hash(args, n, *EMBED_KEYS), embed_body)
     rows = spark.read.parquet(str(embedded.path / "rows"))
@@ -249,6 +253,7 @@ def run_ours(
         "seconds": round(sum(stage_seconds), 1),
         "resumed_stages": [r.name for r in (parted, embedded, aggregated) if r.skipped],
         "leaves": k,
+        "leaves_split": embedded.extra.get("leaves_split", {}),
         "edge_cut": round(float(quality["edge_cut"]), 4),
         "leaf_rows": rows.count(),
         "max_leaf_train_seconds": max(x["train_seconds"] for x in leaf_logs),

@@ -359,13 +359,22 @@ def train_leaf_from(
 
 
 def train_leaves_from(
-    leaf_edges: DataFrame, leaf_init: DataFrame, settings: LeafTrainSettings, *, round_index: int
+    leaf_edges: DataFrame,
+    leaf_init: DataFrame,
+    settings: LeafTrainSettings,
+    *,
+    round_index: int,
+    group_key: str = LEAF_ID,
 ) -> DataFrame:
     """Cogroup each leaf's edges with its starting vectors and run :func:`train_leaf_from`.
 
+    ``group_key``: the column both sides are grouped (and so partitioned) by; one value per
+    leaf. Default ``leaf_id``; :mod:`pipelines.leaf_slots` keys place leaves on chosen tasks.
+
     Schema:
         leaf_edges: ``leaf_id``, ``user``, ``item``; leaf_init: ``leaf_id``, ``kind``,
-        ``node_id``, ``vector``. out: :data:`WEIGHTED_ROWS_SCHEMA`.
+        ``node_id``, ``vector``; both also ``group_key`` when it is not ``leaf_id``.
+        out: :data:`WEIGHTED_ROWS_SCHEMA`.
     """
 
     def fn(edges: pd.DataFrame, init: pd.DataFrame) -> pd.DataFrame:
@@ -373,13 +382,17 @@ def train_leaves_from(
 
     # Fresh attribute ids on both sides (leaf_init is usually derived from leaf_edges), and one
     # leaf id type: co-partitioned sides hashed as int and as long would not meet.
-    edges = leaf_edges.select(*[F.col(c).cast("long").alias(c) for c in (LEAF_ID, USER, ITEM)])
+    keys = [F.col(group_key).cast("long").alias(group_key)] if group_key != LEAF_ID else []
+    edges = leaf_edges.select(
+        *keys, *[F.col(c).cast("long").alias(c) for c in (LEAF_ID, USER, ITEM)]
+    )
     init = leaf_init.select(
+        *keys,
         F.col(LEAF_ID).cast("long").alias(LEAF_ID),
         *[F.col(c).alias(c) for c in (KIND, NODE_ID, VECTOR)],
     )
     return (
-        edges.groupBy(LEAF_ID)
-        .cogroup(init.groupBy(LEAF_ID))
+        edges.groupBy(group_key)
+        .cogroup(init.groupBy(group_key))
         .applyInPandas(fn, schema=WEIGHTED_ROWS_SCHEMA)
     )

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from pipelines.aggregate import KIND_CODES, WEIGHT_COL, seeded_normal, weighted_mean_by_node
@@ -58,6 +58,49 @@ def leaf_edge_rows(pairs: DataFrame, assignment: DataFrame, halo_edges: DataFram
     return internal.unionByName(halo_edges.select(LEAF_ID, SRC, DST)).select(
         F.col(LEAF_ID).cast("long"), F.col(SRC).cast("long"), F.col(DST).cast("long")
     )
+
+
+def split_oversized_leaves(
+    leaf_edges: DataFrame, max_edges: int
+) -> tuple[DataFrame, dict[int, int]]:
+    """Split every leaf over ``max_edges`` edges into ``ceil(n / max_edges)`` sub-leaves.
+
+    A hub's edges cannot be split by moving nodes (its load is one node's), so an overfull leaf
+    is cut by edge (a vertex cut): its edges, ordered by a hash of ``(src, dst)``, are dealt
+    round-robin to the sub-leaves, so each holds at most ``ceil(n / parts) <= max_edges``. The
+    first sub-leaf keeps the leaf's id, the others get fresh ids above the largest one. Nodes
+    shared by sub-leaves are replicas like halo nodes, averaged by the aggregation. Only the
+    per-leaf edge counts reach the driver.
+
+    Schema:
+        in/out: ``leaf_id`` long, ``src`` long, ``dst`` long (``(src, dst)`` distinct per leaf).
+        returns also ``{leaf_id: parts}`` for every leaf that was split.
+    """
+    if max_edges < 1:
+        raise ValueError(f"max_edges: must be >= 1 (got {max_edges})")
+    spark = leaf_edges.sparkSession
+    sizes = {
+        int(r[LEAF_ID]): int(r["count"]) for r in leaf_edges.groupBy(LEAF_ID).count().collect()
+    }
+    over = sorted(leaf for leaf, n in sizes.items() if n > max_edges)
+    if not over:
+        return leaf_edges, {}
+    plan, parts_of, next_id = [], {}, max(sizes) + 1
+    for leaf in over:
+        parts = -(-sizes[leaf] // max_edges)
+        plan.append((leaf, parts, next_id))
+        parts_of[leaf] = parts
+        next_id += parts - 1
+    plan_df = spark.createDataFrame(plan, f"{LEAF_ID} long, _parts long, _base long")
+    marked = leaf_edges.select(LEAF_ID, SRC, DST).join(F.broadcast(plan_df), LEAF_ID, "left")
+    kept = marked.where(F.col("_parts").isNull()).select(LEAF_ID, SRC, DST)
+    order = Window.partitionBy(LEAF_ID).orderBy(F.xxhash64(SRC, DST), SRC, DST)
+    part = (F.row_number().over(order) - 1) % F.col("_parts")
+    new_id = F.when(part == 0, F.col(LEAF_ID)).otherwise(F.col("_base") + part - 1)
+    split = marked.where(F.col("_parts").isNotNull()).select(
+        new_id.cast("long").alias(LEAF_ID), SRC, DST
+    )
+    return kept.unionByName(split), parts_of
 
 
 def train_leaf_homogeneous(pdf: pd.DataFrame, settings: LeafTrainSettings) -> pd.DataFrame:

@@ -27,10 +27,14 @@ from pyspark.sql import functions as F
 
 from pipelines.aggregate import PRIMARY, average_replicas_per_leaf, seeded_leaf_rows
 from pipelines.bridge import LEAF_LOG, LeafTrainSettings, train_leaves_from
+from pipelines.leaf_slots import balanced_slots, slot_keys
 from pipelines.progress import progress
 from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
 
 log = logging.getLogger("graphpipe.leaf_training")
+
+SLOT_KEY = "slot_key"
+"""Per-leaf key the rounds group by: its hash partition is the leaf's balanced task slot."""
 
 
 @dataclass
@@ -105,7 +109,10 @@ def iter_rounds(
     # One key type on both sides of the rounds' co-group: hash partitions of an int and a long
     # key differ, so an int leaf id here would pair no leaf with its start rows.
     typed = leaf_edges.select(*[F.col(c).cast("long").alias(c) for c in (LEAF_ID, USER, ITEM)])
-    leaf_edges = _cached_by_leaf(typed, partitions)
+    sizes = {int(r[LEAF_ID]): int(r["count"]) for r in typed.groupBy(LEAF_ID).count().collect()}
+    keys = slot_keys(spark, balanced_slots(sizes, partitions), partitions)
+    key_of_leaf = spark.createDataFrame(list(keys.items()), f"{LEAF_ID} long, {SLOT_KEY} long")
+    leaf_edges = _cached_by_key(typed.join(F.broadcast(key_of_leaf), LEAF_ID), partitions)
     try:
         rows_path = work_dir / "rounds" / "0"
         if not (rows_path / "_SUCCESS").exists():
@@ -124,7 +131,7 @@ def iter_rounds(
                 continue
             t0 = time.perf_counter()
             spark.sparkContext.setJobDescription(f"graphpipe train: round {r}")
-            _run_round(leaf_edges, rows_path, out_path, settings, r, partitions)
+            _run_round(leaf_edges, key_of_leaf, rows_path, out_path, settings, r, partitions)
             round_logs = _leaf_logs(spark, out_path)
             rows_path = out_path
             seconds = time.perf_counter() - t0 + setup_seconds
@@ -143,8 +150,8 @@ def iter_rounds(
         leaf_edges.unpersist()
 
 
-def _cached_by_leaf(leaf_edges: DataFrame, partitions: int) -> DataFrame:
-    """``leaf_edges`` hash-partitioned by leaf and cached, with a partitioning later plans see.
+def _cached_by_key(leaf_edges: DataFrame, partitions: int) -> DataFrame:
+    """``leaf_edges`` hash-partitioned by slot key and cached, with a partitioning plans see.
 
     Planned with adaptive execution off: an adaptive plan reports an unknown partitioning, so
     every round's co-group would shuffle the cached edges again.
@@ -154,7 +161,7 @@ def _cached_by_leaf(leaf_edges: DataFrame, partitions: int) -> DataFrame:
     before = spark.conf.get(key) or "true"
     spark.conf.set(key, "false")
     try:
-        cached = leaf_edges.repartition(partitions, LEAF_ID).cache()
+        cached = leaf_edges.repartition(partitions, SLOT_KEY).cache()
         cached.count()
     finally:
         spark.conf.set(key, before)
@@ -163,6 +170,7 @@ def _cached_by_leaf(leaf_edges: DataFrame, partitions: int) -> DataFrame:
 
 def _run_round(
     leaf_edges: DataFrame,
+    key_of_leaf: DataFrame,
     rows_path: Path,
     out_path: Path,
     settings: LeafTrainSettings,
@@ -174,9 +182,10 @@ def _run_round(
     start = (
         spark.read.parquet(str(rows_path))
         .select(LEAF_ID, KIND, NODE_ID, VECTOR)
-        .repartition(partitions, LEAF_ID)
+        .join(F.broadcast(key_of_leaf), LEAF_ID)
+        .repartition(partitions, SLOT_KEY)
     )
-    trained = train_leaves_from(leaf_edges, start, settings, round_index=r)
+    trained = train_leaves_from(leaf_edges, start, settings, round_index=r, group_key=SLOT_KEY)
     average_replicas_per_leaf(trained, dim=settings.dim, partitions=partitions).write.mode(
         "overwrite"
     ).parquet(str(out_path))

@@ -146,6 +146,28 @@ def test_leaf_edge_rows_internal_plus_halo(spark):
     assert rows == [(0, 0, 1), (0, 1, 2), (1, 1, 2), (1, 2, 3)]
 
 
+def test_split_oversized_leaves_deals_a_hub_leaf_over_sub_leaves(spark):
+    from pipelines.homogeneous_embed import split_oversized_leaves
+
+    hub = [(3, 0, v) for v in range(1, 11)]  # leaf 3: a hub with 10 edges
+    small = [(0, 20, 21), (0, 21, 22), (5, 30, 31)]
+    edges = spark.createDataFrame(hub + small, "leaf_id long, src long, dst long")
+    out, split = split_oversized_leaves(edges, max_edges=4)
+    assert split == {3: 3}  # ceil(10 / 4) sub-leaves: id 3 kept, new ids 6 and 7
+    rows = [tuple(r) for r in out.collect()]
+    assert sorted((s, d) for _, s, d in rows) == sorted((s, d) for _, s, d in hub + small)
+    by_leaf: dict[int, int] = {}
+    for leaf, _, _ in rows:
+        by_leaf[leaf] = by_leaf.get(leaf, 0) + 1
+    assert by_leaf == {0: 2, 5: 1, 3: 4, 6: 3, 7: 3}
+    again, _ = split_oversized_leaves(edges.repartition(3), max_edges=4)
+    assert sorted(tuple(r) for r in again.collect()) == sorted(rows)  # deterministic
+    same, none = split_oversized_leaves(edges, max_edges=10)
+    assert none == {} and same is edges
+    with pytest.raises(ValueError, match="max_edges"):
+        split_oversized_leaves(edges, max_edges=0)
+
+
 def test_random_walks_follow_edges_or_restart(spark):
     from bench.random_walk_peer import random_walks, word2vec_vectors
 
