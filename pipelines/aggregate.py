@@ -203,13 +203,17 @@ def replica_means(rows: pd.DataFrame, dim: int) -> pd.DataFrame:
     order = np.lexsort((leaves, ids, kind_codes))
     kind_codes, ids, leaves = kind_codes[order], ids[order], leaves[order]
     w = rows[WEIGHT_COL].to_numpy(np.float64)[order]
-    vecs = bytes_to_matrix(list(rows[VECTOR].iloc[order]), dim).astype(np.float64)
+    vecs = bytes_to_matrix(list(rows[VECTOR].iloc[order]), dim)
     first = np.r_[True, (ids[1:] != ids[:-1]) | (kind_codes[1:] != kind_codes[:-1])]
-    starts = np.flatnonzero(first)
-    sums = np.add.reduceat(vecs * w[:, None], starts, axis=0)
-    wsum = np.add.reduceat(w, starts)
-    means = (sums / np.where(wsum == 0, 1.0, wsum)[:, None]).astype(np.float32)
     group = np.cumsum(first) - 1
+    m = int(group[-1]) + 1
+    # one bincount per dimension: sequential float64 sums in row order (reduceat along axis 0
+    # is ~10x slower)
+    sums = np.stack(
+        [np.bincount(group, weights=vecs[:, j] * w, minlength=m) for j in range(dim)], axis=1
+    )
+    wsum = np.bincount(group, weights=w, minlength=m)
+    means = (sums / np.where(wsum == 0, 1.0, wsum)[:, None]).astype(np.float32)
     return pd.DataFrame(
         {
             LEAF_ID: leaves,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.aggregate import PRIMARY, average_replicas_per_leaf, seeded_leaf_rows
@@ -111,8 +111,11 @@ def iter_rounds(
     typed = leaf_edges.select(*[F.col(c).cast("long").alias(c) for c in (LEAF_ID, USER, ITEM)])
     sizes = {int(r[LEAF_ID]): int(r["count"]) for r in typed.groupBy(LEAF_ID).count().collect()}
     keys = slot_keys(spark, balanced_slots(sizes, partitions), partitions)
-    key_of_leaf = spark.createDataFrame(list(keys.items()), f"{LEAF_ID} long, {SLOT_KEY} long")
-    leaf_edges = _cached_by_key(typed.join(F.broadcast(key_of_leaf), LEAF_ID), partitions)
+    # a map literal (one entry per leaf), not a join: no broadcast stage in every round
+    key_of_leaf = F.create_map(*[F.lit(x) for kv in sorted(keys.items()) for x in kv])
+    leaf_edges = _cached_by_key(
+        typed.withColumn(SLOT_KEY, key_of_leaf[F.col(LEAF_ID)]), partitions
+    )
     try:
         rows_path = work_dir / "rounds" / "0"
         if not (rows_path / "_SUCCESS").exists():
@@ -170,7 +173,7 @@ def _cached_by_key(leaf_edges: DataFrame, partitions: int) -> DataFrame:
 
 def _run_round(
     leaf_edges: DataFrame,
-    key_of_leaf: DataFrame,
+    key_of_leaf: Column,
     rows_path: Path,
     out_path: Path,
     settings: LeafTrainSettings,
@@ -182,7 +185,7 @@ def _run_round(
     start = (
         spark.read.parquet(str(rows_path))
         .select(LEAF_ID, KIND, NODE_ID, VECTOR)
-        .join(F.broadcast(key_of_leaf), LEAF_ID)
+        .withColumn(SLOT_KEY, key_of_leaf[F.col(LEAF_ID)])
         .repartition(partitions, SLOT_KEY)
     )
     trained = train_leaves_from(leaf_edges, start, settings, round_index=r, group_key=SLOT_KEY)
