@@ -112,7 +112,9 @@ def iter_rounds(
     sizes = {int(r[LEAF_ID]): int(r["count"]) for r in typed.groupBy(LEAF_ID).count().collect()}
     keys = slot_keys(spark, balanced_slots(sizes, partitions), partitions)
     # a map literal (one entry per leaf), not a join: no broadcast stage in every round
-    key_of_leaf = F.create_map(*[F.lit(x) for kv in sorted(keys.items()) for x in kv])
+    key_of_leaf = F.create_map(
+        *[F.lit(x).cast("long") for kv in sorted(keys.items()) for x in kv]
+    )
     leaf_edges = _cached_by_key(
         typed.withColumn(SLOT_KEY, key_of_leaf[F.col(LEAF_ID)]), partitions
     )
