@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -135,6 +136,46 @@ def bytes_to_matrix(values: pd.Series | list[bytes], dim: int) -> np.ndarray:
     raise ValueError(
         f"vector bytes: {len(buf)} bytes for {n} rows of dim {dim}; expected every row to hold "
         f"{dim} float32 ({4 * dim} bytes) or {dim} float16 ({2 * dim} bytes) values"
+    )
+
+
+def arrow_to_matrix(values: pa.Array | pa.ChunkedArray, dim: int) -> np.ndarray:
+    """:func:`bytes_to_matrix` for an Arrow binary column, read from its buffers.
+
+    No Python object per row: the values buffer is viewed as float32 or float16 directly.
+    Every row must hold ``dim`` float32 or (all of them) ``dim`` float16 values.
+    """
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    n = len(arr)
+    if n == 0:
+        return np.zeros((0, dim), dtype=np.float32)
+    if arr.null_count:
+        raise ValueError(f"vector: {arr.null_count} null value(s) among {n} rows")
+    offset_type = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=offset_type)[arr.offset : arr.offset + n + 1]
+    lengths = np.unique(np.diff(offsets))
+    width = int(lengths[0]) if len(lengths) == 1 else -1
+    dtypes = {4 * dim: np.float32, 2 * dim: np.float16}
+    if width not in dtypes:
+        raise ValueError(
+            f"vector bytes: row lengths {sorted(int(x) for x in lengths)[:5]} for {n} rows of "
+            f"dim {dim}; expected every row to hold {dim} float32 ({4 * dim} bytes) or {dim} "
+            f"float16 ({2 * dim} bytes) values"
+        )
+    raw = np.frombuffer(arr.buffers()[2], dtype=np.uint8, count=n * width, offset=int(offsets[0]))
+    return raw.view(dtypes[width]).reshape(n, dim).astype(np.float32)
+
+
+def matrix_to_arrow(matrix: np.ndarray, dtype: str = "float32") -> pa.Array:
+    """Rows of a matrix as an Arrow binary column (:func:`vectors_to_bytes`' bytes, one buffer)."""
+    m = np.ascontiguousarray(matrix, dtype=np.dtype(check_vector_dtype(dtype, "vector dtype")))
+    n = m.shape[0]
+    width = m.shape[1] * m.itemsize if m.ndim == 2 else 0
+    if n * width >= 2**31:
+        raise ValueError(f"matrix_to_arrow: {n * width} bytes exceed one binary array (2 GiB)")
+    offsets = np.arange(n + 1, dtype=np.int32) * np.int32(width)
+    return pa.Array.from_buffers(
+        pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(m.tobytes())]
     )
 
 

@@ -1,5 +1,7 @@
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pytest
 
 from pipelines.aggregate import (
     PRIMARY,
@@ -73,8 +75,12 @@ def _replica_rows():
     )
 
 
+def _means(rows):
+    return replica_means(pa.Table.from_pandas(rows, preserve_index=False), 2).to_pandas()
+
+
 def test_replica_means_writes_the_weighted_mean_back_onto_every_replica():
-    out = replica_means(_replica_rows(), 2)
+    out = _means(_replica_rows())
     got = {
         (r.kind, r.node_id, r.leaf_id): (v, r.primary, r.leaf_log)
         for r, v in zip(
@@ -91,8 +97,17 @@ def test_replica_means_writes_the_weighted_mean_back_onto_every_replica():
     # the leaves' logs stay on the row they came with
     assert got[("item", 1, 0)][2] == '{"leaf_id": 0}' and got[("item", 7, 1)][2] == '{"leaf_id": 1}'
     # the same rows in another order give the same bytes (sums ordered by kind, node, leaf)
-    shuffled = replica_means(_replica_rows().iloc[[4, 2, 0, 3, 1]], 2)
+    shuffled = _means(_replica_rows().iloc[[4, 2, 0, 3, 1]])
     assert shuffled.equals(out)
+    # float16 rows are read as such; mixed row lengths are rejected with the lengths found
+    half = _replica_rows().assign(
+        vector=vectors_to_bytes(bytes_to_matrix(list(_replica_rows()["vector"]), 2), "float16")
+    )
+    assert _means(half).equals(out)  # these values are exact in float16
+    mixed = _replica_rows()
+    mixed.loc[0, "vector"] = half.loc[0, "vector"]
+    with pytest.raises(ValueError, match=r"row lengths \[4, 8\]"):
+        _means(mixed)
 
 
 def test_average_replicas_per_leaf_in_spark_equals_pandas(spark):
@@ -104,7 +119,7 @@ def test_average_replicas_per_leaf_in_spark_equals_pandas(spark):
     )
     got = average_replicas_per_leaf(df, dim=2, partitions=3).toPandas()
     got = got.sort_values(["kind", "node_id", "leaf_id"]).reset_index(drop=True)
-    expected = replica_means(rows, 2)
+    expected = _means(rows)
     assert got[["leaf_id", "kind", "node_id", PRIMARY]].equals(
         expected[["leaf_id", "kind", "node_id", PRIMARY]]
     )
