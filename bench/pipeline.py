@@ -54,6 +54,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=8,
         help="Spark partitions the leaves of a round run on (each task costs ~0.2 s per round).",
     )
+    p.add_argument(
+        "--vector-dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="Bytes of the vectors the rounds move (float16 halves them; sums stay float64).",
+    )
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
@@ -158,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             lr=args.leaf_lr if args.leaf_lr is not None else args.lr,
             seed=args.seed,
             threads=1,
+            vector_dtype=args.vector_dtype,
         )
         train_seconds, rounds, curve = 0.0, 0, []
         best = {"recall@20": 0.0, "ndcg@20": 0.0}

@@ -197,7 +197,7 @@ LEAF_ROWS_ARROW_SCHEMA = pa.schema(
 ARROW_BATCH_ROWS = 65_536
 
 
-def replica_means(rows: pa.Table, dim: int) -> pa.Table:
+def replica_means(rows: pa.Table, dim: int, vector_dtype: str = "float32") -> pa.Table:
     """Every replica row gets its node's weighted mean ``Σ_k w_k v_k / Σ_k w_k``.
 
     Federated averaging (McMahan et al. 2017, Eq. 1) of the copies of a node held by several
@@ -208,7 +208,8 @@ def replica_means(rows: pa.Table, dim: int) -> pa.Table:
 
     Schema:
         in: ``leaf_id``, ``kind``, ``node_id``, ``w``, ``vector`` (float32 or float16 bytes),
-        ``leaf_log`` (passed through). out: :data:`LEAF_ROWS_SCHEMA` (float32 vectors).
+        ``leaf_log`` (passed through). out: :data:`LEAF_ROWS_SCHEMA`, vectors written as
+        ``vector_dtype`` (float16 halves the bytes every round moves; sums stay float64).
     """
     if rows.num_rows == 0:
         return LEAF_ROWS_ARROW_SCHEMA.empty_table()
@@ -238,7 +239,7 @@ def replica_means(rows: pa.Table, dim: int) -> pa.Table:
             pa.array(leaves, pa.int64()),
             sorted_names.take(pa.array(kind_codes)),
             pa.array(ids, pa.int64()),
-            matrix_to_arrow(means[group]),
+            matrix_to_arrow(means[group], vector_dtype),
             pa.array(first, pa.bool_()),
             rows.column(LEAF_LOG).take(pa.array(order)).cast(pa.string()),
         ],
@@ -246,7 +247,9 @@ def replica_means(rows: pa.Table, dim: int) -> pa.Table:
     )
 
 
-def average_replicas_per_leaf(rows: DataFrame, *, dim: int, partitions: int) -> DataFrame:
+def average_replicas_per_leaf(
+    rows: DataFrame, *, dim: int, partitions: int, vector_dtype: str = "float32"
+) -> DataFrame:
     """:func:`replica_means` in Spark: one shuffle by node, one pass per partition.
 
     Schema:
@@ -257,7 +260,7 @@ def average_replicas_per_leaf(rows: DataFrame, *, dim: int, partitions: int) -> 
     def fn(batches: Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:
         got = [b for b in batches if b.num_rows]
         if got:
-            out = replica_means(pa.Table.from_batches(got), dim)
+            out = replica_means(pa.Table.from_batches(got), dim, vector_dtype)
             yield from out.to_batches(max_chunksize=ARROW_BATCH_ROWS)
 
     return (

@@ -393,7 +393,7 @@ def train_leaf_from(
             KIND: [USER] * n_u + [ITEM] * n_i,
             NODE_ID: np.concatenate([users_global, items_global]),
             "w": weights,
-            VECTOR: vectors_to_bytes(ego),
+            VECTOR: vectors_to_bytes(ego, settings.vector_dtype),
             LEAF_LOG: [json.dumps(log)] + [None] * (n_u + n_i - 1),
         }
     )

@@ -122,9 +122,9 @@ def iter_rounds(
         rows_path = work_dir / "rounds" / "0"
         if not (rows_path / "_SUCCESS").exists():
             seeded = seeded_leaf_rows(leaf_nodes(leaf_edges), dim=settings.dim, seed=settings.seed)
-            average_replicas_per_leaf(seeded, dim=settings.dim, partitions=partitions).write.mode(
-                "overwrite"
-            ).parquet(str(rows_path))
+            average_replicas_per_leaf(
+                seeded, dim=settings.dim, partitions=partitions, vector_dtype=settings.vector_dtype
+            ).write.mode("overwrite").parquet(str(rows_path))
         setup_seconds = time.perf_counter() - started  # charged to the first round that runs
         r = 0
         while rounds is None or r < rounds:
@@ -191,9 +191,9 @@ def _run_round(
         .repartition(partitions, SLOT_KEY)
     )
     trained = train_leaves_from(leaf_edges, start, settings, round_index=r, group_key=SLOT_KEY)
-    average_replicas_per_leaf(trained, dim=settings.dim, partitions=partitions).write.mode(
-        "overwrite"
-    ).parquet(str(out_path))
+    average_replicas_per_leaf(
+        trained, dim=settings.dim, partitions=partitions, vector_dtype=settings.vector_dtype
+    ).write.mode("overwrite").parquet(str(out_path))
 
 
 def _leaf_logs(spark: SparkSession, rows_path: Path) -> list[dict[str, Any]]:
