@@ -352,12 +352,73 @@ def train_leaf_from(
         out: :data:`WEIGHTED_ROWS_SCHEMA` — ego vectors after training, ``w`` = the node's
         interaction count in the leaf (the federated-averaging weight).
     """
+    if edges.empty:
+        return pd.DataFrame({f.name: [] for f in WEIGHTED_ROWS_SCHEMA.fields})
+    columns, ego = _train_leaf_arrays(
+        edges,
+        init[KIND].to_numpy(),
+        init[NODE_ID].to_numpy(np.int64),
+        bytes_to_matrix(list(init[VECTOR]), settings.dim),
+        settings,
+        round_index,
+    )
+    columns[VECTOR] = vectors_to_bytes(ego, settings.vector_dtype)
+    return pd.DataFrame({f.name: columns[f.name] for f in WEIGHTED_ROWS_SCHEMA.fields})
+
+
+WEIGHTED_ROWS_ARROW_SCHEMA = pa.schema(
+    [
+        pa.field(LEAF_ID, pa.int64(), False),
+        pa.field(KIND, pa.string(), False),
+        pa.field(NODE_ID, pa.int64(), False),
+        pa.field("w", pa.float64(), False),
+        pa.field(VECTOR, pa.binary(), False),
+        pa.field(LEAF_LOG, pa.string(), True),
+    ]
+)
+
+
+def train_leaf_from_arrow(
+    edges: pa.Table, init: pa.Table, settings: LeafTrainSettings, *, round_index: int = 0
+) -> pa.Table:
+    """:func:`train_leaf_from` on Arrow tables, what the Spark tasks run: the vectors are read
+    from and written to the binary column's buffers (no Python object per row).
+
+    Schema: as :func:`train_leaf_from`; out :data:`WEIGHTED_ROWS_ARROW_SCHEMA`.
+    """
+    if edges.num_rows == 0:
+        return WEIGHTED_ROWS_ARROW_SCHEMA.empty_table()
+    columns, ego = _train_leaf_arrays(
+        edges.select([LEAF_ID, USER, ITEM]).to_pandas(),
+        init.column(KIND).to_numpy(zero_copy_only=False),
+        init.column(NODE_ID).to_numpy().astype(np.int64),
+        arrow_to_matrix(init.column(VECTOR), settings.dim),
+        settings,
+        round_index,
+    )
+    arrays = {name: pa.array(values, WEIGHTED_ROWS_ARROW_SCHEMA.field(name).type)
+              for name, values in columns.items()}  # fmt: skip
+    arrays[VECTOR] = matrix_to_arrow(ego, settings.vector_dtype)
+    return pa.Table.from_arrays(
+        [arrays[name] for name in WEIGHTED_ROWS_ARROW_SCHEMA.names],
+        schema=WEIGHTED_ROWS_ARROW_SCHEMA,
+    )
+
+
+def _train_leaf_arrays(
+    edges: pd.DataFrame,
+    init_kinds: np.ndarray,
+    init_ids: np.ndarray,
+    init_vectors: np.ndarray,
+    settings: LeafTrainSettings,
+    round_index: int,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Train one leaf from its nodes' start vectors: every column but ``vector``, and the
+    ``[users + items, dim]`` trained ego matrix in the same row order."""
     import torch
 
     from gnn.train import fit_lightgcn
 
-    if edges.empty:
-        return pd.DataFrame({f.name: [] for f in WEIGHTED_ROWS_SCHEMA.fields})
     started = time.perf_counter()
     leaf = _setup_leaf(edges, settings)
     leaf_id, device = leaf.leaf_id, leaf.device
@@ -366,10 +427,11 @@ def train_leaf_from(
     n_u, n_i = len(users_global), len(items_global)
     start = np.zeros((n_u + n_i, settings.dim), dtype=np.float32)
     for kind, ids, offset in ((USER, users_global, 0), (ITEM, items_global, n_u)):
-        part = init[init[KIND] == kind]
-        pos = np.searchsorted(ids, part[NODE_ID].to_numpy(np.int64))
-        ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == part[NODE_ID].to_numpy())
-        start[offset + pos[ok]] = bytes_to_matrix(list(part[VECTOR]), settings.dim)[ok]
+        mask = init_kinds == kind
+        node_ids = init_ids[mask]
+        pos = np.searchsorted(ids, node_ids)
+        ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == node_ids)
+        start[offset + pos[ok]] = init_vectors[mask][ok]
     result = fit_lightgcn(
         users_local,
         items_local,
@@ -386,17 +448,15 @@ def train_leaf_from(
         [np.bincount(users_local, minlength=n_u), np.bincount(items_local, minlength=n_i)]
     ).astype(np.float64)
     log = leaf_log(leaf_id, result, started, device, settings, round=round_index, users=n_u,
-                   items=n_i, interactions=len(edges))
-    return pd.DataFrame(
-        {
-            LEAF_ID: np.full(n_u + n_i, leaf_id, dtype=np.int64),
-            KIND: [USER] * n_u + [ITEM] * n_i,
-            NODE_ID: np.concatenate([users_global, items_global]),
-            "w": weights,
-            VECTOR: vectors_to_bytes(ego, settings.vector_dtype),
-            LEAF_LOG: [json.dumps(log)] + [None] * (n_u + n_i - 1),
-        }
-    )
+                   items=n_i, interactions=len(edges))  # fmt: skip
+    columns = {
+        LEAF_ID: np.full(n_u + n_i, leaf_id, dtype=np.int64),
+        KIND: [USER] * n_u + [ITEM] * n_i,
+        NODE_ID: np.concatenate([users_global, items_global]),
+        "w": weights,
+        LEAF_LOG: [json.dumps(log)] + [None] * (n_u + n_i - 1),
+    }
+    return columns, ego
 
 
 def train_leaves_from(
@@ -407,7 +467,7 @@ def train_leaves_from(
     round_index: int,
     group_key: str = LEAF_ID,
 ) -> DataFrame:
-    """Cogroup each leaf's edges with its starting vectors and run :func:`train_leaf_from`.
+    """Cogroup each leaf's edges with its starting vectors and run :func:`train_leaf_from_arrow`.
 
     ``group_key``: the column both sides are grouped (and so partitioned) by; one value per
     leaf. Default ``leaf_id``; :mod:`pipelines.leaf_slots` keys place leaves on chosen tasks.
@@ -418,8 +478,8 @@ def train_leaves_from(
         out: :data:`WEIGHTED_ROWS_SCHEMA`.
     """
 
-    def fn(edges: pd.DataFrame, init: pd.DataFrame) -> pd.DataFrame:
-        return train_leaf_from(edges, init, settings, round_index=round_index)
+    def fn(edges: pa.Table, init: pa.Table) -> pa.Table:
+        return train_leaf_from_arrow(edges, init, settings, round_index=round_index)
 
     # Fresh attribute ids on both sides (leaf_init is usually derived from leaf_edges), and one
     # leaf id type: co-partitioned sides hashed as int and as long would not meet.
@@ -435,5 +495,5 @@ def train_leaves_from(
     return (
         edges.groupBy(group_key)
         .cogroup(init.groupBy(group_key))
-        .applyInPandas(fn, schema=WEIGHTED_ROWS_SCHEMA)
+        .applyInArrow(fn, schema=WEIGHTED_ROWS_SCHEMA)
     )

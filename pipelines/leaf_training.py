@@ -156,7 +156,7 @@ def iter_rounds(
 
 
 def _cached_by_key(leaf_edges: DataFrame, partitions: int) -> DataFrame:
-    """``leaf_edges`` hash-partitioned by slot key and cached, with a partitioning plans see.
+    """``leaf_edges`` hash-partitioned and sorted by slot key, cached; later plans see both.
 
     Planned with adaptive execution off: an adaptive plan reports an unknown partitioning, so
     every round's co-group would shuffle the cached edges again.
@@ -166,7 +166,9 @@ def _cached_by_key(leaf_edges: DataFrame, partitions: int) -> DataFrame:
     before = spark.conf.get(key) or "true"
     spark.conf.set(key, "false")
     try:
-        cached = leaf_edges.repartition(partitions, SLOT_KEY).cache()
+        # sorted too: the co-group needs each partition sorted by key, every round
+        cached = leaf_edges.repartition(partitions, SLOT_KEY).sortWithinPartitions(SLOT_KEY)
+        cached = cached.cache()
         cached.count()
     finally:
         spark.conf.set(key, before)

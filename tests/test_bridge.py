@@ -58,3 +58,38 @@ def test_empty_leaf_and_device_outside_spark():
     assert task_device("cpu") == "cpu"
     assert task_device("auto") in ("cpu", "cuda")
     assert task_threads(3) == 3 and task_threads(0) >= 1
+
+
+def test_train_leaf_from_arrow_equals_the_pandas_seam():
+    import pyarrow as pa
+
+    from pipelines.aggregate import seeded_vectors
+    from pipelines.bridge import train_leaf_from, train_leaf_from_arrow, vectors_to_bytes
+
+    edges = _leaf(3)
+    nodes = pd.concat(
+        [
+            pd.DataFrame({"kind": "user", "node_id": edges["user"].unique()}),
+            pd.DataFrame({"kind": "item", "node_id": edges["item"].unique()}),
+        ],
+        ignore_index=True,
+    ).sample(frac=1.0, random_state=0)  # start rows in any order
+    init = nodes.assign(
+        leaf_id=3, vector=vectors_to_bytes(seeded_vectors(nodes, dim=8, seed=1))
+    )[["leaf_id", "kind", "node_id", "vector"]]
+    want = train_leaf_from(edges, init, SETTINGS, round_index=2)
+    got = train_leaf_from_arrow(
+        pa.Table.from_pandas(edges, preserve_index=False),
+        pa.Table.from_pandas(init, preserve_index=False),
+        SETTINGS,
+        round_index=2,
+    ).to_pandas()
+    assert list(got.columns) == list(want.columns)
+    assert got.drop(columns=[LEAF_LOG]).equals(want.drop(columns=[LEAF_LOG]))
+    # the start vectors were used: a zero start trains to other vectors
+    zero = init.assign(vector=vectors_to_bytes(np.zeros((len(init), 8))))
+    other = train_leaf_from(edges, zero, SETTINGS, round_index=2)
+    assert other.vector.tolist() != want.vector.tolist()
+    empty = pa.table({"leaf_id": pa.array([], pa.int64()), "user": pa.array([], pa.int64()),
+                      "item": pa.array([], pa.int64())})  # fmt: skip
+    assert train_leaf_from_arrow(empty, pa.Table.from_pandas(init), SETTINGS).num_rows == 0
