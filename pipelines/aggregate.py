@@ -24,6 +24,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from pipelines.bridge import LEAF_LOG, arrow_to_matrix, matrix_to_arrow, vectors_to_bytes
 from pipelines.propagate import (
@@ -184,16 +185,7 @@ LEAF_ROWS_SCHEMA = T.StructType(
 )
 
 
-LEAF_ROWS_ARROW_SCHEMA = pa.schema(
-    [
-        pa.field(LEAF_ID, pa.int64(), False),
-        pa.field(KIND, pa.string(), False),
-        pa.field(NODE_ID, pa.int64(), False),
-        pa.field(VECTOR, pa.binary(), False),
-        pa.field(PRIMARY, pa.bool_(), False),
-        pa.field(LEAF_LOG, pa.string(), True),
-    ]
-)
+LEAF_ROWS_ARROW_SCHEMA = to_arrow_schema(LEAF_ROWS_SCHEMA)
 ARROW_BATCH_ROWS = 65_536
 
 

@@ -25,6 +25,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, ROLE, USER, VECTOR
 
@@ -366,16 +367,7 @@ def train_leaf_from(
     return pd.DataFrame({f.name: columns[f.name] for f in WEIGHTED_ROWS_SCHEMA.fields})
 
 
-WEIGHTED_ROWS_ARROW_SCHEMA = pa.schema(
-    [
-        pa.field(LEAF_ID, pa.int64(), False),
-        pa.field(KIND, pa.string(), False),
-        pa.field(NODE_ID, pa.int64(), False),
-        pa.field("w", pa.float64(), False),
-        pa.field(VECTOR, pa.binary(), False),
-        pa.field(LEAF_LOG, pa.string(), True),
-    ]
-)
+WEIGHTED_ROWS_ARROW_SCHEMA = to_arrow_schema(WEIGHTED_ROWS_SCHEMA)
 
 
 def train_leaf_from_arrow(
