@@ -2,9 +2,9 @@
 
 Hash partitioning by ``leaf_id`` puts whatever leaves hash together into one task: the bench's 16
 Gowalla leaves land 9 and 7 on 2 partitions (other splits are worse), and a round waits for its
-slowest task. :func:`balanced_slots` deals the leaves out by longest-processing-time first (Graham 1969:
-each leaf, largest first, goes to the least-loaded slot; makespan <= 4/3 of the optimum), and
-:func:`slot_keys` gives every leaf an integer key whose Spark hash partition
+slowest task. :func:`balanced_slots` deals the leaves out by longest-processing-time first
+(Graham 1969: each leaf, largest first, goes to the least-loaded slot; makespan <= 4/3 of the
+optimum), and :func:`slot_keys` gives every leaf an integer key whose Spark hash partition
 (``pmod(murmur3(key), partitions)``, what ``repartition(partitions, key)`` computes) is that
 slot, so co-grouping by the key keeps the placement.
 """
