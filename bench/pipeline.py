@@ -60,6 +60,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default="float32",
         help="Bytes of the vectors the rounds move (float16 halves them; sums stay float64).",
     )
+    p.add_argument(
+        "--shared-step",
+        type=float,
+        default=1.0,
+        help="Server step on nodes held by several leaves (1: plain federated averaging).",
+    )
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
@@ -165,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             threads=1,
             vector_dtype=args.vector_dtype,
+            shared_step=args.shared_step,
         )
         train_seconds, rounds, curve = 0.0, 0, []
         best = {"recall@20": 0.0, "ndcg@20": 0.0}

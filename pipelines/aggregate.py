@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from pipelines.bridge import LEAF_LOG, arrow_to_matrix, matrix_to_arrow, vectors_to_bytes
+from pipelines.bridge import LEAF_LOG, REPLICAS, arrow_to_matrix, matrix_to_arrow, vectors_to_bytes
 from pipelines.propagate import (
     VECTOR_TABLE_SCHEMA,
     bucket_edges,
@@ -180,6 +180,7 @@ LEAF_ROWS_SCHEMA = T.StructType(
         T.StructField(NODE_ID, T.LongType(), False),
         T.StructField(VECTOR, T.BinaryType(), False),
         T.StructField(PRIMARY, T.BooleanType(), False),
+        T.StructField(REPLICAS, T.IntegerType(), False),
         T.StructField(LEAF_LOG, T.StringType(), True),
     ]
 )
@@ -200,8 +201,9 @@ def replica_means(rows: pa.Table, dim: int, vector_dtype: str = "float32") -> pa
 
     Schema:
         in: ``leaf_id``, ``kind``, ``node_id``, ``w``, ``vector`` (float32 or float16 bytes),
-        ``leaf_log`` (passed through). out: :data:`LEAF_ROWS_SCHEMA`, vectors written as
-        ``vector_dtype`` (float16 halves the bytes every round moves; sums stay float64).
+        ``leaf_log`` (passed through). out: :data:`LEAF_ROWS_SCHEMA` (``replicas``: the node's
+        number of rows), vectors written as ``vector_dtype`` (float16 halves the bytes every
+        round moves; sums stay float64).
     """
     if rows.num_rows == 0:
         return LEAF_ROWS_ARROW_SCHEMA.empty_table()
@@ -233,6 +235,7 @@ def replica_means(rows: pa.Table, dim: int, vector_dtype: str = "float32") -> pa
             pa.array(ids, pa.int64()),
             matrix_to_arrow(means[group], vector_dtype),
             pa.array(first, pa.bool_()),
+            pa.array(np.bincount(group, minlength=m)[group].astype(np.int32), pa.int32()),
             rows.column(LEAF_LOG).take(pa.array(order)).cast(pa.string()),
         ],
         schema=LEAF_ROWS_ARROW_SCHEMA,

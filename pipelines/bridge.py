@@ -30,6 +30,8 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, ROLE, USER, VECTOR
 
 LEAF_LOG = "leaf_log"
+REPLICAS = "replicas"
+"""How many leaves hold a node (a column of the round rows); > 1 marks a shared node."""
 
 EMBEDDING_ROWS_SCHEMA = T.StructType(
     [
@@ -68,9 +70,16 @@ class LeafTrainSettings:
     device: str = "auto"
     threads: int = 0
     vector_dtype: str = "float32"  # of the returned rows' vectors; "float16" halves their bytes
+    shared_step: float = 1.0
+    """Server step on nodes held by several leaves (FedAvg with a server learning rate, Reddi
+    et al. 2021, Alg. 1 with SGD on the server: ``x <- x + eta * mean_k(x_k - x)``). A leaf
+    returns ``x + eta (x_k - x)`` for a node whose start row says ``replicas > 1``; the weighted
+    mean of those is the server step, with no extra pass. 1 is plain federated averaging."""
 
     def __post_init__(self) -> None:
         check_vector_dtype(self.vector_dtype, "vector_dtype")
+        if not 0.0 < self.shared_step <= 8.0:
+            raise ValueError(f"shared_step: must be in (0, 8] (got {self.shared_step})")
 
 
 def task_device(requested: str = "auto") -> str:
@@ -349,7 +358,8 @@ def train_leaf_from(
     Schema:
         edges: ``leaf_id``, ``user``, ``item`` (the leaf's core and halo interactions).
         init: ``leaf_id``, ``kind``, ``node_id``, ``vector`` (current global ego vectors of
-        every node the leaf touches).
+        every node the leaf touches), optionally ``replicas`` (leaves holding the node; those
+        with more than one take :attr:`LeafTrainSettings.shared_step`).
         out: :data:`WEIGHTED_ROWS_SCHEMA` — ego vectors after training, ``w`` = the node's
         interaction count in the leaf (the federated-averaging weight).
     """
@@ -362,6 +372,7 @@ def train_leaf_from(
         bytes_to_matrix(list(init[VECTOR]), settings.dim),
         settings,
         round_index,
+        init[REPLICAS].to_numpy(np.int64) if REPLICAS in init else None,
     )
     columns[VECTOR] = vectors_to_bytes(ego, settings.vector_dtype)
     return pd.DataFrame({f.name: columns[f.name] for f in WEIGHTED_ROWS_SCHEMA.fields})
@@ -387,6 +398,8 @@ def train_leaf_from_arrow(
         arrow_to_matrix(init.column(VECTOR), settings.dim),
         settings,
         round_index,
+        init.column(REPLICAS).to_numpy().astype(np.int64) if REPLICAS in init.schema.names
+        else None,
     )
     arrays = {name: pa.array(values, WEIGHTED_ROWS_ARROW_SCHEMA.field(name).type)
               for name, values in columns.items()}  # fmt: skip
@@ -404,9 +417,11 @@ def _train_leaf_arrays(
     init_vectors: np.ndarray,
     settings: LeafTrainSettings,
     round_index: int,
+    init_replicas: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Train one leaf from its nodes' start vectors: every column but ``vector``, and the
-    ``[users + items, dim]`` trained ego matrix in the same row order."""
+    ``[users + items, dim]`` trained ego matrix in the same row order (shared nodes moved by
+    ``settings.shared_step`` times their change, see :class:`LeafTrainSettings`)."""
     import torch
 
     from gnn.train import fit_lightgcn
@@ -418,12 +433,15 @@ def _train_leaf_arrays(
     items_global, items_local = leaf.items_global, leaf.items_local
     n_u, n_i = len(users_global), len(items_global)
     start = np.zeros((n_u + n_i, settings.dim), dtype=np.float32)
+    shared = np.zeros(n_u + n_i, dtype=bool)
     for kind, ids, offset in ((USER, users_global, 0), (ITEM, items_global, n_u)):
         mask = init_kinds == kind
         node_ids = init_ids[mask]
         pos = np.searchsorted(ids, node_ids)
         ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == node_ids)
         start[offset + pos[ok]] = init_vectors[mask][ok]
+        if init_replicas is not None:
+            shared[offset + pos[ok]] = init_replicas[mask][ok] > 1
     result = fit_lightgcn(
         users_local,
         items_local,
@@ -436,6 +454,8 @@ def _train_leaf_arrays(
     )
     assert result.ego_emb is not None
     ego = result.ego_emb.detach().cpu().numpy()
+    if settings.shared_step != 1.0 and shared.any():
+        ego[shared] = start[shared] + settings.shared_step * (ego[shared] - start[shared])
     weights = np.concatenate(
         [np.bincount(users_local, minlength=n_u), np.bincount(items_local, minlength=n_i)]
     ).astype(np.float64)
@@ -466,7 +486,8 @@ def train_leaves_from(
 
     Schema:
         leaf_edges: ``leaf_id``, ``user``, ``item``; leaf_init: ``leaf_id``, ``kind``,
-        ``node_id``, ``vector``; both also ``group_key`` when it is not ``leaf_id``.
+        ``node_id``, ``vector`` (and ``replicas`` when it has one); both also ``group_key``
+        when it is not ``leaf_id``.
         out: :data:`WEIGHTED_ROWS_SCHEMA`.
     """
 
@@ -483,6 +504,7 @@ def train_leaves_from(
         *keys,
         F.col(LEAF_ID).cast("long").alias(LEAF_ID),
         *[F.col(c).alias(c) for c in (KIND, NODE_ID, VECTOR)],
+        *([F.col(REPLICAS).alias(REPLICAS)] if REPLICAS in leaf_init.columns else []),
     )
     return (
         edges.groupBy(group_key)

@@ -135,9 +135,23 @@ class TrainConfig:
     time_budget_minutes: float = _f(0.0, "Stop training after this many minutes (0: no limit).")
     threads: int = _f(0, "torch threads (0: all cores available to the process or task).")
     eval_every: int = _f(0, "Evaluate every N epochs (0: only at the end).")
+    vector_dtype: str = _f(
+        "float32", "float32 | float16: bytes of the vectors the rounds move (sums stay float64)."
+    )
+    shared_step: float = _f(
+        1.0,
+        "Server step on nodes held by several leaves between rounds "
+        "(1: plain federated averaging; see BENCHMARKS.md for the measured choice).",
+    )
 
     def validate(self) -> None:
         _require(self.epochs >= 0, "train.epochs", "must be >= 0")
+        _require(
+            self.vector_dtype in ("float32", "float16"),
+            "train.vector_dtype",
+            "must be float32 or float16",
+        )
+        _require(0 < self.shared_step <= 8, "train.shared_step", "must be in (0, 8]")
         _require(self.rounds >= 1, "train.rounds", "must be >= 1")
         _require(self.batch_size >= 1, "train.batch_size", "must be >= 1")
         _require(self.lr > 0, "train.lr", "must be > 0")

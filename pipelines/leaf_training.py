@@ -4,7 +4,8 @@ Round ``r``: every leaf starts from the current global ego vectors (the same det
 initialisation in round 0), trains ``settings.epochs`` epochs on its interactions inside one Spark
 task (:func:`pipelines.bridge.train_leaves_from`), and the copies of each node are averaged with
 weights = the node's interaction count in each leaf
-(:func:`pipelines.aggregate.average_replicas_per_leaf`). The average is written back once per
+(:func:`pipelines.aggregate.average_replicas_per_leaf`; nodes held by several leaves can take a
+larger server step, ``LeafTrainSettings.shared_step``). The average is written back once per
 (leaf, node) replica, so a round is one job with two shuffles (by leaf to train, by node to
 average) and no join. Each round's rows are written as Parquet under ``work_dir/rounds`` (lineage
 cut; a rerun resumes after the last finished round); :func:`round_table` reads the global table
@@ -26,7 +27,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.aggregate import PRIMARY, average_replicas_per_leaf, seeded_leaf_rows
-from pipelines.bridge import LEAF_LOG, LeafTrainSettings, train_leaves_from
+from pipelines.bridge import LEAF_LOG, REPLICAS, LeafTrainSettings, train_leaves_from
 from pipelines.leaf_slots import balanced_slots, slot_keys
 from pipelines.progress import progress
 from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
@@ -186,9 +187,11 @@ def _run_round(
 ) -> None:
     """Train every leaf from the rows at ``rows_path``; write the averaged rows to ``out_path``."""
     spark = leaf_edges.sparkSession
+    # the replica counts only travel when the shared nodes take their own step
+    extra = [REPLICAS] if settings.shared_step != 1.0 else []
     start = (
         spark.read.parquet(str(rows_path))
-        .select(LEAF_ID, KIND, NODE_ID, VECTOR)
+        .select(LEAF_ID, KIND, NODE_ID, VECTOR, *extra)
         .withColumn(SLOT_KEY, key_of_leaf[F.col(LEAF_ID)])
         .repartition(partitions, SLOT_KEY)
     )

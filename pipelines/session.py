@@ -26,6 +26,9 @@ DEFAULT_CONF: dict[str, str] = {
 }
 
 
+DAEMON_MODULE_KEY = "spark.python.daemon.module"
+
+
 def graphframes_jars() -> list[str]:
     """Paths of the GraphFrames JARs resolved by ``make setup`` (empty if not resolved)."""
     if not JARS_DIR.is_dir():
@@ -65,11 +68,16 @@ def build_spark(
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ or "SPARK_SUBMIT" in os.environ
+    if master is None and not submitted:
+        master = os.environ.get("GRAPHPIPE_MASTER", "local[*]")
     if master is not None:
         builder = builder.master(master)
-    elif not submitted:
-        builder = builder.master(os.environ.get("GRAPHPIPE_MASTER", "local[*]"))
     settings = dict(DEFAULT_CONF)
+    if master is not None and master.startswith("local"):
+        # Workers forked with torch already imported (pipelines.spark_daemon). Local mode only:
+        # a cluster's executors may get the project through --py-files, which the daemon
+        # cannot import before it starts; pass the key yourself where they have it installed.
+        settings[DAEMON_MODULE_KEY] = "pipelines.spark_daemon"
     settings["spark.ui.enabled"] = "true" if ui else "false"
     # The console progress bar only on a terminal; log files get the stage log lines instead.
     settings["spark.ui.showConsoleProgress"] = "true" if sys.stderr.isatty() else "false"

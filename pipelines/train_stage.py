@@ -55,6 +55,8 @@ def leaf_settings(cfg: PipelineConfig) -> LeafTrainSettings:
         time_budget_seconds=cfg.train.time_budget_minutes * 60.0,
         device=cfg.train.device,
         threads=cfg.train.threads,
+        vector_dtype=cfg.train.vector_dtype,
+        shared_step=cfg.train.shared_step,
     )
 
 

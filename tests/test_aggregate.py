@@ -94,6 +94,12 @@ def test_replica_means_writes_the_weighted_mean_back_onto_every_replica():
     assert np.allclose(got[("item", 7, 1)][0], [3.0, 2.0])
     assert np.allclose(got[("user", 1, 0)][0], [2.0, 2.0])
     assert [k for k, v in got.items() if v[1]] == [("item", 1, 0), ("item", 7, 0), ("user", 1, 0)]
+    # every row counts its node's replicas: the items are shared by two leaves, the user is not
+    replicas = {(r.kind, r.node_id, r.leaf_id): r.replicas for r in out.itertuples(index=False)}
+    assert replicas == {
+        ("item", 1, 0): 2, ("item", 1, 2): 2, ("item", 7, 0): 2, ("item", 7, 1): 2,
+        ("user", 1, 0): 1,
+    }
     # the leaves' logs stay on the row they came with
     assert got[("item", 1, 0)][2] == '{"leaf_id": 0}' and got[("item", 7, 1)][2] == '{"leaf_id": 1}'
     # the same rows in another order give the same bytes (sums ordered by kind, node, leaf)
@@ -120,8 +126,8 @@ def test_average_replicas_per_leaf_in_spark_equals_pandas(spark):
     got = average_replicas_per_leaf(df, dim=2, partitions=3).toPandas()
     got = got.sort_values(["kind", "node_id", "leaf_id"]).reset_index(drop=True)
     expected = _means(rows)
-    assert got[["leaf_id", "kind", "node_id", PRIMARY]].equals(
-        expected[["leaf_id", "kind", "node_id", PRIMARY]]
+    assert got[["leaf_id", "kind", "node_id", PRIMARY, "replicas"]].equals(
+        expected[["leaf_id", "kind", "node_id", PRIMARY, "replicas"]]
     )
     assert [bytes(v) for v in got["vector"]] == list(expected["vector"])
 

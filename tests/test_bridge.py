@@ -93,3 +93,48 @@ def test_train_leaf_from_arrow_equals_the_pandas_seam():
     empty = pa.table({"leaf_id": pa.array([], pa.int64()), "user": pa.array([], pa.int64()),
                       "item": pa.array([], pa.int64())})  # fmt: skip
     assert train_leaf_from_arrow(empty, pa.Table.from_pandas(init), SETTINGS).num_rows == 0
+
+
+def test_shared_step_moves_shared_nodes_by_eta_times_their_change():
+    import dataclasses
+
+    import pyarrow as pa
+    import pytest
+
+    from pipelines.aggregate import seeded_vectors
+    from pipelines.bridge import train_leaf_from, train_leaf_from_arrow, vectors_to_bytes
+
+    edges = _leaf(3)
+    nodes = pd.concat(
+        [
+            pd.DataFrame({"kind": "user", "node_id": np.sort(edges["user"].unique())}),
+            pd.DataFrame({"kind": "item", "node_id": np.sort(edges["item"].unique())}),
+        ],
+        ignore_index=True,
+    )
+    start = seeded_vectors(nodes, dim=8, seed=1)
+    # the first three items are held by other leaves too
+    replicas = np.where((nodes.kind == "item") & (nodes.index < nodes.kind.eq("user").sum() + 3),
+                        4, 1)  # fmt: skip
+    init = nodes.assign(leaf_id=3, vector=vectors_to_bytes(start), replicas=replicas)
+    plain = bytes_to_matrix(list(train_leaf_from(edges, init, SETTINGS).vector), 8)
+    stepped = dataclasses.replace(SETTINGS, shared_step=2.5)
+    got = bytes_to_matrix(list(train_leaf_from(edges, init, stepped).vector), 8)
+    shared = replicas > 1
+    assert shared.sum() == 3
+    np.testing.assert_allclose(got[shared], start[shared] + 2.5 * (plain[shared] - start[shared]),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    assert np.array_equal(got[~shared], plain[~shared])  # a node of one leaf: plain averaging
+    # without replica counts (or with the default step) the rows are plain averaging's
+    no_counts = bytes_to_matrix(
+        list(train_leaf_from(edges, init.drop(columns=["replicas"]), stepped).vector), 8
+    )
+    assert np.array_equal(no_counts, plain)
+    arrow = train_leaf_from_arrow(
+        pa.Table.from_pandas(edges, preserve_index=False),
+        pa.Table.from_pandas(init, preserve_index=False),
+        stepped,
+    )
+    assert np.array_equal(bytes_to_matrix(arrow.column("vector").to_pylist(), 8), got)
+    with pytest.raises(ValueError, match="shared_step"):
+        LeafTrainSettings(shared_step=0.0)

@@ -40,6 +40,8 @@ def test_overrides_are_typed(tmp_path):
         ("ingest.header=maybe", "ingest.header"),
         ("partition.balance_tolerance=2", "partition.balance_tolerance"),
         ("train.device=tpu", "train.device"),
+        ("train.vector_dtype=float64", "train.vector_dtype"),
+        ("train.shared_step=0", "train.shared_step"),
     ],
 )
 def test_bad_key_or_value_names_the_key(override, key):
