@@ -35,44 +35,9 @@ from pipelines.propagate import (
     sum_partials,
 )
 from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
+from pipelines.seeded_init import seeded_vectors
 
 WEIGHT_COL = "w"
-
-
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser, vectorised (uint64 in, uint64 out)."""
-    with np.errstate(over="ignore"):
-        z = (x + np.uint64(0x9E3779B97F4A7C15)) & _MASK64
-        z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64
-        z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK64
-        return z ^ (z >> np.uint64(31))
-
-
-def seeded_normal(
-    node_ids: np.ndarray, kind_code: int, dim: int, seed: int, std: float
-) -> np.ndarray:
-    """Deterministic N(0, std²) vectors per (seed, kind, node id): same on every task and run.
-
-    Shapes:
-        node_ids: ``[n]`` int64 -> ``[n, dim]`` float32.
-    """
-    ids = node_ids.astype(np.uint64)[:, None]
-    cols = np.arange(dim, dtype=np.uint64)[None, :]
-    with np.errstate(over="ignore"):
-        base = ids * np.uint64(0x100000001B3) + np.uint64(seed) * np.uint64(0x5851F42D4C957F2D)
-        base = base + np.uint64(kind_code) * np.uint64(0x14057B7EF767814F)
-        h1 = _splitmix64(base * np.uint64(2 * 1024) + cols * np.uint64(2))
-        h2 = _splitmix64(base * np.uint64(2 * 1024) + cols * np.uint64(2) + np.uint64(1))
-    u1 = ((h1 >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
-    u2 = ((h2 >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
-    z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)  # Box-Muller
-    return (z * std).astype(np.float32)
-
-
-KIND_CODES = {USER: 1, ITEM: 2, "node": 3, "entity": 4}
 
 
 def initial_vectors(nodes: DataFrame, *, dim: int, seed: int, std: float = 0.1) -> DataFrame:
@@ -91,21 +56,6 @@ def initial_vectors(nodes: DataFrame, *, dim: int, seed: int, std: float = 0.1) 
                 )
 
     return nodes.select(KIND, NODE_ID).distinct().mapInPandas(fn, schema=VECTOR_TABLE_SCHEMA)
-
-
-def seeded_vectors(rows: pd.DataFrame, *, dim: int, seed: int, std: float = 0.1) -> np.ndarray:
-    """:func:`seeded_normal` for each row's ``(kind, node_id)``, in row order.
-
-    Shapes:
-        rows: ``n`` rows with ``kind``, ``node_id`` -> ``[n, dim]`` float32.
-    """
-    out = np.empty((len(rows), dim), dtype=np.float32)
-    kinds = rows[KIND].to_numpy()
-    ids = rows[NODE_ID].to_numpy(np.int64)
-    for kind in pd.unique(kinds):
-        mask = kinds == kind
-        out[mask] = seeded_normal(ids[mask], KIND_CODES.get(str(kind), 0), dim, seed, std)
-    return out
 
 
 def weighted_mean_by_node(
@@ -265,24 +215,25 @@ def average_replicas_per_leaf(
     )
 
 
-def seeded_leaf_rows(members: DataFrame, *, dim: int, seed: int) -> DataFrame:
-    """Round-0 rows: every (leaf, node) with the node's seeded start vector and weight 1.
+def round_zero_rows(members: DataFrame) -> DataFrame:
+    """Round-0 rows: every (leaf, node) with an empty vector, its replica count and primary flag.
+
+    An empty vector means "the seeded start vector" (:mod:`pipelines.seeded_init`): the leaves
+    of round 1 compute it themselves (:func:`pipelines.bridge.train_leaf_from_arrow`), so this
+    is one JVM stage (a window by node) with no Python and no vector bytes.
 
     Schema:
-        in: ``leaf_id``, ``kind``, ``node_id``. out: the input of
-        :func:`average_replicas_per_leaf` (``leaf_log`` null).
+        in: ``leaf_id``, ``kind``, ``node_id`` (distinct). out: :data:`LEAF_ROWS_SCHEMA`.
     """
+    from pyspark.sql import Window
 
-    def fn(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
-        for pdf in batches:
-            if len(pdf):
-                vecs = seeded_vectors(pdf, dim=dim, seed=seed)
-                yield pdf.assign(
-                    **{WEIGHT_COL: 1.0, VECTOR: vectors_to_bytes(vecs), LEAF_LOG: None}
-                )
-
-    schema = (
-        f"{LEAF_ID} long, {KIND} string, {NODE_ID} long, {WEIGHT_COL} double, "
-        f"{VECTOR} binary, {LEAF_LOG} string"
+    by_node = Window.partitionBy(KIND, NODE_ID)
+    return members.select(
+        F.col(LEAF_ID).cast("long").alias(LEAF_ID),
+        KIND,
+        F.col(NODE_ID).cast("long").alias(NODE_ID),
+        F.lit(bytearray()).cast("binary").alias(VECTOR),
+        (F.row_number().over(by_node.orderBy(LEAF_ID)) == 1).alias(PRIMARY),
+        F.count(F.lit(1)).over(by_node).cast("int").alias(REPLICAS),
+        F.lit(None).cast("string").alias(LEAF_LOG),
     )
-    return members.select(LEAF_ID, KIND, NODE_ID).mapInPandas(fn, schema=schema)

@@ -22,12 +22,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, ROLE, USER, VECTOR
+from pipelines.seeded_init import seeded_vectors
 
 LEAF_LOG = "leaf_log"
 REPLICAS = "replicas"
@@ -369,7 +371,7 @@ def train_leaf_from(
         edges,
         init[KIND].to_numpy(),
         init[NODE_ID].to_numpy(np.int64),
-        bytes_to_matrix(list(init[VECTOR]), settings.dim),
+        _start_matrix(list(init[VECTOR]), settings.dim),
         settings,
         round_index,
         init[REPLICAS].to_numpy(np.int64) if REPLICAS in init else None,
@@ -395,7 +397,7 @@ def train_leaf_from_arrow(
         edges.select([LEAF_ID, USER, ITEM]).to_pandas(),
         init.column(KIND).to_numpy(zero_copy_only=False),
         init.column(NODE_ID).to_numpy().astype(np.int64),
-        arrow_to_matrix(init.column(VECTOR), settings.dim),
+        _start_matrix(init.column(VECTOR), settings.dim),
         settings,
         round_index,
         init.column(REPLICAS).to_numpy().astype(np.int64) if REPLICAS in init.schema.names
@@ -410,18 +412,31 @@ def train_leaf_from_arrow(
     )
 
 
+def _start_matrix(values: pa.Array | pa.ChunkedArray | list[bytes], dim: int) -> np.ndarray | None:
+    """The start rows' vectors; ``None`` when every one is empty (round 0: start seeded)."""
+    if isinstance(values, list):
+        if all(len(v) == 0 for v in values):
+            return None
+        return bytes_to_matrix(values, dim)
+    if len(values) and pc.max(pc.binary_length(values)).as_py() == 0:
+        return None
+    return arrow_to_matrix(values, dim)
+
+
 def _train_leaf_arrays(
     edges: pd.DataFrame,
     init_kinds: np.ndarray,
     init_ids: np.ndarray,
-    init_vectors: np.ndarray,
+    init_vectors: np.ndarray | None,
     settings: LeafTrainSettings,
     round_index: int,
     init_replicas: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Train one leaf from its nodes' start vectors: every column but ``vector``, and the
     ``[users + items, dim]`` trained ego matrix in the same row order (shared nodes moved by
-    ``settings.shared_step`` times their change, see :class:`LeafTrainSettings`)."""
+    ``settings.shared_step`` times their change, see :class:`LeafTrainSettings`).
+    ``init_vectors=None``: every node starts from its seeded vector
+    (:func:`pipelines.seeded_init.seeded_vectors`, ``settings.seed``)."""
     import torch
 
     from gnn.train import fit_lightgcn
@@ -439,9 +454,14 @@ def _train_leaf_arrays(
         node_ids = init_ids[mask]
         pos = np.searchsorted(ids, node_ids)
         ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == node_ids)
-        start[offset + pos[ok]] = init_vectors[mask][ok]
+        if init_vectors is not None:
+            start[offset + pos[ok]] = init_vectors[mask][ok]
         if init_replicas is not None:
             shared[offset + pos[ok]] = init_replicas[mask][ok] > 1
+    if init_vectors is None:
+        nodes = pd.DataFrame({KIND: [USER] * n_u + [ITEM] * n_i,
+                              NODE_ID: np.concatenate([users_global, items_global])})  # fmt: skip
+        start = seeded_vectors(nodes, dim=settings.dim, seed=settings.seed)
     result = fit_lightgcn(
         users_local,
         items_local,

@@ -4,7 +4,7 @@ The bipartite seam (:mod:`pipelines.bridge`) trains user-item leaves; this modul
 seam for one node type (R-MAT, social graphs): each leaf's core and halo edges go to one Spark
 task (``applyInPandas``), which trains :func:`gnn.homogeneous.fit_homogeneous` (LightGCN-style
 propagation over the leaf's undirected graph, BPR on ``(u, v, random v')``) from the shared
-deterministic initialisation :func:`pipelines.aggregate.seeded_normal`, so every replica of a
+deterministic initialisation :func:`pipelines.seeded_init.seeded_normal`, so every replica of a
 node starts from the same vector. Replicas (halo nodes) are then averaged with weights = the
 node's edge count in each leaf (federated averaging, McMahan et al. 2017, Eq. 1), and the final
 LightGCN propagation (He et al. 2020, Eq. 4 and 7, ``E = 1/(K+1) sum_k A_hat^k E^(0)``) runs
@@ -22,7 +22,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from pipelines.aggregate import KIND_CODES, WEIGHT_COL, seeded_normal, weighted_mean_by_node
+from pipelines.aggregate import WEIGHT_COL, weighted_mean_by_node
 from pipelines.bridge import (
     LEAF_LOG,
     WEIGHTED_ROWS_SCHEMA,
@@ -34,6 +34,7 @@ from pipelines.bridge import (
 )
 from pipelines.propagate import bucket_edges, propagate_layer
 from pipelines.schema import DST, KIND, LEAF_ID, NODE_ID, SRC, VECTOR
+from pipelines.seeded_init import KIND_CODES, seeded_normal
 
 NODE_KIND = "node"
 INIT_STD = 0.1

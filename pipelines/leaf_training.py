@@ -1,9 +1,9 @@
 """Partitioned LightGCN: rounds of per-leaf training in Spark tasks with federated averaging.
 
-Round ``r``: every leaf starts from the current global ego vectors (the same deterministic
-initialisation in round 0), trains ``settings.epochs`` epochs on its interactions inside one Spark
-task (:func:`pipelines.bridge.train_leaves_from`), and the copies of each node are averaged with
-weights = the node's interaction count in each leaf
+Round ``r``: every leaf starts from the current global ego vectors (in round 1 the deterministic
+seeded initialisation, which the leaves compute themselves), trains ``settings.epochs`` epochs on
+its interactions inside one Spark task (:func:`pipelines.bridge.train_leaves_from`), and the
+copies of each node are averaged with weights = the node's interaction count in each leaf
 (:func:`pipelines.aggregate.average_replicas_per_leaf`; nodes held by several leaves can take a
 larger server step, ``LeafTrainSettings.shared_step``). The average is written back once per
 (leaf, node) replica, so a round is one job with two shuffles (by leaf to train, by node to
@@ -26,7 +26,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipelines.aggregate import PRIMARY, average_replicas_per_leaf, seeded_leaf_rows
+from pipelines.aggregate import PRIMARY, average_replicas_per_leaf, round_zero_rows
 from pipelines.bridge import LEAF_LOG, REPLICAS, LeafTrainSettings, train_leaves_from
 from pipelines.leaf_slots import balanced_slots, slot_keys
 from pipelines.progress import progress
@@ -122,10 +122,10 @@ def iter_rounds(
     try:
         rows_path = work_dir / "rounds" / "0"
         if not (rows_path / "_SUCCESS").exists():
-            seeded = seeded_leaf_rows(leaf_nodes(leaf_edges), dim=settings.dim, seed=settings.seed)
-            average_replicas_per_leaf(
-                seeded, dim=settings.dim, partitions=partitions, vector_dtype=settings.vector_dtype
-            ).write.mode("overwrite").parquet(str(rows_path))
+            # no vectors: round 1's leaves start their nodes from the seeded vectors themselves
+            round_zero_rows(leaf_nodes(leaf_edges)).write.mode("overwrite").parquet(
+                str(rows_path)
+            )
         setup_seconds = time.perf_counter() - started  # charged to the first round that runs
         r = 0
         while rounds is None or r < rounds:

@@ -10,10 +10,10 @@ from pipelines.aggregate import (
     initial_vectors,
     lightgcn_propagate,
     replica_means,
-    seeded_normal,
     weighted_mean_by_node,
 )
 from pipelines.bridge import bytes_to_matrix, vectors_to_bytes
+from pipelines.seeded_init import seeded_normal
 
 
 def _table(df, dim):
@@ -164,3 +164,23 @@ def test_lightgcn_propagate_matches_dense_reference(spark):
         assert np.allclose(got[("user", u)], out[u], atol=1e-5)
     for i in items_used:
         assert np.allclose(got[("item", i)], out[n_users + i], atol=1e-5)
+
+
+def test_round_zero_rows_count_replicas_and_carry_no_vectors(spark):
+    from pipelines.aggregate import round_zero_rows
+
+    members = spark.createDataFrame(
+        [(2, "item", 1), (0, "item", 1), (0, "user", 1), (1, "item", 7), (0, "item", 7),
+         (3, "item", 7)],
+        "leaf_id int, kind string, node_id long",
+    )  # fmt: skip
+    got = round_zero_rows(members).toPandas().sort_values(["kind", "node_id", "leaf_id"])
+    assert got[["leaf_id", "kind", "node_id", PRIMARY, "replicas"]].values.tolist() == [
+        [0, "item", 1, True, 2],
+        [2, "item", 1, False, 2],
+        [0, "item", 7, True, 3],
+        [1, "item", 7, False, 3],
+        [3, "item", 7, False, 3],
+        [0, "user", 1, True, 1],
+    ]
+    assert all(len(v) == 0 for v in got["vector"]) and got["leaf_log"].isna().all()

@@ -63,8 +63,8 @@ def test_empty_leaf_and_device_outside_spark():
 def test_train_leaf_from_arrow_equals_the_pandas_seam():
     import pyarrow as pa
 
-    from pipelines.aggregate import seeded_vectors
     from pipelines.bridge import train_leaf_from, train_leaf_from_arrow, vectors_to_bytes
+    from pipelines.seeded_init import seeded_vectors
 
     edges = _leaf(3)
     nodes = pd.concat(
@@ -101,8 +101,8 @@ def test_shared_step_moves_shared_nodes_by_eta_times_their_change():
     import pyarrow as pa
     import pytest
 
-    from pipelines.aggregate import seeded_vectors
     from pipelines.bridge import train_leaf_from, train_leaf_from_arrow, vectors_to_bytes
+    from pipelines.seeded_init import seeded_vectors
 
     edges = _leaf(3)
     nodes = pd.concat(
@@ -138,3 +138,37 @@ def test_shared_step_moves_shared_nodes_by_eta_times_their_change():
     assert np.array_equal(bytes_to_matrix(arrow.column("vector").to_pylist(), 8), got)
     with pytest.raises(ValueError, match="shared_step"):
         LeafTrainSettings(shared_step=0.0)
+
+
+def test_empty_start_vectors_mean_the_seeded_start():
+    import pyarrow as pa
+
+    from pipelines.bridge import train_leaf_from, train_leaf_from_arrow, vectors_to_bytes
+    from pipelines.seeded_init import seeded_vectors
+
+    edges = _leaf(3)
+    nodes = pd.DataFrame(
+        {"kind": ["user"] * 3 + ["item"] * 2,
+         "node_id": list(edges["user"].unique()[:3]) + list(edges["item"].unique()[:2])}
+    )  # fmt: skip — the start rows name only some nodes; all of a leaf's nodes are seeded
+    seeded = pd.concat(
+        [
+            pd.DataFrame({"kind": "user", "node_id": edges["user"].unique()}),
+            pd.DataFrame({"kind": "item", "node_id": edges["item"].unique()}),
+        ],
+        ignore_index=True,
+    )
+    explicit = seeded.assign(
+        leaf_id=3, vector=vectors_to_bytes(seeded_vectors(seeded, dim=8, seed=SETTINGS.seed))
+    )
+    want = train_leaf_from(edges, explicit, SETTINGS, round_index=1)
+    empty = nodes.assign(leaf_id=3, vector=[b""] * len(nodes))
+    got = train_leaf_from(edges, empty, SETTINGS, round_index=1)
+    assert got.drop(columns=[LEAF_LOG]).equals(want.drop(columns=[LEAF_LOG]))
+    arrow = train_leaf_from_arrow(
+        pa.Table.from_pandas(edges, preserve_index=False),
+        pa.Table.from_pandas(empty, preserve_index=False),
+        SETTINGS,
+        round_index=1,
+    ).to_pandas()
+    assert arrow.drop(columns=[LEAF_LOG]).equals(want.drop(columns=[LEAF_LOG]))

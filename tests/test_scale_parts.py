@@ -16,8 +16,8 @@ from gnn.homogeneous import (
     undirected_pairs,
 )
 from gnn.metrics import auroc
-from pipelines.aggregate import KIND_CODES, seeded_normal
 from pipelines.bridge import LEAF_LOG, LeafTrainSettings, bytes_to_matrix, vectors_to_bytes
+from pipelines.seeded_init import KIND_CODES, seeded_normal
 
 R = 1 / math.sqrt(2)
 
