@@ -22,6 +22,18 @@ def _leaf(leaf_id):
     return pd.DataFrame({"leaf_id": leaf_id, "user": users, "item": items}).drop_duplicates()
 
 
+def _leaf_nodes(edges, sort=False):
+    """Every (kind, node_id) of a leaf's edges: users first, in first-seen (or sorted) order."""
+    order = np.sort if sort else (lambda x: x)
+    return pd.concat(
+        [
+            pd.DataFrame({"kind": "user", "node_id": order(edges["user"].unique())}),
+            pd.DataFrame({"kind": "item", "node_id": order(edges["item"].unique())}),
+        ],
+        ignore_index=True,
+    )
+
+
 SETTINGS = LeafTrainSettings(dim=8, layers=2, epochs=3, batch_size=16, lr=0.01, seed=5, threads=1)
 
 
@@ -67,13 +79,7 @@ def test_train_leaf_from_arrow_equals_the_pandas_seam():
     from pipelines.seeded_init import seeded_vectors
 
     edges = _leaf(3)
-    nodes = pd.concat(
-        [
-            pd.DataFrame({"kind": "user", "node_id": edges["user"].unique()}),
-            pd.DataFrame({"kind": "item", "node_id": edges["item"].unique()}),
-        ],
-        ignore_index=True,
-    ).sample(frac=1.0, random_state=0)  # start rows in any order
+    nodes = _leaf_nodes(edges).sample(frac=1.0, random_state=0)  # start rows in any order
     init = nodes.assign(
         leaf_id=3, vector=vectors_to_bytes(seeded_vectors(nodes, dim=8, seed=1))
     )[["leaf_id", "kind", "node_id", "vector"]]
@@ -105,13 +111,7 @@ def test_shared_step_moves_shared_nodes_by_eta_times_their_change():
     from pipelines.seeded_init import seeded_vectors
 
     edges = _leaf(3)
-    nodes = pd.concat(
-        [
-            pd.DataFrame({"kind": "user", "node_id": np.sort(edges["user"].unique())}),
-            pd.DataFrame({"kind": "item", "node_id": np.sort(edges["item"].unique())}),
-        ],
-        ignore_index=True,
-    )
+    nodes = _leaf_nodes(edges, sort=True)
     start = seeded_vectors(nodes, dim=8, seed=1)
     # the first three items are held by other leaves too
     replicas = np.where((nodes.kind == "item") & (nodes.index < nodes.kind.eq("user").sum() + 3),
@@ -151,13 +151,7 @@ def test_empty_start_vectors_mean_the_seeded_start():
         {"kind": ["user"] * 3 + ["item"] * 2,
          "node_id": list(edges["user"].unique()[:3]) + list(edges["item"].unique()[:2])}
     )  # fmt: skip — the start rows name only some nodes; all of a leaf's nodes are seeded
-    seeded = pd.concat(
-        [
-            pd.DataFrame({"kind": "user", "node_id": edges["user"].unique()}),
-            pd.DataFrame({"kind": "item", "node_id": edges["item"].unique()}),
-        ],
-        ignore_index=True,
-    )
+    seeded = _leaf_nodes(edges)
     explicit = seeded.assign(
         leaf_id=3, vector=vectors_to_bytes(seeded_vectors(seeded, dim=8, seed=SETTINGS.seed))
     )
