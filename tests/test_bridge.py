@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pipelines.bridge import (
     LEAF_LOG,
@@ -31,6 +32,18 @@ def _leaf_nodes(edges, sort=False):
             pd.DataFrame({"kind": "item", "node_id": order(edges["item"].unique())}),
         ],
         ignore_index=True,
+    )
+
+
+def _arrow_leaf(edges, init, settings, round_index):
+    """train_leaf_from_arrow on pandas frames, as Spark's Arrow batches hand them over."""
+    from pipelines.bridge import train_leaf_from_arrow
+
+    return train_leaf_from_arrow(
+        pa.Table.from_pandas(edges, preserve_index=False),
+        pa.Table.from_pandas(init, preserve_index=False),
+        settings,
+        round_index=round_index,
     )
 
 
@@ -84,12 +97,7 @@ def test_train_leaf_from_arrow_equals_the_pandas_seam():
         leaf_id=3, vector=vectors_to_bytes(seeded_vectors(nodes, dim=8, seed=1))
     )[["leaf_id", "kind", "node_id", "vector"]]
     want = train_leaf_from(edges, init, SETTINGS, round_index=2)
-    got = train_leaf_from_arrow(
-        pa.Table.from_pandas(edges, preserve_index=False),
-        pa.Table.from_pandas(init, preserve_index=False),
-        SETTINGS,
-        round_index=2,
-    ).to_pandas()
+    got = _arrow_leaf(edges, init, SETTINGS, 2).to_pandas()
     assert list(got.columns) == list(want.columns)
     assert got.drop(columns=[LEAF_LOG]).equals(want.drop(columns=[LEAF_LOG]))
     # the start vectors were used: a zero start trains to other vectors
@@ -104,10 +112,9 @@ def test_train_leaf_from_arrow_equals_the_pandas_seam():
 def test_shared_step_moves_shared_nodes_by_eta_times_their_change():
     import dataclasses
 
-    import pyarrow as pa
     import pytest
 
-    from pipelines.bridge import train_leaf_from, train_leaf_from_arrow, vectors_to_bytes
+    from pipelines.bridge import train_leaf_from, vectors_to_bytes
     from pipelines.seeded_init import seeded_vectors
 
     edges = _leaf(3)
@@ -130,20 +137,15 @@ def test_shared_step_moves_shared_nodes_by_eta_times_their_change():
         list(train_leaf_from(edges, init.drop(columns=["replicas"]), stepped).vector), 8
     )
     assert np.array_equal(no_counts, plain)
-    arrow = train_leaf_from_arrow(
-        pa.Table.from_pandas(edges, preserve_index=False),
-        pa.Table.from_pandas(init, preserve_index=False),
-        stepped,
-    )
+    arrow = _arrow_leaf(edges, init, stepped, 0)
     assert np.array_equal(bytes_to_matrix(arrow.column("vector").to_pylist(), 8), got)
     with pytest.raises(ValueError, match="shared_step"):
         LeafTrainSettings(shared_step=0.0)
 
 
 def test_empty_start_vectors_mean_the_seeded_start():
-    import pyarrow as pa
 
-    from pipelines.bridge import train_leaf_from, train_leaf_from_arrow, vectors_to_bytes
+    from pipelines.bridge import train_leaf_from, vectors_to_bytes
     from pipelines.seeded_init import seeded_vectors
 
     edges = _leaf(3)
@@ -159,10 +161,5 @@ def test_empty_start_vectors_mean_the_seeded_start():
     empty = nodes.assign(leaf_id=3, vector=[b""] * len(nodes))
     got = train_leaf_from(edges, empty, SETTINGS, round_index=1)
     assert got.drop(columns=[LEAF_LOG]).equals(want.drop(columns=[LEAF_LOG]))
-    arrow = train_leaf_from_arrow(
-        pa.Table.from_pandas(edges, preserve_index=False),
-        pa.Table.from_pandas(empty, preserve_index=False),
-        SETTINGS,
-        round_index=1,
-    ).to_pandas()
+    arrow = _arrow_leaf(edges, empty, SETTINGS, 1).to_pandas()
     assert arrow.drop(columns=[LEAF_LOG]).equals(want.drop(columns=[LEAF_LOG]))
