@@ -413,12 +413,13 @@ def train_leaf_from_arrow(
 
 
 def _start_matrix(values: pa.Array | pa.ChunkedArray | list[bytes], dim: int) -> np.ndarray | None:
-    """The start rows' vectors; ``None`` when every one is empty (round 0: start seeded)."""
+    """The start rows' vectors; ``None`` when every one is empty, or there are none (round 0:
+    start seeded), on both seams alike."""
     if isinstance(values, list):
         if all(len(v) == 0 for v in values):
             return None
         return bytes_to_matrix(values, dim)
-    if len(values) and pc.max(pc.binary_length(values)).as_py() == 0:
+    if len(values) == 0 or pc.max(pc.binary_length(values)).as_py() == 0:
         return None
     return arrow_to_matrix(values, dim)
 

@@ -163,3 +163,9 @@ def test_empty_start_vectors_mean_the_seeded_start():
     assert got.drop(columns=[LEAF_LOG]).equals(want.drop(columns=[LEAF_LOG]))
     arrow = _arrow_leaf(edges, empty, SETTINGS, 1).to_pandas()
     assert arrow.drop(columns=[LEAF_LOG]).equals(want.drop(columns=[LEAF_LOG]))
+    # no start rows at all: seeded too, on both seams (the Arrow one once read it as zeros)
+    none = empty.iloc[:0]
+    got = train_leaf_from(edges, none, SETTINGS, round_index=1)
+    assert got.drop(columns=[LEAF_LOG]).equals(want.drop(columns=[LEAF_LOG]))
+    arrow = _arrow_leaf(edges, none, SETTINGS, 1).to_pandas()
+    assert arrow.drop(columns=[LEAF_LOG]).equals(want.drop(columns=[LEAF_LOG]))
