@@ -1,15 +1,19 @@
 """Partitioned NBFNet vs full-graph NBFNet: accuracy and inference speed in one run.
 
     python -m bench.nbfnet_partitioned (--planetoid DIR --name NAME | --triples DIR) --k 2,4,8
-        [--halo-hops 1,2] [--budget-minutes N] [--device cpu|cuda] --json
+        [--halo-hops 1,2] [--halo-edges induced,outward] [--budget-minutes N]
+        [--device cpu|cuda] [--full-checkpoint FILE] --json
 
 One run trains (a) the full-graph NBFNet (:func:`gnn.nbfnet_train.fit_nbfnet`) and, for every
 ``k``, (b) one shared NBFNet trained leaf by leaf on the leaves' core + halo subgraphs
-(:func:`gnn.nbfnet_partitioned.fit_partitioned`) for every ``k`` and halo depth, each with the
-same time budget. On the same
-test queries it evaluates the full model on the full graph, the partitioned model on leaf +
-halo, and the full model on leaf + halo; inference is timed as queries per second (Planetoid:
-Bellman-Ford passes, two per test pair, ``symmetric``; triples: tail and head queries).
+(:func:`gnn.nbfnet_partitioned.fit_partitioned`) for every ``k``, halo depth and halo edge
+rule (``induced``: every edge among core and halo nodes; ``outward``: the edges within
+``--halo-hops`` of the core, what the Spark partitioner ships with a leaf), each with the
+same time budget; ``--full-checkpoint`` reuses a full model trained with the same settings.
+On the same test queries it evaluates the full model on the full graph, the partitioned model
+on leaf + halo, and the full model on leaf + halo; inference is timed as queries per second
+(Planetoid: Bellman-Ford passes, two per test pair, ``symmetric``; triples: tail and head
+queries).
 
 The k-leaf assignment of the training graph comes from the project's Spark partitioner
 (:func:`pipelines.partition.partition_graph` on ``local[2]``; ``--partitioner spark``, the
@@ -17,7 +21,8 @@ default) or pymetis (``--partitioner metis``). ``--assignment-cache DIR`` keeps 
 as ``.pt`` files, so a machine with only torch can rerun with assignments made elsewhere.
 
 Prints progress lines, a table, and a last JSON line ``{"full": {"auroc"|"mrr",
-"queries_per_second", "train_seconds"}, "results": [{"k", "halo_hops", "model", "auroc"|"mrr",
+"queries_per_second", "train_seconds"}, "results": [{"k", "halo_hops", "halo_edges", "model",
+"auroc"|"mrr",
 "relative_loss", "queries_per_second", "speedup", ...}]}``; rows with ``model: "partitioned"``
 are the trained-per-leaf models, ``model: "full"`` the full model restricted to leaf + halo.
 
@@ -43,6 +48,7 @@ from torch import Tensor
 
 from gnn.device import select_device
 from gnn.kg import (
+    RelationalGraph,
     cora_link_split,
     homogeneous_graph,
     kg_graph,
@@ -57,7 +63,7 @@ from gnn.nbfnet_partitioned import (
     fit_partitioned,
     pair_subgraph,
 )
-from gnn.nbfnet_train import NBFNetTrainConfig, fit_nbfnet
+from gnn.nbfnet_train import NBFNetResult, NBFNetTrainConfig, build_model, fit_nbfnet
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -69,6 +75,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default="cora", help="Planetoid name")
     p.add_argument("--k", default="4,8", help="comma-separated leaf counts")
     p.add_argument("--halo-hops", default="1", help="comma-separated halo depths")
+    p.add_argument("--halo-edges", default="induced",
+                   help="comma-separated halo edge rules: induced (every edge among core and "
+                        "halo nodes) and/or outward (edges within --halo-hops of the core, as "
+                        "the Spark partitioner ships them)")
+    p.add_argument("--full-checkpoint", default="",
+                   help="file of the full-graph model: loaded when present (its training is "
+                        "then not rerun), written after training otherwise")
     p.add_argument("--scope", default="source",
                    help="Planetoid: comma-separated inference scopes, source (the first node's "
                         "leaf + halo) and/or pair (the union of both nodes' leaf + halo)")
@@ -193,6 +206,32 @@ def scope_sizes(pg: PartitionedGraph, pairs: Tensor, scope: str) -> dict[str, fl
             "scope_edges": sum(e for _, e in got) / len(got)}
 
 
+def full_model(args: argparse.Namespace, graph: RelationalGraph, cfg: NBFNetTrainConfig,
+               dev: torch.device, train_triples: Tensor | None) -> NBFNetResult:
+    """The full-graph model: trained, or read from ``--full-checkpoint`` when that file exists.
+
+    A checkpoint holds the weights, the config it was trained with and the training figures;
+    one trained with another config is refused rather than silently compared.
+    """
+    path = Path(args.full_checkpoint) if args.full_checkpoint else None
+    if path is not None and path.is_file():
+        saved = torch.load(path, map_location="cpu")
+        if saved["config"] != repr(cfg):
+            raise SystemExit(f"{path}: trained with {saved['config']}, not {cfg!r}")
+        model = build_model(graph.num_relations, cfg).to(dev)
+        model.load_state_dict(saved["state_dict"])
+        print(f"[bench] full graph: read from {path}", flush=True)
+        return NBFNetResult(state_dict=saved["state_dict"], losses=[], seconds=saved["seconds"],
+                            history=[], steps=saved["steps"], queries=saved["queries"],
+                            model=model.eval())
+    full = fit_nbfnet(graph, cfg, device=dev, train_triples=train_triples)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"state_dict": full.state_dict, "config": repr(cfg), "seconds": full.seconds,
+                    "steps": full.steps, "queries": full.queries}, path)
+    return full
+
+
 def _pairs(edge_index: Tensor) -> Tensor:
     """Distinct undirected non-loop pairs ``u < v`` of a graph's edges, ``[M, 2]``."""
     u, v = edge_index
@@ -231,13 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     for k in (int(x) for x in args.k.split(",")):
         a, secs = assignment(args, pairs, graph.num_nodes, k, dataset)
         cut = float((a[pairs[:, 0]] != a[pairs[:, 1]]).double().mean())
-        for hops in (int(x) for x in args.halo_hops.split(",")):
-            pg = PartitionedGraph(graph, a, halo_hops=hops)
+        for hops, rule in itertools.product((int(x) for x in args.halo_hops.split(",")),
+                                            args.halo_edges.split(",")):
+            pg = PartitionedGraph(graph, a, halo_hops=hops, halo_edges=rule)
             st = pg.stats()
-            print(f"[bench] k={k} halo {hops} ({args.partitioner}, {secs:.1f}s): edge cut "
-                  f"{cut:.3f}; leaf+halo nodes {[s['nodes'] for s in st]}, edges "
+            print(f"[bench] k={k} halo {hops} {rule} ({args.partitioner}, {secs:.1f}s): edge "
+                  f"cut {cut:.3f}; leaf+halo nodes {[s['nodes'] for s in st]}, edges "
                   f"{[s['edges'] for s in st]}", flush=True)
-            parts[k, hops] = (pg, cut, st)
+            parts[k, hops, rule] = (pg, cut, st)
 
     scopes = args.scope.split(",")
     if kg and scopes != ["source"]:
@@ -260,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     graph = graph.to(dev)
-    full = fit_nbfnet(graph, cfg, device=dev, train_triples=train_triples)
+    full = full_model(args, graph, cfg, dev, train_triples)
     print(f"[bench] full graph: {full.steps} steps, {full.queries} queries in "
           f"{full.seconds:.1f}s; evaluating ...", flush=True)
     fm = evaluate(full.model, None)
@@ -269,15 +309,16 @@ def main(argv: list[str] | None = None) -> int:
                 "train_seconds": full.seconds, "train_queries": full.queries,
                 "test_queries": int(fm["queries"])}
     results = []
-    for (k, hops), (pg, cut, st) in parts.items():
+    for (k, hops, rule), (pg, cut, st) in parts.items():
         pg = pg.to(dev)
         res = fit_partitioned(pg, cfg, device=dev, train_triples=train_triples)
-        print(f"[bench] k={k} halo {hops}: {res.steps} steps, {res.queries} queries in "
+        print(f"[bench] k={k} halo {hops} {rule}: {res.steps} steps, {res.queries} queries in "
               f"{res.seconds:.1f}s; evaluating ...", flush=True)
         for (name, model), scope in itertools.product(
                 (("partitioned", res.model), ("full", full.model)), scopes):
             m = evaluate(model, pg, scope)
-            row = {"k": k, "halo_hops": hops, "scope": scope, "model": name, metric: m[metric],
+            row = {"k": k, "halo_hops": hops, "halo_edges": rule, "scope": scope, "model": name,
+                   metric: m[metric],
                    "relative_loss": (fm[metric] - m[metric]) / fm[metric],
                    "queries_per_second": m["qps"], "speedup": m["qps"] / fm["qps"],
                    "edge_cut": cut,
@@ -288,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
                    "train_seconds": res.seconds if name == "partitioned" else full.seconds,
                    "train_queries": res.queries if name == "partitioned" else full.queries}
             row.update({c: m[c] for c in ("coverage", "coverage_pos", "coverage_neg") if c in m})
-            print(f"[bench] k={k} halo {hops} {name} on {scope} scope: {metric} {m[metric]:.4f}, "
+            print(f"[bench] k={k} halo {hops} {rule} {name} on {scope} scope: "
+                  f"{metric} {m[metric]:.4f}, "
                   f"{m['qps']:.1f} queries/s", flush=True)
             results.append(row)
     print(f"\n{dataset}, device {dev}, budget "
@@ -299,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| - | - | full | full graph | {fm[metric]:.4f} | - | {fm['qps']:.1f} | 1.00 | - | "
           f"{graph.num_nodes} / {graph.num_edges} | {full.queries} |")
     for r in results:
-        print(f"| {r['k']} | {r['halo_hops']} | {r['model']} | {r['scope']} | {r[metric]:.4f} | "
+        print(f"| {r['k']} | {r['halo_hops']} {r['halo_edges']} | {r['model']} | {r['scope']} | "
+              f"{r[metric]:.4f} | "
               f"{100 * r['relative_loss']:+.2f}% | {r['queries_per_second']:.1f} | "
               f"{r['speedup']:.2f} | {r['edge_cut']:.3f} | {r['mean_subgraph_nodes']:.0f} / "
               f"{r['mean_subgraph_edges']:.0f} | {r['train_queries']} |")

@@ -48,6 +48,7 @@ __all__ = [
     "evaluate_kg_partitioned",
     "evaluate_link_auc_partitioned",
     "fit_partitioned",
+    "HALO_EDGES",
     "halo_mask",
     "leaf_queries",
     "pair_scores_partitioned",
@@ -76,6 +77,9 @@ def halo_mask(graph: RelationalGraph, core: Tensor, hops: int) -> Tensor:
     return reach
 
 
+HALO_EDGES = ("induced", "outward")
+
+
 @dataclass
 class Leaf:
     """One leaf's subgraph in local node ids.
@@ -98,18 +102,31 @@ class Leaf:
     to_local: Tensor
 
     @classmethod
-    def build(cls, graph: RelationalGraph, core: Tensor, leaf_id: int, *, halo_hops: int) -> Leaf:
-        """Subgraph of the edges with both endpoints in ``core`` or its ``halo_hops`` halo.
+    def build(cls, graph: RelationalGraph, core: Tensor, leaf_id: int, *, halo_hops: int,
+              halo_edges: str = "induced") -> Leaf:
+        """Subgraph on ``core`` and its ``halo_hops`` halo.
+
+        Args:
+            halo_edges: ``"induced"``: every edge with both endpoints among those nodes;
+                ``"outward"``: of those, only the edges with an endpoint at most
+                ``halo_hops - 1`` hops from the core (at ``halo_hops = 0`` both are the edges
+                inside the core).
 
         Shapes:
             core: ``[N]`` bool.
         """
+        if halo_edges not in HALO_EDGES:
+            raise ValueError(f"halo_edges: must be one of {HALO_EDGES} (got {halo_edges!r})")
         inside = halo_mask(graph, core, halo_hops)
         nodes = inside.nonzero().squeeze(1)
         to_local = torch.full((graph.num_nodes,), -1, dtype=torch.long, device=nodes.device)
         to_local[nodes] = torch.arange(len(nodes), device=nodes.device)
         src, dst = graph.edge_index
-        edge_ids = (inside[src] & inside[dst]).nonzero().squeeze(1)
+        keep = inside[src] & inside[dst]
+        if halo_edges == "outward" and halo_hops > 0:
+            inner = halo_mask(graph, core, halo_hops - 1)
+            keep &= inner[src] | inner[dst]
+        edge_ids = keep.nonzero().squeeze(1)
         sub = RelationalGraph(to_local[graph.edge_index[:, edge_ids]],
                               graph.edge_type[edge_ids], len(nodes), graph.num_relations)
         return cls(leaf_id, nodes, core[nodes], sub, edge_ids, to_local)
@@ -127,27 +144,31 @@ class PartitionedGraph:
         assignment: ``[N]`` long leaf id of every node (any non-negative ids; leaves are the
             distinct ids, in ascending order).
         halo_hops: hops of outside nodes kept around each leaf's core.
+        halo_edges: which edges among core and halo nodes a leaf keeps (see :meth:`Leaf.build`).
 
     Attributes:
         leaves: one :class:`Leaf` per distinct leaf id.
         node_leaf: ``[N]`` position in ``leaves`` of every node's leaf.
     """
 
-    def __init__(self, graph: RelationalGraph, assignment: Tensor, *, halo_hops: int = 1) -> None:
+    def __init__(self, graph: RelationalGraph, assignment: Tensor, *, halo_hops: int = 1,
+                 halo_edges: str = "induced") -> None:
         if assignment.shape != (graph.num_nodes,):
             raise ValueError(f"assignment: must be [num_nodes={graph.num_nodes}], "
                              f"got {tuple(assignment.shape)}")
         if assignment.numel() and int(assignment.min()) < 0:
             raise ValueError("assignment: leaf ids must be >= 0")
-        self.graph, self.halo_hops = graph, halo_hops
+        self.graph, self.halo_hops, self.halo_edges = graph, halo_hops, halo_edges
         ids, self.node_leaf = torch.unique(assignment.to(graph.edge_index.device),
                                            return_inverse=True)
-        self.leaves = [Leaf.build(graph, self.node_leaf == i, int(lid), halo_hops=halo_hops)
+        self.leaves = [Leaf.build(graph, self.node_leaf == i, int(lid), halo_hops=halo_hops,
+                                  halo_edges=halo_edges)
                        for i, lid in enumerate(ids.tolist())]
 
     def to(self, device: torch.device | str) -> PartitionedGraph:
         out = object.__new__(PartitionedGraph)
         out.graph, out.halo_hops = self.graph.to(device), self.halo_hops
+        out.halo_edges = self.halo_edges
         out.node_leaf = self.node_leaf.to(device)
         out.leaves = [leaf.to(device) for leaf in self.leaves]
         return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from gnn.kg import RelationalGraph, homogeneous_graph, kg_graph
@@ -62,6 +63,29 @@ def test_leaf_subgraphs_by_hand():
     a2 = PartitionedGraph(g, HALVES, halo_hops=2).leaves[0]
     assert a2.nodes.tolist() == [0, 1, 2, 3, 4]
     assert _pairs(a2) == _both((0, 1), (1, 2), (2, 3), (3, 4))
+
+
+def test_outward_halo_edges_drop_the_edges_among_the_outermost_halo_nodes():
+    # core {0, 1}; 2, 3 one hop out (edge 2-3 between them); 4, 5 two hops out (edge 4-5)
+    edges = torch.tensor([[0, 2], [1, 3], [2, 3], [3, 4], [3, 5], [4, 5]])
+    g = homogeneous_graph(edges, 6, self_loops=False)
+    cut = torch.tensor([0, 0, 1, 1, 1, 1])
+    ind1, out1 = (PartitionedGraph(g, cut, halo_hops=1, halo_edges=e).leaves
+                  for e in ("induced", "outward"))
+    assert ind1[0].nodes.tolist() == out1[0].nodes.tolist() == [0, 1, 2, 3]
+    assert _pairs(ind1[0]) == _both((0, 2), (1, 3), (2, 3))
+    assert _pairs(out1[0]) == _both((0, 2), (1, 3))
+    # leaf 1's halo {0, 1} has no edge between its nodes: the two rules agree
+    assert _pairs(out1[1]) == _pairs(ind1[1]) == _both(*edges.tolist())
+    out2 = PartitionedGraph(g, cut, halo_hops=2, halo_edges="outward").leaves[0]
+    assert out2.nodes.tolist() == list(range(6))
+    assert _pairs(out2) == _both((0, 2), (1, 3), (2, 3), (3, 4), (3, 5))
+    out0 = PartitionedGraph(g, cut, halo_hops=0, halo_edges="outward").leaves[1]
+    assert _pairs(out0) == _both((2, 3), (3, 4), (3, 5), (4, 5))
+    # edge ids index the global graph (edges then reverses): leaf 0 keeps 0-2 and 1-3
+    assert sorted(out1[0].edge_ids.tolist()) == [0, 1, 6, 7]
+    with pytest.raises(ValueError, match="halo_edges"):
+        PartitionedGraph(g, cut, halo_edges="all")
 
 
 def test_relations_and_edge_ids_follow_the_global_graph():
@@ -218,3 +242,42 @@ def test_training_is_deterministic_with_a_seed():
     for k, v in a.state_dict.items():
         assert torch.equal(v, b.state_dict[k])
     assert a.losses != c.losses
+
+
+def _write_ring_kg(root, n: int = 24) -> None:
+    """A ring of ``n`` entities with a 'next' and a 'skip' (two ahead) relation."""
+    lines = [f"e{i}\tnext\te{(i + 1) % n}" for i in range(n)]
+    lines += [f"e{i}\tskip\te{(i + 2) % n}" for i in range(n)]
+    root.mkdir()
+    (root / "train.txt").write_text("\n".join(lines[2:]) + "\n")
+    (root / "valid.txt").write_text(lines[0] + "\n")
+    (root / "test.txt").write_text(lines[1] + "\n")
+
+
+def test_bench_reuses_the_full_checkpoint_and_runs_both_halo_edge_rules(tmp_path, capsys):
+    import json
+
+    from bench.nbfnet_partitioned import main
+
+    data, ckpt = tmp_path / "kg", tmp_path / "full.pt"
+    _write_ring_kg(data)
+    argv = ["--triples", str(data), "--k", "2", "--halo-edges", "induced,outward",
+            "--partitioner", "metis", "--device", "cpu", "--epochs", "1", "--layers", "2",
+            "--dim", "8", "--batch-size", "4", "--full-checkpoint", str(ckpt), "--json"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert ckpt.is_file()
+    assert sorted(r["halo_edges"] for r in first["results"]) == [
+        "induced", "induced", "outward", "outward"]
+    by_rule = {(r["halo_edges"], r["model"]): r for r in first["results"]}
+    # the outward rule keeps no more edges than the induced one
+    assert (by_rule["outward", "full"]["mean_subgraph_edges"]
+            <= by_rule["induced", "full"]["mean_subgraph_edges"])
+    assert main(argv) == 0
+    second = capsys.readouterr().out
+    assert "read from" in second
+    again = json.loads(second.strip().splitlines()[-1])
+    assert again["full"]["mrr"] == first["full"]["mrr"]
+    assert again["full"]["train_queries"] == first["full"]["train_queries"]
+    with pytest.raises(SystemExit, match="trained with"):
+        main([*argv[:-1], "--dim", "4", "--json"])
