@@ -259,11 +259,15 @@ def test_bench_reuses_the_full_checkpoint_and_runs_both_halo_edge_rules(tmp_path
 
     from bench.nbfnet_partitioned import main
 
-    data, ckpt = tmp_path / "kg", tmp_path / "full.pt"
+    data, ckpt, cache = tmp_path / "kg", tmp_path / "full.pt", tmp_path / "assignments"
     _write_ring_kg(data)
+    # a cached two-leaf assignment (the bench's cache layout), so neither Spark nor pymetis runs
+    cache.mkdir()
+    torch.save(torch.arange(24) // 12, cache / "kg-spark-k2-s0.pt")
     argv = ["--triples", str(data), "--k", "2", "--halo-edges", "induced,outward",
-            "--partitioner", "metis", "--device", "cpu", "--epochs", "1", "--layers", "2",
-            "--dim", "8", "--batch-size", "4", "--full-checkpoint", str(ckpt), "--json"]
+            "--assignment-cache", str(cache), "--device", "cpu", "--epochs", "1",
+            "--layers", "2", "--dim", "8", "--batch-size", "4", "--full-checkpoint", str(ckpt),
+            "--json"]
     assert main(argv) == 0
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert ckpt.is_file()
