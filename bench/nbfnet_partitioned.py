@@ -75,10 +75,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default="cora", help="Planetoid name")
     p.add_argument("--k", default="4,8", help="comma-separated leaf counts")
     p.add_argument("--halo-hops", default="1", help="comma-separated halo depths")
-    p.add_argument("--halo-edges", default="induced",
-                   help="comma-separated halo edge rules: induced (every edge among core and "
-                        "halo nodes) and/or outward (edges within --halo-hops of the core, as "
-                        "the Spark partitioner ships them)")
+    p.add_argument("--halo-edges", default="outward",
+                   help="comma-separated halo edge rules: outward (edges within --halo-hops of "
+                        "the core, as the Spark partitioner ships them; the default) and/or "
+                        "induced (every edge among core and halo nodes)")
     p.add_argument("--full-checkpoint", default="",
                    help="file of the full-graph model: loaded when present (its training is "
                         "then not rerun), written after training otherwise")

@@ -103,14 +103,17 @@ class Leaf:
 
     @classmethod
     def build(cls, graph: RelationalGraph, core: Tensor, leaf_id: int, *, halo_hops: int,
-              halo_edges: str = "induced") -> Leaf:
+              halo_edges: str = "outward") -> Leaf:
         """Subgraph on ``core`` and its ``halo_hops`` halo.
 
         Args:
-            halo_edges: ``"induced"``: every edge with both endpoints among those nodes;
-                ``"outward"``: of those, only the edges with an endpoint at most
-                ``halo_hops - 1`` hops from the core (at ``halo_hops = 0`` both are the edges
-                inside the core).
+            halo_edges: ``"outward"`` (default): the edges with both endpoints among those
+                nodes and one endpoint at most ``halo_hops - 1`` hops from the core, which is
+                what the Spark partitioner ships with a leaf
+                (:func:`pipelines.partition_output.halo`); ``"induced"``: every edge with both
+                endpoints among those nodes (at ``halo_hops = 0`` both are the edges inside the
+                core). Outward measured better on both datasets (Cora k = 16: 6.21x at 0.70%
+                AUROC loss vs 5.40x at 2.57%; FB15k-237: 23-80% fewer edges per leaf).
 
         Shapes:
             core: ``[N]`` bool.
@@ -152,7 +155,7 @@ class PartitionedGraph:
     """
 
     def __init__(self, graph: RelationalGraph, assignment: Tensor, *, halo_hops: int = 1,
-                 halo_edges: str = "induced") -> None:
+                 halo_edges: str = "outward") -> None:
         if assignment.shape != (graph.num_nodes,):
             raise ValueError(f"assignment: must be [num_nodes={graph.num_nodes}], "
                              f"got {tuple(assignment.shape)}")
