@@ -2,7 +2,8 @@
 
     python -m bench.partition --edges ../shared/data/soc-epinions1/soc-Epinions1.txt.gz \\
         --format snap --k 8,16,32,64 --json
-    python -m bench.partition --edges ../shared/data/gowalla/train.txt --format lightgcn --k 16
+    python -m bench.partition --edges ../shared/data/gowalla/train.txt --format lightgcn --k 16 \
+        --max-direct-edges 4000000,0
     python -m bench.partition --rmat 1e6,1e7 --k 16 --json
 
 Every graph is read through the project's ingest (SNAP text with ``#`` comments, LF or CRLF,
@@ -13,6 +14,9 @@ comparison only, by METIS on the driver with the same balance criterion (vertex 
 degree, METIS's default 3% imbalance); ``metis_vertex_edge_cut`` is METIS balancing vertex
 counts instead. Edge cuts are fractions of the undirected edges. ``peak_rss_mb`` is the peak
 resident memory of the Spark JVM plus the Python driver and workers during the run.
+``--max-direct-edges A,B`` runs each value of ``partition.max_direct_edges`` in turn (graphs up
+to that many adjacency rows are partitioned whole in one task; 0 forces the Spark coarsening
+path), so both paths are compared in one run; the ``direct`` column says which one ran.
 Prints a table, then one JSON line ``{"results": [...]}``.
 """
 
@@ -173,6 +177,7 @@ def run_one(
     bipartite: bool,
     k: int,
     args: argparse.Namespace,
+    max_direct_edges: int = PartitionSettings.max_direct_edges,
 ) -> dict[str, Any]:
     pairs = pairs.cache()
     num_edges = pairs.count()
@@ -180,6 +185,7 @@ def run_one(
         num_leaves=k,
         seed=args.seed,
         iterations_per_level=args.iterations,
+        max_direct_edges=max_direct_edges,
         work_dir=args.work_dir,
     )
     out = Path(args.work_dir) / f"out-{name}-{k}"
@@ -209,6 +215,7 @@ def run_one(
         "seconds_per_million_edges": round(seconds / (num_edges / 1e6), 2),
         "peak_rss_mb": peak,
         "levels": q.get("levels"),
+        "direct": bool(q.get("direct")),
         "halo_replication": round(q["halo_replication"], 3),
     }
     if num_edges <= args.metis_max_edges:
@@ -228,6 +235,7 @@ COLUMNS = [  # (key, header, width, format)
     ("graph", "graph", 18, "{}"),
     ("edges", "edges", 11, "{:,}"),
     ("k", "k", 4, "{}"),
+    ("direct", "direct", 6, "{}"),
     ("edge_cut", "cut", 7, "{:.4f}"),
     ("metis_edge_cut", "metis", 7, "{:.4f}"),
     ("hash_edge_cut", "hash", 7, "{:.4f}"),
@@ -262,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--iterations", type=int, default=8, help="Refinement rounds per level.")
+    parser.add_argument(
+        "--max-direct-edges",
+        default=str(PartitionSettings.max_direct_edges),
+        help="Comma-separated partition.max_direct_edges values, each run in turn (e.g. "
+        "4000000,0: the one-task path, then the Spark coarsening path).",
+    )
     parser.add_argument("--metis-max-edges", type=float, default=2e7)
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--shuffle-partitions", type=int, default=8)
@@ -295,9 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name, pairs, bipartite in graphs:
         for k in (int(x) for x in args.k.split(",")):
-            row = run_one(spark, name, pairs, bipartite, k, args)
-            results.append(row)
-            print(format_row(row), flush=True)
+            for direct in (int(float(x)) for x in args.max_direct_edges.split(",")):
+                row = run_one(spark, name, pairs, bipartite, k, args, direct)
+                results.append(row)
+                print(format_row(row), flush=True)
     spark.stop()
     if args.json:
         print(json.dumps({"results": results}))

@@ -173,7 +173,8 @@ def stage_hash(args: argparse.Namespace, n: int, *keys: str) -> str:
 
 
 PARTITION_KEYS = (
-    "seed", "holdout", "max_edges_per_leaf", "iterations", "max_levels", "max_initial_edges"
+    "seed", "holdout", "max_edges_per_leaf", "iterations", "max_levels", "max_initial_edges",
+    "max_direct_edges", "initial_tries", "initial_iterations", "initial_refine_iterations",
 )  # fmt: skip
 EMBED_KEYS = (*PARTITION_KEYS, "dim", "layers", "epochs", "batch_size", "lr", "vector_dtype")
 AGGREGATE_KEYS = (*EMBED_KEYS, "shuffle_partitions", "propagate_buckets")
@@ -194,6 +195,10 @@ def run_ours(
         iterations_per_level=args.iterations,
         max_levels=args.max_levels,
         max_initial_edges=args.max_initial_edges,
+        max_direct_edges=args.max_direct_edges,
+        initial_tries=args.initial_tries,
+        initial_iterations=args.initial_iterations,
+        initial_refine_iterations=args.initial_refine_iterations,
         work_dir=str(work / "partition-work"),
     ).validate()
 
@@ -399,6 +404,21 @@ def main(argv: list[str] | None = None) -> int:
         default=10_000_000,
         help="Largest coarsest graph split in one task (0: always start from a hash split).",
     )
+    p.add_argument(
+        "--max-direct-edges",
+        type=int,
+        default=PartitionSettings.max_direct_edges,
+        help="Graphs up to this many adjacency rows are partitioned whole in one task "
+        "(0: always coarsen on Spark).",
+    )
+    p.add_argument("--initial-tries", type=int, default=PartitionSettings.initial_tries,
+                   help="Seeded starts per bisection of the one-task partitioner.")
+    p.add_argument("--initial-iterations", type=int,
+                   default=PartitionSettings.initial_iterations,
+                   help="Move rounds per start of a one-task bisection.")
+    p.add_argument("--initial-refine-iterations", type=int,
+                   default=PartitionSettings.initial_refine_iterations,
+                   help="k-way rounds of the one-task partitioner.")
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--epochs", type=int, default=10, help="Epochs per leaf.")

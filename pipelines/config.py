@@ -100,6 +100,11 @@ class PartitionConfig:
     halo_hops: int = _f(1, "Hops of outside nodes kept around each leaf.")
     iterations_per_level: int = _f(8, "Refinement iterations per bisection level.")
     checkpoint_interval: int = _f(4, "Truncate lineage every N iterations.")
+    max_direct_edges: int = _f(
+        4_000_000,
+        "Graphs with at most this many adjacency rows (2 per edge) are partitioned whole in one "
+        "task, without Spark coarsening (0: never).",
+    )
 
     def validate(self) -> None:
         _require(self.max_edges_per_leaf >= 1, "partition.max_edges_per_leaf", "must be >= 1")
@@ -110,6 +115,7 @@ class PartitionConfig:
         _require(self.halo_hops >= 0, "partition.halo_hops", "must be >= 0")
         _require(self.iterations_per_level >= 0, "partition.iterations_per_level", "must be >= 0")
         _require(self.checkpoint_interval >= 1, "partition.checkpoint_interval", "must be >= 1")
+        _require(self.max_direct_edges >= 0, "partition.max_direct_edges", "must be >= 0")
 
 
 @dataclass(frozen=True)

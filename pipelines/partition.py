@@ -14,6 +14,11 @@ a size bound, be balanced and cut few edges. Method (measurements: ``bench/resul
    refine with Social-Hash-style matched label-propagation moves under a hard capacity
    ``(1 + balance_tolerance) * total_load / k``; one pass over the level's edges per round.
 
+A graph with at most ``max_direct_edges`` adjacency rows (2M undirected edges by default) skips
+steps 1 and 3: step 2's one-task partitioner takes the fine graph itself, which on graphs of
+that size is both faster than the Spark rounds and as good (Gowalla, k = 16: cut 0.326 in 54 s
+against 0.328 in 239 s; soc-Epinions1: 0.583 against 0.565, METIS 0.553).
+
 Balance is by load (weighted degree, so leaves are bounded by edges). With ``num_leaves = 0``,
 ``k = ceil((1 + tolerance) * total_load / max_edges_per_leaf)``, which guarantees that every leaf
 holds at most ``max_edges_per_leaf`` edges (internal + cut <= load <= capacity). Everything is
@@ -93,6 +98,12 @@ class PartitionSettings:
     initial_tries: int = _h(8, "Seeded starts per bisection of the coarsest graph.")
     initial_iterations: int = _h(20, "Move rounds per start of a coarsest-graph bisection.")
     initial_refine_iterations: int = _h(20, "k-way rounds on the coarsest graph.")
+    max_direct_edges: int = _h(
+        4_000_000,
+        "Graphs with at most this many adjacency rows (2 per undirected edge) skip the Spark "
+        "coarsening and refinement: the one-task partitioner of the coarsest graph takes the "
+        "fine graph itself (0: never).",
+    )
     max_initial_edges: int = _h(
         10_000_000,
         "Largest coarsest graph (adjacency rows) partitioned in one task; above it "
@@ -133,6 +144,7 @@ class PartitionSettings:
             (self.initial_iterations >= 0, "initial_iterations", "must be >= 0"),
             (self.initial_refine_iterations >= 0, "initial_refine_iterations", "must be >= 0"),
             (self.max_initial_edges >= 0, "max_initial_edges", "must be >= 0"),
+            (self.max_direct_edges >= 0, "max_direct_edges", "must be >= 0"),
             (self.broadcast_max_nodes >= 0, "broadcast_max_nodes", "must be >= 0"),
             (hasattr(StorageLevel, self.storage_level), "storage_level", "unknown StorageLevel"),
         ]

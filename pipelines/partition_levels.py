@@ -63,6 +63,15 @@ def assign_leaves(
     """
     if k == 1 or active == 0:
         return nodes.select(NODE, F.lit(0).alias(PART), VW), {"levels": 0, "initial": "trivial"}
+    direct = settings.max_direct_edges > 0 and adjacency.count() <= settings.max_direct_edges
+    if direct:
+        # small enough for one task: the numpy partitioner takes the fine graph itself, no
+        # Spark coarsening or refinement (Gowalla k = 16: cut 0.326 vs 0.328, 54 s vs 239 s)
+        state, how = _initial(
+            spark, Level(adjacency, nodes, active), k, settings, ck, settings.max_direct_edges
+        )
+        state = ck.write(state, "assigned")
+        return state, {"levels": 0, "coarsest_nodes": active, "initial": how, "direct": True}
     target_nodes = settings.coarsest_nodes_per_leaf * k
     levels = coarsen(
         adjacency,
@@ -79,7 +88,7 @@ def assign_leaves(
         ck=ck,
     )
     coarsest = levels[-1]
-    state, how = _initial(spark, coarsest, k, settings, ck)
+    state, how = _initial(spark, coarsest, k, settings, ck, settings.max_initial_edges)
     state = ck.keep(state, "initial")
     loads = leaf_loads(state, k)
 
@@ -110,16 +119,26 @@ def assign_leaves(
         state = ck.step(project(mapping, state, levels[i].nodes), "refine")
         state, loads = refine_level(i, state, loads)
     state = ck.write(state, "assigned")
-    info = {"levels": len(levels) - 1, "coarsest_nodes": coarsest.num_nodes, "initial": how}
+    info = {
+        "levels": len(levels) - 1,
+        "coarsest_nodes": coarsest.num_nodes,
+        "initial": how,
+        "direct": False,
+    }
     return state, info
 
 
 def _initial(
-    spark: SparkSession, level: Level, k: int, settings: PartitionSettings, ck: Checkpointer
+    spark: SparkSession,
+    level: Level,
+    k: int,
+    settings: PartitionSettings,
+    ck: Checkpointer,
+    max_rows: int,
 ) -> tuple[DataFrame, str]:
-    """Leaves of the coarsest graph: numpy in one task, or a load-balanced hash split if too big."""
+    """Leaves of ``level``: numpy in one task, or a load-balanced hash split above ``max_rows``."""
     rows = level.adjacency.count()
-    if rows > settings.max_initial_edges:
+    if rows > max_rows:
         log.warning(
             "partition: coarsest graph has %d adjacency rows > partition.max_initial_edges; "
             "starting from a hash split",

@@ -28,8 +28,16 @@ from pipelines.partition_moves import (
 )
 from pipelines.partition_output import leaf_paths
 
-# Small-graph settings: few rounds and starts keep each Spark run short.
-FAST = {"iterations_per_level": 3, "coarsening_iterations": 2, "initial_tries": 2}
+# Small-graph settings: few rounds and starts keep each Spark run short; max_direct_edges = 0
+# keeps these graphs on the Spark coarsening + refinement path (by default a graph this small is
+# partitioned whole in one task: DIRECT).
+FAST = {
+    "iterations_per_level": 3,
+    "coarsening_iterations": 2,
+    "initial_tries": 2,
+    "max_direct_edges": 0,
+}
+DIRECT = {**FAST, "max_direct_edges": 4_000_000}
 
 
 # --------------------------------------------------------------------------- pure python / numpy
@@ -149,14 +157,16 @@ def _stats(result) -> dict[int, dict]:
 
 
 # --------------------------------------------------------------------------- exact small graphs
-def test_two_cliques_split_at_the_bridge(spark, tmp_path) -> None:
+@pytest.mark.parametrize("path", [FAST, DIRECT], ids=["spark", "direct"])
+def test_two_cliques_split_at_the_bridge(spark, tmp_path, path) -> None:
     g = nx.barbell_graph(6, 0)  # cliques 0-5 and 6-11, bridge 5-6
     result = partition_graph(
         spark,
         _edges(spark, g.edges()),
-        PartitionSettings(num_leaves=2, **FAST),
+        PartitionSettings(num_leaves=2, **path),
         out_dir=tmp_path / "out",
     )
+    assert result.quality["direct"] is (path is DIRECT)
     leaves = _leaves(result)
     assert {frozenset(n for n in leaves if leaves[n] == x) for x in (0, 1)} == {
         frozenset(range(6)),
@@ -199,14 +209,16 @@ def test_grid_is_cut_into_quadrants(spark) -> None:
     assert result.quality["depth"] == 2
 
 
-def test_star_hub_leaf_filled_to_capacity(spark) -> None:
+@pytest.mark.parametrize("path", [FAST, DIRECT], ids=["spark", "direct"])
+def test_star_hub_leaf_filled_to_capacity(spark, path) -> None:
     # 20,000 leaves around one hub, k = 2: load 40,000, capacity floor(1.05 * 20,000) = 21,000.
     # The hub (load 20,000) cannot be split, so its leaf takes 1,000 spokes and the rest are cut.
     n = 20_000
     edges = spark.range(1, n + 1).select(
         F.lit(0).cast("long").alias("src"), F.col("id").alias("dst")
     )
-    result = partition_graph(spark, edges, PartitionSettings(num_leaves=2, **FAST))
+    result = partition_graph(spark, edges, PartitionSettings(num_leaves=2, **path))
+    assert result.quality["direct"] is (path is DIRECT)
     stats = _stats(result)
     hub_leaf = result.assignment.where("node_id = 0").first()["leaf_id"]
     assert stats[hub_leaf]["load"] == 21_000
@@ -230,6 +242,17 @@ def test_million_neighbour_hub(spark) -> None:
     assert all(s["load"] <= 525_000 for leaf, s in stats.items() if leaf != hub_leaf)
     assert sum(s["nodes"] for s in stats.values()) == n + 1
     assert result.quality["cut_edges"] == n
+
+
+def test_direct_path_only_for_graphs_within_max_direct_edges(spark) -> None:
+    # barbell(6, 0): 31 undirected edges = 62 adjacency rows
+    edges = _edges(spark, nx.barbell_graph(6, 0).edges())
+    for limit, direct in ((62, True), (61, False)):
+        settings = PartitionSettings(num_leaves=2, **{**FAST, "max_direct_edges": limit})
+        q = partition_graph(spark, edges, settings).quality
+        assert (q["direct"], q["initial"], q["edge_cut"]) == (direct, "numpy", 1 / 31)
+    with pytest.raises(ConfigError, match="partition.max_direct_edges"):
+        PartitionSettings(max_direct_edges=-1).validate()
 
 
 def test_hash_start_when_the_coarsest_graph_is_too_big(spark) -> None:
