@@ -2,9 +2,12 @@
 
 NBFNet (Zhu et al., NeurIPS 2021, Eq. 2-3) runs ``T`` Bellman-Ford steps over the WHOLE graph
 for every query, so one query costs ``O(T (E d + N d^2))``. Here the graph is cut into leaves
-(a node -> leaf assignment, e.g. from :mod:`pipelines.partition`); each leaf's subgraph is the
-edges whose two endpoints both lie in the leaf's core or its ``h``-hop halo (hops counted over
-edges of either direction). A query ``(s, r, ?)`` or pair ``(s, t)`` runs on the subgraph of the
+(a node -> leaf assignment, e.g. from :mod:`pipelines.partition`); each leaf's subgraph holds
+the leaf's core and its ``h``-hop halo (hops counted over edges of either direction) and, by
+default (``halo_edges="outward"``), the edges among them with an endpoint at most ``h - 1`` hops
+from the core, which is what the Spark partitioner ships with a leaf (``"induced"``: every edge
+among them). :mod:`pipelines.nbfnet_spark` runs the same inference inside Spark tasks.
+A query ``(s, r, ?)`` or pair ``(s, t)`` runs on the subgraph of the
 leaf that owns ``s``; candidates outside that subgraph get ``-inf`` (the lowest score; ties count
 against the model in :func:`gnn.nbfnet_eval.filtered_ranks` and one half in AUROC). A pair
 query ``(s, t)`` whose two nodes are both known (link prediction) can instead run on its *pair

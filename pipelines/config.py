@@ -120,12 +120,22 @@ class PartitionConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = _f("lightgcn", "lightgcn | nbfnet.")
+    name: str = _f(
+        "lightgcn",
+        "lightgcn (the only model the Spark train stage runs; partitioned NBFNet runs as "
+        "python -m bench.nbfnet_partitioned).",
+    )
     dim: int = _f(64, "Embedding / hidden dimension.")
     layers: int = _f(3, "Propagation layers.")
 
     def validate(self) -> None:
-        _require(self.name in ("lightgcn", "nbfnet"), "model.name", "must be lightgcn or nbfnet")
+        _require(
+            self.name == "lightgcn",
+            "model.name",
+            "must be lightgcn: the Spark train stage runs LightGCN only (it used to accept "
+            "nbfnet and train LightGCN anyway); partitioned NBFNet runs as "
+            "python -m bench.nbfnet_partitioned",
+        )
         _require(self.dim >= 1, "model.dim", "must be >= 1")
         _require(self.layers >= 0, "model.layers", "must be >= 0")
 

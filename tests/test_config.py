@@ -42,6 +42,7 @@ def test_overrides_are_typed(tmp_path):
         ("train.device=tpu", "train.device"),
         ("train.vector_dtype=float64", "train.vector_dtype"),
         ("train.shared_step=0", "train.shared_step"),
+        ("model.name=nbfnet", "model.name"),  # not silently trained as LightGCN
     ],
 )
 def test_bad_key_or_value_names_the_key(override, key):

@@ -1,0 +1,164 @@
+"""Partitioned NBFNet inference inside Spark tasks vs the same inference in one torch process.
+
+    python -m bench.nbfnet_spark --triples ../shared/data/fb15k-237 --k 16 \\
+        --assignment-cache bench/results/nbfnet_partitioned_assignments \\
+        [--checkpoint FILE] [--test-queries 200] --json
+
+Ranks the same test queries (tail and head) of a KG three ways, with one parameter set: the
+full-graph model (:func:`gnn.nbfnet_eval.evaluate_kg`), the partitioned inference in this
+process (:func:`gnn.nbfnet_partitioned.evaluate_kg_partitioned`, each query on its source's
+leaf + 1-hop halo, outward edges) and the same partitioned inference as a Spark job
+(:func:`pipelines.nbfnet_spark.rank_queries` on ``local[N]``: one task per leaf builds its
+subgraph from the triples, the assignment and the leaf's halo edges). The two partitioned
+rankings must agree (``mrr`` equal); the bench reports queries per second of each and the
+Spark job's overhead. The weights come from ``--checkpoint`` (a ``bench.nbfnet_partitioned
+--full-checkpoint`` file) or are a seeded initialisation: throughput and agreement do not depend
+on training. Ends with one JSON line ``{"k", "queries", "full": {...}, "torch": {...}, "spark":
+{...}, "spark_vs_torch", "speedup_vs_full"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from gnn.kg import kg_graph, load_triples_dir
+from gnn.nbfnet_eval import evaluate_kg
+from gnn.nbfnet_partitioned import PartitionedGraph, evaluate_kg_partitioned
+from gnn.nbfnet_train import NBFNetTrainConfig, build_model
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.nbfnet_spark",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--triples", required=True, help="folder with train/valid/test.txt")
+    p.add_argument("--k", type=int, default=16)
+    p.add_argument("--assignment-cache", required=True,
+                   help="folder of bench.nbfnet_partitioned's cached Spark assignments")
+    p.add_argument("--checkpoint", default="", help="bench.nbfnet_partitioned --full-checkpoint")
+    p.add_argument("--test-queries", type=int, default=200, help="test triples (x2 queries)")
+    p.add_argument("--batch-size", type=int, default=8, help="queries per Bellman-Ford pass")
+    p.add_argument("--layers", type=int, default=6)
+    p.add_argument("--dim", type=int, default=32)
+    p.add_argument("--master", default="local[2]")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the torch runs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-full", action="store_true")
+    p.add_argument("--json", action="store_true", help="end with the JSON line")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    ds = load_triples_dir(args.triples)
+    dataset = Path(args.triples).name
+    graph = kg_graph(ds.train, ds.num_entities, ds.num_relations)
+    test = ds.test[torch.randperm(len(ds.test), generator=torch.Generator().manual_seed(args.seed))]
+    test = test[: args.test_queries] if args.test_queries else test
+    every = torch.cat([ds.train, ds.valid, ds.test])
+    cfg = NBFNetTrainConfig(task="kg", dependent=True, num_negative=32,
+                            adversarial_temperature=0.5, batch_size=4, dim=args.dim,
+                            layers=args.layers, seed=args.seed)
+    torch.manual_seed(args.seed)
+    model = build_model(graph.num_relations, cfg)
+    source = "seeded initialisation"
+    if args.checkpoint:
+        saved = torch.load(args.checkpoint, map_location="cpu")
+        model.load_state_dict(saved["state_dict"])
+        source = args.checkpoint
+    model.eval()
+    cache = Path(args.assignment_cache) / f"{dataset}-spark-k{args.k}-s{args.seed}.pt"
+    assignment = torch.load(cache)
+    print(f"[bench] {dataset}: {graph.num_nodes} nodes, {len(ds.train)} train triples, "
+          f"{2 * len(test)} queries, k = {args.k} ({cache}), weights: {source}", flush=True)
+
+    rows: dict[str, dict[str, Any]] = {}
+    if not args.skip_full:
+        full = evaluate_kg(model, graph, test, filter_triples=every, batch_size=args.batch_size)
+        rows["full"] = full
+    pg = PartitionedGraph(graph, assignment, halo_hops=1, halo_edges="outward")
+    rows["torch"] = evaluate_kg_partitioned(model, pg, test, filter_triples=every,
+                                            batch_size=args.batch_size)
+    rows["spark"] = spark_ranks(args, ds, test, every, assignment, model, cfg)
+
+    print(f"{'run':>6} {'MRR':>8} {'hits@10':>8} {'coverage':>8} {'queries/s':>10} {'s':>8}")
+    for name, r in rows.items():
+        print(f"{name:>6} {r['mrr']:8.4f} {r['hits@10']:8.4f} {r.get('coverage', 1.0):8.3f} "
+              f"{r['qps']:10.2f} {r['seconds']:8.1f}")
+    out = {"dataset": dataset, "k": args.k, "queries": 2 * len(test), "weights": source,
+           **{name: {k: round(float(v), 4) for k, v in r.items()} for name, r in rows.items()},
+           "spark_vs_torch": round(rows["spark"]["qps"] / rows["torch"]["qps"], 3),
+           "mrr_equal": abs(rows["spark"]["mrr"] - rows["torch"]["mrr"]) < 1e-9}
+    if "full" in rows:
+        out["speedup_vs_full"] = round(rows["spark"]["qps"] / rows["full"]["qps"], 2)
+    if args.json:
+        print(json.dumps(out))
+    return 0
+
+
+def spark_ranks(args: argparse.Namespace, ds: Any, test: torch.Tensor, every: torch.Tensor,
+                assignment: torch.Tensor, model: Any, cfg: NBFNetTrainConfig) -> dict[str, float]:
+    """The Spark job: leaf triples, queries and filters as DataFrames, one task per leaf."""
+    from pyspark.sql import functions as F
+
+    from pipelines.nbfnet_spark import (
+        NBFNetScoring,
+        leaf_triples,
+        model_bytes,
+        mrr_and_hits,
+        rank_queries,
+    )
+    from pipelines.schema import DST, LEAF_ID, NODE_ID, REL, SRC
+    from pipelines.session import build_spark
+
+    work = Path(tempfile.mkdtemp(prefix="bench-nbfnet-spark-"))
+    spark = build_spark("bench-nbfnet-spark", master=args.master,
+                        checkpoint_dir=str(work / "ckpt"))
+    try:
+        def frame(t: torch.Tensor) -> Any:
+            return spark.createDataFrame(pd.DataFrame(
+                {SRC: t[:, 0].numpy(), REL: t[:, 1].numpy(), DST: t[:, 2].numpy()}))
+
+        train, known = frame(ds.train), frame(every)
+        assign = spark.createDataFrame(pd.DataFrame(
+            {NODE_ID: range(len(assignment)), LEAF_ID: assignment.numpy().astype("int32")}))
+        # h = 1 halo edges, as pipelines.partition_output.halo ships them: each cut triple once
+        # per side
+        ls = assign.select(F.col(NODE_ID).alias(SRC), F.col(LEAF_ID).alias("_ls"))
+        ld = assign.select(F.col(NODE_ID).alias(DST), F.col(LEAF_ID).alias("_ld"))
+        halo = (train.join(ls, SRC).join(ld, DST).where(F.col("_ls") != F.col("_ld"))
+                .select(F.explode(F.array("_ls", "_ld")).alias(LEAF_ID), SRC, REL, DST))
+        edges = leaf_triples(train, assign, halo).repartition(args.k, LEAF_ID)
+        edges = edges.localCheckpoint()
+        edges.count()
+        h, r, t = test.t()
+        nrel = ds.num_relations
+        queries = spark.createDataFrame(pd.DataFrame({
+            "query_id": range(2 * len(test)),
+            SRC: torch.cat([h, t]).numpy(), REL: torch.cat([r, r + nrel]).numpy(),
+            "answer": torch.cat([t, h]).numpy()}))
+        scoring = NBFNetScoring(model_bytes(model), cfg, ds.num_entities, nrel,
+                                batch_size=args.batch_size, device="cpu", threads=1)
+        t0 = time.perf_counter()
+        ranks = rank_queries(edges, assign, queries, known, scoring).localCheckpoint()
+        metrics = mrr_and_hits(ranks)
+        secs = time.perf_counter() - t0
+    finally:
+        spark.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    metrics.update(seconds=secs, qps=metrics["queries"] / secs)
+    return metrics
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Partitioned NBFNet inference in Spark tasks equals the torch-side partitioned evaluation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gnn.kg import kg_graph
+from gnn.nbfnet_eval import AnswerFilter, filtered_ranks
+from gnn.nbfnet_partitioned import PartitionedGraph, evaluate_kg_partitioned
+from gnn.nbfnet_train import NBFNetTrainConfig, build_model
+from pipelines.nbfnet_spark import (
+    NBFNetScoring,
+    leaf_triples,
+    model_bytes,
+    mrr_and_hits,
+    rank_queries,
+)
+
+N, R = 12, 2
+
+
+def _kg() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A 12-ring with 'next' (r0) and 'skip' (r1) edges, two test triples, one pendant node."""
+    triples = [(i, 0, (i + 1) % 11) for i in range(11)] + [(i, 1, (i + 2) % 11) for i in range(11)]
+    test = torch.tensor([[0, 0, 1], [5, 1, 7], [10, 0, 11]])  # node 11: only in the test split
+    train = torch.tensor([t for t in triples if t not in {(0, 0, 1), (5, 1, 7)}])
+    assignment = torch.tensor([0] * 6 + [1] * 6)
+    return train, test, assignment
+
+
+def _cfg() -> NBFNetTrainConfig:
+    return NBFNetTrainConfig(task="kg", dim=8, layers=2, dependent=True, seed=0)
+
+
+def _frames(spark, train, test, assignment):
+    def df(t: torch.Tensor, cols: str):
+        return spark.createDataFrame([tuple(map(int, row)) for row in t.tolist()], cols)
+
+    tri = df(train[:, [0, 1, 2]], "src long, rel long, dst long")
+    assign = spark.createDataFrame(
+        [(i, int(a)) for i, a in enumerate(assignment.tolist())], "node_id long, leaf_id int"
+    )
+    # the partitioner's h = 1 halo edges: every cut triple once per side
+    cut = [
+        (int(assignment[h]), h, r, t) for h, r, t in train.tolist()
+        if assignment[h] != assignment[t]
+    ] + [
+        (int(assignment[t]), h, r, t) for h, r, t in train.tolist()
+        if assignment[h] != assignment[t]
+    ]  # fmt: skip
+    halo = spark.createDataFrame(cut, "leaf_id int, src long, rel long, dst long")
+    h, r, t = test.t().tolist()
+    queries = spark.createDataFrame(
+        [(2 * i, a, b, c) for i, (a, b, c) in enumerate(zip(h, r, t, strict=True))]
+        + [(2 * i + 1, c, b + R, a) for i, (a, b, c) in enumerate(zip(h, r, t, strict=True))],
+        "query_id long, src long, rel long, answer long",
+    )
+    known = df(torch.cat([train, test]), "src long, rel long, dst long")
+    return tri, assign, halo, queries, known
+
+
+def test_spark_ranks_equal_the_torch_partitioned_ranks(spark) -> None:
+    train, test, assignment = _kg()
+    graph = kg_graph(train, N, R)
+    torch.manual_seed(0)
+    model = build_model(2 * R, _cfg()).eval()
+    pg = PartitionedGraph(graph, assignment, halo_hops=1)  # outward halo edges, as Spark ships
+    # torch side, per query: tails then heads, as the query ids above
+    h, r, t = test.t()
+    src = torch.stack([h, t], 1).flatten()
+    rel = torch.stack([r, r + R], 1).flatten()
+    ans = torch.stack([t, h], 1).flatten()
+    filt = AnswerFilter(torch.cat([train, test]), N, R)
+    expected = []
+    with torch.no_grad():
+        for s, q, a in zip(src.tolist(), rel.tolist(), ans.tolist(), strict=True):
+            leaf = pg.leaves[int(pg.node_leaf[s])]
+            scores = torch.full((1, N), float("-inf"))
+            scores[:, leaf.nodes] = model.score_all(
+                leaf.graph, leaf.to_local[torch.tensor([s])], torch.tensor([q])
+            )
+            mask = filt.mask(torch.tensor([s]), torch.tensor([q]), N)
+            expected.append(int(filtered_ranks(scores, torch.tensor([a]), mask)))
+
+    tri, assign, halo, queries, known = _frames(spark, train, test, assignment)
+    scoring = NBFNetScoring(model_bytes(model), _cfg(), N, R, batch_size=2, device="cpu")
+    ranks = rank_queries(leaf_triples(tri, assign, halo), assign, queries, known, scoring)
+    rows = {r["query_id"]: (r["rank"], r["inside"]) for r in ranks.collect()}
+    assert [rows[i][0] for i in range(len(expected))] == expected
+    # (10, r0, 11): node 11 has no training edge and lives in leaf 1; 10 is in leaf 1 too
+    inside = [rows[i][1] for i in range(len(expected))]
+    assert inside == [
+        bool(pg.leaves[int(pg.node_leaf[s])].to_local[a] >= 0)
+        for s, a in zip(src.tolist(), ans.tolist(), strict=True)
+    ]
+    # (5, skip, 7): 7 is two hops from 5 once the test edge is removed, outside leaf 0 + halo,
+    # so it scores -inf and ranks behind every candidate that is not a known answer
+    assert inside == [True, True, False, True, True, True]
+    assert expected[2] == N  # the other 11 entities (none a known answer) tie or beat it
+    metrics = mrr_and_hits(ranks)
+    ref = evaluate_kg_partitioned(model, pg, test, filter_triples=torch.cat([train, test]))
+    for key in ("mrr", "mr", "hits@1", "hits@3", "hits@10", "coverage", "queries"):
+        assert metrics[key] == pytest.approx(ref[key], abs=1e-9), key
+
+
+def test_a_query_whose_source_has_no_leaf_fails_naming_it(spark) -> None:
+    train, test, assignment = _kg()
+    torch.manual_seed(0)
+    model = build_model(2 * R, _cfg())
+    tri, assign, halo, _, known = _frames(spark, train, test, assignment)
+    queries = spark.createDataFrame([(0, 99, 0, 1)], "query_id long, src long, rel long, "
+                                    "answer long")
+    scoring = NBFNetScoring(model_bytes(model), _cfg(), 100, R, device="cpu")
+    with pytest.raises(Exception, match="source 99 is not in the assignment"):
+        rank_queries(leaf_triples(tri, assign, halo), assign, queries, known, scoring).collect()
+    with pytest.raises(ValueError, match="batch_size"):
+        NBFNetScoring(b"", _cfg(), N, R, batch_size=0)
