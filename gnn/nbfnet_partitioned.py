@@ -54,9 +54,11 @@ __all__ = [
     "HALO_EDGES",
     "halo_mask",
     "leaf_queries",
+    "leaf_training_queries",
     "pair_scores_partitioned",
     "pair_subgraph",
     "score_all_partitioned",
+    "train_leaf_steps",
 ]
 
 
@@ -288,6 +290,65 @@ def _fit(pg: PartitionedGraph, cfg: NBFNetTrainConfig, dev: torch.device,
             break
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return NBFNetResult(state, losses, time.perf_counter() - t0, [], step, queries, model)
+
+
+def leaf_training_queries(graph: RelationalGraph, core: Tensor, task: str
+                          ) -> tuple[Tensor, Tensor, Tensor]:
+    """Every training query a leaf owns: ``(h, r, ?)`` for its triples with ``h`` in the core,
+    ``(t, r^-1, ?)`` for those with ``t`` in the core (KG; ``link``: both directions of each
+    undirected edge whose source is in the core).
+
+    Shapes:
+        graph: the leaf's subgraph in local ids (KG: inverse relations included); core ``[N]``
+        bool -> ``(src, rel, ans)`` each ``[Q]``.
+    """
+    h, r, t = default_train_triples(graph, task).t()
+    if task == "link":
+        src, rel, ans = torch.cat([h, t]), torch.cat([r, r]), torch.cat([t, h])
+    else:
+        num_rel = graph.num_relations // 2
+        src, rel, ans = torch.cat([h, t]), torch.cat([r, r + num_rel]), torch.cat([t, h])
+    own = core[src]
+    return src[own], rel[own], ans[own]
+
+
+def train_leaf_steps(model: NBFNet, graph: RelationalGraph, core: Tensor,
+                     cfg: NBFNetTrainConfig, *, steps: int, seed: int,
+                     device: torch.device | str = "cpu") -> tuple[int, list[float]]:
+    """``steps`` Adam steps of ``model`` on one leaf's queries (a fresh optimiser: one round of
+    federated averaging, McMahan et al. 2017, whose server step is
+    ``w <- sum_k n_k w_k / sum_k n_k`` over the leaves' results ``w_k``).
+
+    Each step draws ``cfg.batch_size`` of the leaf's own queries
+    (:func:`leaf_training_queries`) with a generator seeded by ``seed``, and takes the loss of
+    :func:`gnn.nbfnet_train.query_batch_loss` on the leaf's subgraph (negatives from the leaf).
+
+    Returns:
+        ``(queries the leaf owns, losses)``; ``model`` is updated in place. A leaf without
+        queries is left unchanged.
+    """
+    dev = torch.device(device)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    src, rel, ans = leaf_training_queries(graph, core, cfg.task)
+    if len(src) == 0 or steps <= 0:
+        return len(src), []
+    sampler = NegativeSampler(graph, strict=cfg.strict_negative)
+    num_rel = graph.num_relations // 2 if cfg.task == "kg" else 0
+    g = graph.to(dev)
+    pool = core.nonzero().squeeze(1)
+    model.to(dev).train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    losses = []
+    for _ in range(steps):
+        b = torch.randint(len(src), (min(cfg.batch_size, len(src)),), generator=gen)
+        loss = query_batch_loss(model, g, sampler, src[b], rel[b], ans[b], cfg, num_rel, gen,
+                                dev, source_pool=pool)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return len(src), losses
 
 
 def _groups(pg: PartitionedGraph, src: Tensor, batch_size: int) -> list[tuple[int, Tensor]]:

@@ -116,3 +116,57 @@ def test_a_query_whose_source_has_no_leaf_fails_naming_it(spark) -> None:
         rank_queries(leaf_triples(tri, assign, halo), assign, queries, known, scoring).collect()
     with pytest.raises(ValueError, match="batch_size"):
         NBFNetScoring(b"", _cfg(), N, R, batch_size=0)
+
+
+def test_train_rounds_average_the_leaf_updates_by_query_count(spark) -> None:
+    import io
+
+    from pipelines.nbfnet_spark import (
+        LEAF_ID,
+        NBFNetRounds,
+        _leaf_rows,
+        average_states,
+        train_leaf_round,
+        train_rounds,
+    )
+
+    train, test, assignment = _kg()
+    tri, assign, halo, _, _ = _frames(spark, train, test, assignment)
+    edges = leaf_triples(tri, assign, halo)
+    cfg = NBFNetTrainConfig(task="kg", dim=8, layers=2, dependent=True, seed=0, batch_size=4,
+                            num_negative=4, lr=0.01)
+    rounds = NBFNetRounds(cfg, N, R, rounds=1, steps=3, device="cpu", threads=1)
+    torch.manual_seed(0)
+    start = model_bytes(build_model(2 * R, cfg))
+    state, history = train_rounds(edges, assign, rounds, state=start)
+    # the same round by hand, on pandas frames: each leaf's function, then the weighted mean
+    pdf = _leaf_rows(edges, assign).toPandas()
+    leaf_out = [train_leaf_round(g, start, 0, rounds) for _, g in pdf.groupby(LEAF_ID)]
+    counts = [int(o["queries"].iloc[0]) for o in leaf_out]
+    # leaf 0 owns the tail queries of the triples leaving 0..5 and the head queries of those
+    # entering them: 2 * 11 train triples in all, every one owned by the leaf of each endpoint
+    assert sum(counts) == 2 * len(train)
+    states = [torch.load(io.BytesIO(bytes(o["state"].iloc[0]))) for o in leaf_out]
+    got = torch.load(io.BytesIO(state))
+    for key, value in got.items():
+        if torch.is_floating_point(value):
+            want = (counts[0] * states[0][key].double() + counts[1] * states[1][key].double()
+                    ) / sum(counts)
+            torch.testing.assert_close(value.double(), want, rtol=1e-6, atol=1e-6)
+    assert history[0]["queries"] == sum(counts) and history[0]["leaves"] == 2
+    first = torch.load(io.BytesIO(start))
+    assert any(not torch.equal(first[k], got[k]) for k in got)  # the round moved the weights
+    # a retried task (same seed, round, leaf) returns the same parameters
+    again = train_leaf_round(next(iter(pdf.groupby(LEAF_ID)))[1], start, 0, rounds)
+    for key, value in torch.load(io.BytesIO(bytes(again["state"].iloc[0]))).items():
+        assert torch.equal(value, states[0][key])
+    # two rounds on Spark are deterministic end to end
+    two = NBFNetRounds(cfg, N, R, rounds=2, steps=3, device="cpu", threads=1)
+    a, hist = train_rounds(edges, assign, two, state=start)
+    b, _ = train_rounds(edges, assign, two, state=start)
+    sa, sb = torch.load(io.BytesIO(a)), torch.load(io.BytesIO(b))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa) and len(hist) == 2
+    with pytest.raises(ValueError, match="no leaf has training queries"):
+        average_states([(0, start)])
+    with pytest.raises(ValueError, match="rounds and steps"):
+        NBFNetRounds(cfg, N, R, rounds=0)
