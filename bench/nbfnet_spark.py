@@ -15,13 +15,18 @@ can differ in its last bits and break a tie the other way: ``mrr_abs_diff``, ``m
 the bench reports queries per second of each and the Spark job's overhead. The weights come
 from ``--checkpoint`` (a ``bench.nbfnet_partitioned
 --full-checkpoint`` file) or are a seeded initialisation: throughput and agreement do not depend
-on training. Ends with one JSON line ``{"k", "queries", "full": {...}, "torch": {...}, "spark":
-{...}, "spark_vs_torch", "mrr_abs_diff", "mr_abs_diff", "speedup_vs_full"}``.
+on training. ``--train-rounds R --train-steps S`` also trains from the seeded start: ``R`` Spark
+rounds of ``S`` Adam steps per leaf, averaged by query count
+(:func:`pipelines.nbfnet_spark.train_rounds`), against the torch leaf-by-leaf loop
+(:func:`gnn.nbfnet_partitioned.fit_partitioned`) with as many steps in all, both scored on the
+leaves. Ends with one JSON line ``{"k", "queries", "full": {...}, "torch": {...}, "spark":
+{...}, "spark_vs_torch", "mrr_abs_diff", "mr_abs_diff", "speedup_vs_full"[, "training"]}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -35,7 +40,7 @@ import torch
 
 from gnn.kg import kg_graph, load_triples_dir
 from gnn.nbfnet_eval import evaluate_kg
-from gnn.nbfnet_partitioned import PartitionedGraph, evaluate_kg_partitioned
+from gnn.nbfnet_partitioned import PartitionedGraph, evaluate_kg_partitioned, fit_partitioned
 from gnn.nbfnet_train import NBFNetTrainConfig, build_model
 
 
@@ -55,6 +60,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch threads of the torch runs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-full", action="store_true")
+    p.add_argument("--train-rounds", type=int, default=0,
+                   help="also train from the seeded start: this many Spark rounds of averaged "
+                        "leaf updates, against the torch leaf-by-leaf loop with as many steps")
+    p.add_argument("--train-steps", type=int, default=10, help="steps per leaf and round")
     p.add_argument("--json", action="store_true", help="end with the JSON line")
     return p.parse_args(argv)
 
@@ -91,7 +100,20 @@ def main(argv: list[str] | None = None) -> int:
     pg = PartitionedGraph(graph, assignment, halo_hops=1, halo_edges="outward")
     rows["torch"] = evaluate_kg_partitioned(model, pg, test, filter_triples=every,
                                             batch_size=args.batch_size)
-    rows["spark"] = spark_ranks(args, ds, test, every, assignment, model, cfg)
+    from pipelines.session import build_spark
+
+    work = Path(tempfile.mkdtemp(prefix="bench-nbfnet-spark-"))
+    spark = build_spark("bench-nbfnet-spark", master=args.master,
+                        checkpoint_dir=str(work / "ckpt"))
+    trained: dict[str, dict[str, float]] = {}
+    try:
+        frames = spark_frames(spark, ds, assignment, args.k)
+        rows["spark"] = spark_ranks(spark, frames, args, ds, test, model, cfg)
+        if args.train_rounds:
+            trained = training(spark, frames, args, ds, pg, test, every, cfg)
+    finally:
+        spark.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
     print(f"{'run':>6} {'MRR':>8} {'hits@10':>8} {'coverage':>8} {'queries/s':>10} {'s':>8}")
     for name, r in rows.items():
@@ -104,63 +126,95 @@ def main(argv: list[str] | None = None) -> int:
            "mr_abs_diff": abs(rows["spark"]["mr"] - rows["torch"]["mr"])}
     if "full" in rows:
         out["speedup_vs_full"] = round(rows["spark"]["qps"] / rows["full"]["qps"], 2)
+    if trained:
+        out["training"] = {name: {k: round(v, 4) for k, v in r.items()}
+                           for name, r in trained.items()}
     if args.json:
         print(json.dumps(out))
     return 0
 
 
-def spark_ranks(args: argparse.Namespace, ds: Any, test: torch.Tensor, every: torch.Tensor,
-                assignment: torch.Tensor, model: Any, cfg: NBFNetTrainConfig) -> dict[str, float]:
-    """The Spark job: leaf triples, queries and filters as DataFrames, one task per leaf."""
+def spark_frames(spark: Any, ds: Any, assignment: torch.Tensor, k: int) -> dict[str, Any]:
+    """Train triples, all known triples, the assignment and every leaf's triples as DataFrames."""
     from pyspark.sql import functions as F
 
-    from pipelines.nbfnet_spark import (
-        NBFNetScoring,
-        leaf_triples,
-        model_bytes,
-        mrr_and_hits,
-        rank_queries,
-    )
+    from pipelines.nbfnet_spark import leaf_triples
     from pipelines.schema import DST, LEAF_ID, NODE_ID, REL, SRC
-    from pipelines.session import build_spark
 
-    work = Path(tempfile.mkdtemp(prefix="bench-nbfnet-spark-"))
-    spark = build_spark("bench-nbfnet-spark", master=args.master,
-                        checkpoint_dir=str(work / "ckpt"))
-    try:
-        def frame(t: torch.Tensor) -> Any:
-            return spark.createDataFrame(pd.DataFrame(
-                {SRC: t[:, 0].numpy(), REL: t[:, 1].numpy(), DST: t[:, 2].numpy()}))
+    def frame(t: torch.Tensor) -> Any:
+        return spark.createDataFrame(pd.DataFrame(
+            {SRC: t[:, 0].numpy(), REL: t[:, 1].numpy(), DST: t[:, 2].numpy()}))
 
-        train, known = frame(ds.train), frame(every)
-        assign = spark.createDataFrame(pd.DataFrame(
-            {NODE_ID: range(len(assignment)), LEAF_ID: assignment.numpy().astype("int32")}))
-        # h = 1 halo edges, as pipelines.partition_output.halo ships them: each cut triple once
-        # per side
-        ls = assign.select(F.col(NODE_ID).alias(SRC), F.col(LEAF_ID).alias("_ls"))
-        ld = assign.select(F.col(NODE_ID).alias(DST), F.col(LEAF_ID).alias("_ld"))
-        halo = (train.join(ls, SRC).join(ld, DST).where(F.col("_ls") != F.col("_ld"))
-                .select(F.explode(F.array("_ls", "_ld")).alias(LEAF_ID), SRC, REL, DST))
-        edges = leaf_triples(train, assign, halo).repartition(args.k, LEAF_ID)
-        edges = edges.localCheckpoint()
-        edges.count()
-        h, r, t = test.t()
-        nrel = ds.num_relations
-        queries = spark.createDataFrame(pd.DataFrame({
-            "query_id": range(2 * len(test)),
-            SRC: torch.cat([h, t]).numpy(), REL: torch.cat([r, r + nrel]).numpy(),
-            "answer": torch.cat([t, h]).numpy()}))
-        scoring = NBFNetScoring(model_bytes(model), cfg, ds.num_entities, nrel,
-                                batch_size=args.batch_size, device="cpu", threads=1)
-        t0 = time.perf_counter()
-        ranks = rank_queries(edges, assign, queries, known, scoring).localCheckpoint()
-        metrics = mrr_and_hits(ranks)
-        secs = time.perf_counter() - t0
-    finally:
-        spark.stop()
-        shutil.rmtree(work, ignore_errors=True)
+    train = frame(ds.train)
+    known = frame(torch.cat([ds.train, ds.valid, ds.test]))
+    assign = spark.createDataFrame(pd.DataFrame(
+        {NODE_ID: range(len(assignment)), LEAF_ID: assignment.numpy().astype("int32")}))
+    # h = 1 halo edges, as pipelines.partition_output.halo ships them: each cut triple once per
+    # side
+    ls = assign.select(F.col(NODE_ID).alias(SRC), F.col(LEAF_ID).alias("_ls"))
+    ld = assign.select(F.col(NODE_ID).alias(DST), F.col(LEAF_ID).alias("_ld"))
+    halo = (train.join(ls, SRC).join(ld, DST).where(F.col("_ls") != F.col("_ld"))
+            .select(F.explode(F.array("_ls", "_ld")).alias(LEAF_ID), SRC, REL, DST))
+    edges = leaf_triples(train, assign, halo).repartition(k, LEAF_ID).localCheckpoint()
+    edges.count()
+    return {"known": known, "assign": assign, "edges": edges}
+
+
+def spark_ranks(spark: Any, frames: dict[str, Any], args: argparse.Namespace, ds: Any,
+                test: torch.Tensor, model: Any, cfg: NBFNetTrainConfig) -> dict[str, float]:
+    """The Spark inference job: one task per leaf ranks the queries whose source it owns."""
+    from pipelines.nbfnet_spark import NBFNetScoring, model_bytes, mrr_and_hits, rank_queries
+    from pipelines.schema import REL, SRC
+
+    h, r, t = test.t()
+    nrel = ds.num_relations
+    queries = spark.createDataFrame(pd.DataFrame({
+        "query_id": range(2 * len(test)),
+        SRC: torch.cat([h, t]).numpy(), REL: torch.cat([r, r + nrel]).numpy(),
+        "answer": torch.cat([t, h]).numpy()}))
+    scoring = NBFNetScoring(model_bytes(model), cfg, ds.num_entities, nrel,
+                            batch_size=args.batch_size, device="cpu", threads=1)
+    t0 = time.perf_counter()
+    ranks = rank_queries(frames["edges"], frames["assign"], queries, frames["known"],
+                         scoring).localCheckpoint()
+    metrics = mrr_and_hits(ranks)
+    secs = time.perf_counter() - t0
     metrics.update(seconds=secs, qps=metrics["queries"] / secs)
     return metrics
+
+
+def training(spark: Any, frames: dict[str, Any], args: argparse.Namespace, ds: Any,
+             pg: PartitionedGraph, test: torch.Tensor, every: torch.Tensor,
+             cfg: NBFNetTrainConfig) -> dict[str, dict[str, float]]:
+    """Spark rounds of averaged leaf updates vs the torch leaf-by-leaf loop, equal steps."""
+    from pipelines.nbfnet_spark import NBFNetRounds, load_model, train_rounds
+
+    steps = args.train_rounds * args.train_steps * args.k
+    rounds = NBFNetRounds(cfg, ds.num_entities, ds.num_relations, rounds=args.train_rounds,
+                          steps=args.train_steps, device="cpu", threads=1)
+    t0 = time.perf_counter()
+    state, history = train_rounds(frames["edges"], frames["assign"], rounds,
+                                  log=lambda m: print(m, flush=True))
+    spark_secs = time.perf_counter() - t0
+    spark_model = load_model(state, cfg, ds.num_relations).eval()
+    t0 = time.perf_counter()
+    torch_cfg = dataclasses.replace(cfg, max_steps=steps, epochs=1000, log_every=0)
+    torch_run = fit_partitioned(pg, torch_cfg, log=lambda m: None)
+    torch_secs = time.perf_counter() - t0
+    out = {}
+    for name, model, secs, queries in (
+        ("spark_rounds", spark_model, spark_secs, float(steps * cfg.batch_size)),
+        ("torch_leaf_by_leaf", torch_run.model.eval(), torch_secs, torch_run.queries),
+    ):
+        ev = evaluate_kg_partitioned(model, pg, test, filter_triples=every,
+                                     batch_size=args.batch_size)
+        out[name] = {"mrr": ev["mrr"], "hits@10": ev["hits@10"], "train_seconds": secs,
+                     "steps": float(steps), "queries_trained": float(queries),
+                     "final_loss": history[-1]["loss"] if name == "spark_rounds" else
+                     sum(torch_run.losses[-20:]) / max(1, len(torch_run.losses[-20:]))}
+        print(f"[bench] {name}: MRR {ev['mrr']:.4f} hits@10 {ev['hits@10']:.4f}, "
+              f"{steps} steps in {secs:.1f} s", flush=True)
+    return out
 
 
 if __name__ == "__main__":
