@@ -126,11 +126,9 @@ def rank_queries(
     inverse = known.select(
         F.col(DST).alias(SRC), (F.col(REL) + F.lit(r)).alias(REL), F.col(SRC).alias(DST)
     )
-    asked = queries.select(SRC, REL).distinct()
     filters = (
         known.select(SRC, REL, DST)
         .unionByName(inverse)
-        .join(asked, [SRC, REL], "left_semi")  # only the (source, relation) keys queried
         .groupBy(SRC, REL)
         .agg(F.collect_list(DST).alias(_KNOWN))
     )
