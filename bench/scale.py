@@ -12,7 +12,8 @@ links; the rest is the training graph. Our pipeline, timed per stage:
    per leaf trains the homogeneous LightGCN (:mod:`gnn.homogeneous`, BPR on ``(u, v, random
    v')``) on the leaf's internal + halo edges, one torch thread;
 3. ``aggregate``: weighted mean of node replicas, then the global LightGCN propagation in
-   Spark (:func:`pipelines.homogeneous_embed.aggregate_homogeneous`).
+   Spark (:func:`pipelines.homogeneous_embed.aggregate_homogeneous`; in one task for graphs of
+   at most ``--max-direct-pairs`` pairs).
 
 ``seconds`` is the sum of the three stages (R-MAT generation and the hold-out split excluded).
 The peer (``graphframes_*``): GraphFrames' ``RandomWalkEmbeddings`` when its JAR is available,
@@ -62,6 +63,7 @@ from bench.random_walk_peer import (
 )
 from gnn.metrics import auroc
 from pipelines.bridge import LEAF_LOG, LeafTrainSettings
+from pipelines.homogeneous_direct import DEFAULT_MAX_DIRECT_PAIRS
 from pipelines.homogeneous_embed import (
     aggregate_homogeneous,
     leaf_edge_rows,
@@ -177,11 +179,16 @@ PARTITION_KEYS = (
     "max_direct_edges", "initial_tries", "initial_iterations", "initial_refine_iterations",
 )  # fmt: skip
 EMBED_KEYS = (*PARTITION_KEYS, "dim", "layers", "epochs", "batch_size", "lr", "vector_dtype")
-AGGREGATE_KEYS = (*EMBED_KEYS, "shuffle_partitions", "propagate_buckets")
+AGGREGATE_KEYS = (*EMBED_KEYS, "shuffle_partitions", "propagate_buckets", "max_direct_pairs")
 
 
 def run_ours(
-    spark: SparkSession, train: DataFrame, work: Path, n: int, args: argparse.Namespace
+    spark: SparkSession,
+    train: DataFrame,
+    work: Path,
+    n: int,
+    args: argparse.Namespace,
+    n_pairs: int,
 ) -> dict[str, Any]:
     """Partition, embed per leaf, aggregate; seconds per stage and the vector table.
 
@@ -245,6 +252,7 @@ def run_ours(
             layers=args.layers,
             partitions=args.shuffle_partitions,
             buckets=args.propagate_buckets,
+            max_direct_pairs=args.max_direct_pairs,
         )
         final.write.mode("overwrite").parquet(str(out / "vectors"))
         return {}
@@ -257,6 +265,8 @@ def run_ours(
         "aggregate_seconds": round(stage_seconds[2], 1),
         "seconds": round(sum(stage_seconds), 1),
         "resumed_stages": [r.name for r in (parted, embedded, aggregated) if r.skipped],
+        "partition_one_task": bool(quality.get("direct", False)),
+        "aggregate_one_task": 0 < n_pairs <= args.max_direct_pairs,
         "leaves": k,
         "leaves_split": embedded.extra.get("leaves_split", {}),
         "edge_cut": round(float(quality["edge_cut"]), 4),
@@ -323,7 +333,7 @@ def run_size(spark: SparkSession, n: int, work: Path, args: argparse.Namespace) 
     labelled = eval_pairs(train, heldout, args.seed).localCheckpoint()
 
     reset_peak_rss(spark)
-    ours = run_ours(spark, train, work / f"ours-{n}", n, args)
+    ours = run_ours(spark, train, work / f"ours-{n}", n, args, num_train)
     ours_rss = peak_rss_mb(spark)
     ours_auc, ours_cos, scored = link_auroc(labelled, ours["vectors"], args.dim)
     log.info("ours %d: %s, auroc %.4f", n, {k: v for k, v in ours.items() if k != "vectors"},
@@ -411,14 +421,24 @@ def main(argv: list[str] | None = None) -> int:
         help="Graphs up to this many adjacency rows are partitioned whole in one task "
         "(0: always coarsen on Spark).",
     )
-    p.add_argument("--initial-tries", type=int, default=PartitionSettings.initial_tries,
-                   help="Seeded starts per bisection of the one-task partitioner.")
-    p.add_argument("--initial-iterations", type=int,
-                   default=PartitionSettings.initial_iterations,
-                   help="Move rounds per start of a one-task bisection.")
-    p.add_argument("--initial-refine-iterations", type=int,
-                   default=PartitionSettings.initial_refine_iterations,
-                   help="k-way rounds of the one-task partitioner.")
+    p.add_argument(
+        "--initial-tries",
+        type=int,
+        default=PartitionSettings.initial_tries,
+        help="Seeded starts per bisection of the one-task partitioner.",
+    )
+    p.add_argument(
+        "--initial-iterations",
+        type=int,
+        default=PartitionSettings.initial_iterations,
+        help="Move rounds per start of a one-task bisection.",
+    )
+    p.add_argument(
+        "--initial-refine-iterations",
+        type=int,
+        default=PartitionSettings.initial_refine_iterations,
+        help="k-way rounds of the one-task partitioner.",
+    )
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--epochs", type=int, default=10, help="Epochs per leaf.")
@@ -440,6 +460,13 @@ def main(argv: list[str] | None = None) -> int:
         "--propagate-buckets",
         type=int,
         help="Edge buckets of the final propagation (default: --shuffle-partitions).",
+    )
+    p.add_argument(
+        "--max-direct-pairs",
+        type=int,
+        default=DEFAULT_MAX_DIRECT_PAIRS,
+        help="Graphs up to this many training pairs are aggregated in one task (0: always "
+        "the Spark shuffles).",
     )
     p.add_argument("--driver-memory", default="6g")
     p.add_argument("--work-dir", help="Scratch folder (default: a temp dir).")

@@ -32,6 +32,7 @@ from pipelines.bridge import (
     task_threads,
     vectors_to_bytes,
 )
+from pipelines.homogeneous_direct import DEFAULT_MAX_DIRECT_PAIRS, aggregate_homogeneous_one_task
 from pipelines.propagate import bucket_edges, propagate_layer
 from pipelines.schema import DST, KIND, LEAF_ID, NODE_ID, SRC, VECTOR
 from pipelines.seeded_init import KIND_CODES, seeded_normal
@@ -224,13 +225,22 @@ def aggregate_homogeneous(
     layers: int,
     partitions: int,
     buckets: int | None = None,
+    max_direct_pairs: int = DEFAULT_MAX_DIRECT_PAIRS,
 ) -> DataFrame:
     """Leaf rows -> global final embeddings: weighted mean of replicas, then propagation.
+
+    A graph of at most ``max_direct_pairs`` pairs (0: never) is aggregated in one Spark task
+    (:mod:`pipelines.homogeneous_direct`: same result up to float32 rounding, without the
+    shuffles' fixed cost); larger ones by the shuffles below, linear in nodes + edges.
 
     Schema:
         rows: :data:`WEIGHTED_ROWS_SCHEMA`; pairs: ``src, dst``. Returns
         :data:`pipelines.aggregate.VECTOR_TABLE_SCHEMA` (kind ``node``).
     """
+    if max_direct_pairs < 0:
+        raise ValueError(f"max_direct_pairs: must be >= 0 (got {max_direct_pairs})")
+    if max_direct_pairs and pairs.count() <= max_direct_pairs:
+        return aggregate_homogeneous_one_task(rows, pairs, dim=dim, layers=layers)
     ego = weighted_mean_by_node(
         rows.select(KIND, NODE_ID, WEIGHT_COL, VECTOR), dim=dim, partitions=partitions
     )

@@ -134,6 +134,55 @@ def test_propagate_homogeneous_matches_hand_computation(spark):
         assert np.allclose(got, expected, atol=1e-6)
 
 
+def test_one_task_aggregation_equals_the_spark_shuffles(spark):
+    """Replica mean + 2 propagation layers: one task and the Spark path agree to float32."""
+    from pipelines.homogeneous_direct import aggregate_one_task
+    from pipelines.homogeneous_embed import aggregate_homogeneous
+
+    rng = np.random.default_rng(5)
+    lo, hi = undirected_pairs(rng.integers(0, 40, 150), rng.integers(0, 40, 150))
+    pairs_pdf = pd.DataFrame({"src": lo, "dst": hi})
+    ends = np.union1d(lo, hi)
+    replicas = np.concatenate([ends, rng.choice(ends, 30)])  # 30 halo copies
+    replicas = np.concatenate([replicas, [99]])  # a node with a vector and no pair
+    vecs = rng.normal(size=(len(replicas), 4)).astype(np.float32)
+    rows_pdf = pd.DataFrame(
+        {
+            "leaf_id": rng.integers(0, 3, len(replicas)),
+            "kind": "node",
+            "node_id": replicas,
+            "w": rng.integers(1, 5, len(replicas)).astype(float),
+            "vector": vectors_to_bytes(vecs),
+            LEAF_LOG: None,
+        }
+    )
+    rows = spark.createDataFrame(
+        rows_pdf,
+        "leaf_id long, kind string, node_id long, w double, vector binary, leaf_log string",
+    )
+    pairs = spark.createDataFrame(pairs_pdf, "src long, dst long")
+    common = dict(dim=4, layers=2, partitions=3)
+    shuffled = aggregate_homogeneous(rows, pairs, **common, max_direct_pairs=0).toPandas()
+    one_task = aggregate_homogeneous(rows, pairs, **common, max_direct_pairs=len(lo)).toPandas()
+    shuffled, one_task = shuffled.sort_values("node_id"), one_task.sort_values("node_id")
+    assert one_task["node_id"].tolist() == shuffled["node_id"].tolist()
+    assert 99 in one_task["node_id"].tolist()
+    got = bytes_to_matrix(list(one_task["vector"]), 4)
+    want = bytes_to_matrix(list(shuffled["vector"]), 4)
+    assert np.allclose(got, want, atol=1e-6)
+    assert not np.allclose(got, 0)
+    # the Spark task runs the pandas function: the same bytes in-process
+    local = aggregate_one_task(rows_pdf, pairs_pdf, dim=4, layers=2).sort_values("node_id")
+    assert list(local["vector"]) == list(one_task["vector"])
+    # by hand for the isolated node: its replica mean, scaled by 1 / (K + 1)
+    mine = rows_pdf["node_id"] == 99
+    by_hand = vecs[mine.to_numpy()][0] / 3
+    at = one_task["node_id"].tolist().index(99)
+    assert np.allclose(got[at], by_hand, atol=1e-7)
+    with pytest.raises(ValueError, match="max_direct_pairs"):
+        aggregate_homogeneous(rows, pairs, **common, max_direct_pairs=-1)
+
+
 def test_leaf_edge_rows_internal_plus_halo(spark):
     from pipelines.homogeneous_embed import leaf_edge_rows
 
