@@ -48,8 +48,15 @@ def undirected_pairs(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.n
         raise ValueError(f"src and dst differ in length: {s.size} != {d.size}")
     keep = s != d
     lo, hi = np.minimum(s[keep], d[keep]), np.maximum(s[keep], d[keep])
+    if lo.size and int(lo.min()) >= 0 and int(hi.max()) < _KEY_LIMIT:
+        # one int64 key per pair: a 1-D sort, ~3x faster than unique(axis=0)'s row sort
+        key = np.unique((lo << 32) | hi)
+        return key >> 32, key & (_KEY_LIMIT - 1)
     pairs = np.unique(np.stack([lo, hi], axis=1), axis=0) if lo.size else np.zeros((0, 2), int)
     return pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+
+
+_KEY_LIMIT = 1 << 32
 
 
 def build_homogeneous_adj(
@@ -66,7 +73,13 @@ def build_homogeneous_adj(
     Shapes:
         src, dst: ``[E]`` -> ``[N, N]`` with ``2 * P`` stored values (``P`` distinct pairs).
     """
-    lo, hi = undirected_pairs(src, dst)
+    return _normalised_adj(*undirected_pairs(src, dst), num_nodes, device=device)
+
+
+def _normalised_adj(
+    lo: np.ndarray, hi: np.ndarray, num_nodes: int, *, device: torch.device | str = "cpu"
+) -> Tensor:
+    """:func:`build_homogeneous_adj` of pairs that are already distinct, ``lo < hi``."""
     if num_nodes < 1:
         raise ValueError(f"num_nodes must be >= 1, got {num_nodes}")
     if lo.size and (int(lo.min()) < 0 or int(hi.max()) >= num_nodes):
@@ -161,8 +174,8 @@ def fit_homogeneous(
     """
     dev = torch.device(device)
     started = time.perf_counter()
-    adj = build_homogeneous_adj(src, dst, num_nodes, device=dev)
     lo, hi = undirected_pairs(src, dst)
+    adj = _normalised_adj(lo, hi, num_nodes, device=dev)
     heads = torch.from_numpy(np.concatenate([lo, hi])).to(dev)
     tails = torch.from_numpy(np.concatenate([hi, lo])).to(dev)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
@@ -193,9 +206,10 @@ def fit_homogeneous(
             u, v = heads[idx], tails[idx]
             neg = torch.randint(num_nodes, (idx.numel(),), generator=gen, device=dev)
             final = lightgcn_propagate(adj, ego, cfg.layers)
-            loss, _, _ = lightgcn_bpr_loss(
-                final[u], final[v], final[neg], ego[u], ego[v], ego[neg], reg=cfg.reg
-            )
+            # index_select, not final[u]: its backward is an index_add (~1.6x faster on CPU
+            # than advanced indexing's accumulating index_put)
+            rows = [t.index_select(0, i) for t in (final, ego) for i in (u, v, neg)]
+            loss, _, _ = lightgcn_bpr_loss(*rows, reg=cfg.reg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

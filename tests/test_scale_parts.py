@@ -26,6 +26,12 @@ def test_undirected_pairs_drop_loops_duplicates_and_direction():
     lo, hi = undirected_pairs(np.array([3, 1, 0, 2, 2]), np.array([1, 3, 1, 2, 0]))
     assert lo.tolist() == [0, 0, 1]
     assert hi.tolist() == [1, 2, 3]
+    big = 1 << 40  # ids past the 32-bit pair key take the row-sort path: same answer
+    lo, hi = undirected_pairs(np.array([3, 1, 0, 2, 2]) + big, np.array([1, 3, 1, 2, 0]) + big)
+    assert (lo - big).tolist() == [0, 0, 1]
+    assert (hi - big).tolist() == [1, 2, 3]
+    lo, hi = undirected_pairs(np.array([-1, 5]), np.array([4, -1]))
+    assert lo.tolist() == [-1, -1] and hi.tolist() == [4, 5]
 
 
 def test_build_homogeneous_adj_values():
