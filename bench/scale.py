@@ -67,12 +67,14 @@ from pipelines.homogeneous_direct import DEFAULT_MAX_DIRECT_PAIRS
 from pipelines.homogeneous_embed import (
     aggregate_homogeneous,
     leaf_edge_rows,
+    one_leaf_per_task,
     split_oversized_leaves,
     train_leaves_homogeneous,
 )
+from pipelines.leaf_training import SLOT_KEY
 from pipelines.logs import setup_logging
 from pipelines.partition import PartitionSettings, partition_graph
-from pipelines.schema import DST, LEAF_ID, NODE_ID, SRC, VECTOR
+from pipelines.schema import DST, NODE_ID, SRC, VECTOR
 from pipelines.session import build_spark, graphframes_available
 from pipelines.stages import run_stage
 
@@ -234,9 +236,9 @@ def run_ours(
     def embed_body(out: Path) -> dict[str, Any]:
         edges = leaf_edge_rows(train, assignment, halo_edges)
         # a hub leaf over the bound is cut by edge into sub-leaves (item 6: "split further")
-        edges, split = split_oversized_leaves(edges, args.max_edges_per_leaf)
-        leaves = k + sum(parts - 1 for parts in split.values())
-        rows = train_leaves_homogeneous(edges.repartition(leaves, LEAF_ID), leaf_settings)
+        edges, split, sizes = split_oversized_leaves(edges, args.max_edges_per_leaf)
+        placed = one_leaf_per_task(edges, sizes)
+        rows = train_leaves_homogeneous(placed, leaf_settings, group_key=SLOT_KEY)
         rows.write.mode("overwrite").parquet(str(out / "rows"))
         return {"leaves_split": {str(leaf): parts for leaf, parts in split.items()}}
 

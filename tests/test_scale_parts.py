@@ -207,7 +207,7 @@ def test_split_oversized_leaves_deals_a_hub_leaf_over_sub_leaves(spark):
     hub = [(3, 0, v) for v in range(1, 11)]  # leaf 3: a hub with 10 edges
     small = [(0, 20, 21), (0, 21, 22), (5, 30, 31)]
     edges = spark.createDataFrame(hub + small, "leaf_id long, src long, dst long")
-    out, split = split_oversized_leaves(edges, max_edges=4)
+    out, split, sizes = split_oversized_leaves(edges, max_edges=4)
     assert split == {3: 3}  # ceil(10 / 4) sub-leaves: id 3 kept, new ids 6 and 7
     rows = [tuple(r) for r in out.collect()]
     assert sorted((s, d) for _, s, d in rows) == sorted((s, d) for _, s, d in hub + small)
@@ -215,12 +215,43 @@ def test_split_oversized_leaves_deals_a_hub_leaf_over_sub_leaves(spark):
     for leaf, _, _ in rows:
         by_leaf[leaf] = by_leaf.get(leaf, 0) + 1
     assert by_leaf == {0: 2, 5: 1, 3: 4, 6: 3, 7: 3}
-    again, _ = split_oversized_leaves(edges.repartition(3), max_edges=4)
+    assert sizes == by_leaf  # the counts after the split, computed without a Spark job
+    again, _, _ = split_oversized_leaves(edges.repartition(3), max_edges=4)
     assert sorted(tuple(r) for r in again.collect()) == sorted(rows)  # deterministic
-    same, none = split_oversized_leaves(edges, max_edges=10)
-    assert none == {} and same is edges
+    same, none, unsplit = split_oversized_leaves(edges, max_edges=10)
+    assert none == {} and same is edges and unsplit == {3: 10, 0: 2, 5: 1}
     with pytest.raises(ValueError, match="max_edges"):
         split_oversized_leaves(edges, max_edges=0)
+
+
+def test_one_leaf_per_task_gives_every_leaf_its_own_partition(spark):
+    from pyspark.sql import functions as F
+
+    from pipelines.homogeneous_embed import one_leaf_per_task, train_leaves_homogeneous
+
+    # leaf ids 0..9 hashed onto 10 partitions collide (what repartition(10, leaf_id) does)
+    sizes = {leaf: 3 + leaf for leaf in range(10)}
+    rows = [
+        (leaf, 100 * leaf + j, 100 * leaf + j + 1) for leaf, n in sizes.items() for j in range(n)
+    ]
+    edges = spark.createDataFrame(rows, "leaf_id long, src long, dst long")
+    hashed = edges.repartition(10, "leaf_id").select(F.spark_partition_id().alias("p"), "leaf_id")
+    assert hashed.select("p").distinct().count() < 10
+    placed = one_leaf_per_task(edges, sizes)
+    where = placed.select(F.spark_partition_id().alias("p"), "leaf_id").distinct().collect()
+    assert sorted(r["leaf_id"] for r in where) == list(range(10))
+    assert len({r["p"] for r in where}) == 10  # one partition per leaf
+    by_size = {r["leaf_id"]: r["p"] for r in where}
+    assert by_size[9] == 0 and by_size[0] == 9  # largest leaf first
+    settings = LeafTrainSettings(dim=4, layers=1, epochs=1, batch_size=8, lr=0.05, seed=1,
+                                 threads=1, device="cpu")  # fmt: skip
+    out = train_leaves_homogeneous(placed, settings, group_key="slot_key")
+    plain = train_leaves_homogeneous(edges, settings)
+    key = ["leaf_id", "node_id"]
+    a = out.select(*key, "vector").toPandas().sort_values(key).reset_index(drop=True)
+    b = plain.select(*key, "vector").toPandas().sort_values(key).reset_index(drop=True)
+    assert a.equals(b)  # same leaves, same rows: only the placement changed
+    assert len(a) == sum(n + 1 for n in sizes.values())
 
 
 def test_random_walks_follow_edges_or_restart(spark):
