@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from pipelines.aggregate import WEIGHT_COL, weighted_mean_by_node
 from pipelines.bridge import (
@@ -36,11 +37,15 @@ from pipelines.bridge import (
 from pipelines.homogeneous_direct import DEFAULT_MAX_DIRECT_PAIRS, aggregate_homogeneous_one_task
 from pipelines.leaf_slots import balanced_slots, slot_keys
 from pipelines.leaf_training import SLOT_KEY
+from pipelines.local_tables import local_frame
 from pipelines.propagate import bucket_edges, propagate_layer
 from pipelines.schema import DST, KIND, LEAF_ID, NODE_ID, SRC, VECTOR
 from pipelines.seeded_init import KIND_CODES, seeded_normal
 
 NODE_KIND = "node"
+_SPLIT_PLAN_SCHEMA = T.StructType(
+    [T.StructField(c, T.LongType(), False) for c in (LEAF_ID, "_parts", "_base")]
+)
 INIT_STD = 0.1
 
 
@@ -102,7 +107,7 @@ def split_oversized_leaves(
         after[leaf] = dealt[0]
         after.update({next_id + j - 1: dealt[j] for j in range(1, parts)})
         next_id += parts - 1
-    plan_df = spark.createDataFrame(plan, f"{LEAF_ID} long, _parts long, _base long")
+    plan_df = local_frame(spark, plan, _SPLIT_PLAN_SCHEMA)
     marked = leaf_edges.select(LEAF_ID, SRC, DST).join(F.broadcast(plan_df), LEAF_ID, "left")
     kept = marked.where(F.col("_parts").isNull()).select(LEAF_ID, SRC, DST)
     order = Window.partitionBy(LEAF_ID).orderBy(F.xxhash64(SRC, DST), SRC, DST)

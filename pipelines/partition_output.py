@@ -22,6 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from pipelines.local_tables import local_frame
 from pipelines.partition_common import NODE, PART, Checkpointer, U, V
 from pipelines.schema import DST, LEAF_ID, NODE_ID, SRC
 
@@ -81,7 +82,11 @@ def paths_df(spark: SparkSession, num_leaves: int) -> DataFrame:
             T.StructField(PATH, PATH_TYPE, False),
         ]
     )
-    return spark.createDataFrame(leaf_paths(num_leaves), schema)
+    rows = [
+        (leaf, depth, [{LEVEL: level, PART: part} for level, part in path])
+        for leaf, depth, path in leaf_paths(num_leaves)
+    ]
+    return local_frame(spark, rows, schema)
 
 
 def halo(
@@ -205,7 +210,7 @@ def stats_df(spark: SparkSession, stats: list[dict[str, int]]) -> DataFrame:
             for c in LEAF_STATS_COLUMNS
         ]
     )
-    return spark.createDataFrame([tuple(s[c] for c in LEAF_STATS_COLUMNS) for s in stats], schema)
+    return local_frame(spark, [tuple(s[c] for c in LEAF_STATS_COLUMNS) for s in stats], schema)
 
 
 def quality(stats: list[dict[str, int]], *, num_nodes: int, num_edges: int) -> dict[str, Any]:

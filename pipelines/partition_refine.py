@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from pipelines.local_tables import local_frame
 from pipelines.partition_common import (
     LABEL,
     NODE,
@@ -169,4 +170,4 @@ def refine(
 
 def _pairs_df(spark: SparkSession, allow: dict[tuple[int, int], int]) -> DataFrame:
     rows = [(a, b, int(x)) for (a, b), x in sorted(allow.items())]
-    return spark.createDataFrame(rows, _PAIR_SCHEMA)
+    return local_frame(spark, rows, _PAIR_SCHEMA)

@@ -23,3 +23,27 @@ def test_local_workers_start_with_torch_imported(spark):
 
 def test_preload_skips_a_missing_module():
     assert preload(("json", "no_such_module_here")) == ["json"]
+
+
+def test_local_frame_keeps_the_schema_and_nested_values(spark):
+    import pytest
+    from pyspark.sql import types as T
+
+    from pipelines.local_tables import local_frame
+
+    inner = T.StructType([T.StructField("level", T.IntegerType(), False)])
+    schema = T.StructType(
+        [
+            T.StructField("leaf_id", T.IntegerType(), False),
+            T.StructField("load", T.LongType(), True),
+            T.StructField("path", T.ArrayType(inner, False), False),
+        ]
+    )
+    rows = [(0, 5, [{"level": 1}, {"level": 2}]), (1, None, [])]
+    df = local_frame(spark, rows, schema)
+    assert df.schema == schema
+    got = [(r.leaf_id, r.load, [p.level for p in r.path]) for r in df.orderBy("leaf_id").collect()]
+    assert got == [(0, 5, [1, 2]), (1, None, [])]
+    assert local_frame(spark, [], schema).count() == 0
+    with pytest.raises(ValueError, match="3 values"):
+        local_frame(spark, [(0, 1)], schema)
