@@ -122,8 +122,8 @@ class PartitionConfig:
 class ModelConfig:
     name: str = _f(
         "lightgcn",
-        "lightgcn (the only model the Spark train stage runs; partitioned NBFNet runs as "
-        "python -m bench.nbfnet_partitioned).",
+        "lightgcn (the only model of the recommendation run; knowledge graphs run NBFNet "
+        "through jobs/kg.py and the nbfnet section).",
     )
     dim: int = _f(64, "Embedding / hidden dimension.")
     layers: int = _f(3, "Propagation layers.")
@@ -132,9 +132,9 @@ class ModelConfig:
         _require(
             self.name == "lightgcn",
             "model.name",
-            "must be lightgcn: the Spark train stage runs LightGCN only (it used to accept "
-            "nbfnet and train LightGCN anyway); partitioned NBFNet runs as "
-            "python -m bench.nbfnet_partitioned",
+            "must be lightgcn: the recommendation run trains LightGCN only (it used to accept "
+            "nbfnet and train LightGCN anyway); knowledge graphs run partitioned NBFNet with "
+            "jobs/kg.py, configured by the nbfnet section",
         )
         _require(self.dim >= 1, "model.dim", "must be >= 1")
         _require(self.layers >= 0, "model.layers", "must be >= 0")
@@ -218,6 +218,40 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class NBFNetConfig:
+    """The knowledge-graph run (``jobs/kg.py``): partitioned NBFNet trained in Spark tasks."""
+
+    dim: int = _f(32, "State width d.")
+    layers: int = _f(6, "Bellman-Ford iterations T.")
+    rounds: int = _f(2, "Rounds of per-leaf training + federated averaging.")
+    steps_per_round: int = _f(10, "Adam steps per leaf and round.")
+    batch_size: int = _f(4, "Training queries per Adam step.")
+    lr: float = _f(5e-3, "Adam learning rate.")
+    num_negative: int = _f(32, "Negatives per training query.")
+    adversarial_temperature: float = _f(0.5, "Self-adversarial temperature (0: uniform).")
+    eval_batch_size: int = _f(32, "Test queries per Bellman-Ford pass.")
+    test_queries: int = _f(0, "Rank at most this many test triples (x2 queries; 0: all).")
+    device: str = _f("auto", "auto (the task's GPU when Spark gave one) | cpu | cuda[:N].")
+    threads: int = _f(0, "torch threads per Spark task (0: the task's cores).")
+
+    def validate(self) -> None:
+        for name in ("dim", "layers", "rounds", "steps_per_round", "batch_size", "eval_batch_size"):
+            _require(getattr(self, name) >= 1, f"nbfnet.{name}", "must be >= 1")
+        _require(self.lr > 0, "nbfnet.lr", "must be > 0")
+        _require(self.num_negative >= 1, "nbfnet.num_negative", "must be >= 1")
+        _require(
+            self.adversarial_temperature >= 0, "nbfnet.adversarial_temperature", "must be >= 0"
+        )
+        _require(self.test_queries >= 0, "nbfnet.test_queries", "must be >= 0")
+        _require(
+            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+            "nbfnet.device",
+            "must be auto, cpu or cuda[:N]",
+        )
+        _require(self.threads >= 0, "nbfnet.threads", "must be >= 0")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     run: RunConfig = field(default_factory=RunConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
@@ -226,6 +260,7 @@ class PipelineConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    nbfnet: NBFNetConfig = field(default_factory=NBFNetConfig)
 
     def validate(self) -> PipelineConfig:
         for f in dataclasses.fields(self):

@@ -112,7 +112,8 @@ def rank_queries(
     Args:
         leaf_edges: :func:`leaf_triples` rows.
         assignment: ``(node_id, leaf_id)`` of every node.
-        queries: ``(query_id, src, rel, answer)``; ``rel >= R`` asks for heads.
+        queries: ``(query_id, src, rel, answer)``; ``rel >= R`` asks for heads; ``query_id``
+            in ``[0, 2^53)`` (it shares a pandas float64 column with the edge rows).
         known: ``(src, rel, dst)`` true triples (relations ``< R``) filtered out of the ranking.
         scoring: model and sizes.
 

@@ -58,7 +58,7 @@ class Stage:
     needs: tuple[str, ...] = ()
 
 
-def _ingest_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path) -> dict:
+def ingest_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path) -> dict:
     tombstones = tombstones_folder(run_root(run_dir), cfg.ingest.tombstones_dir)
     return ingest_io.ingest(spark, cfg.ingest, out, tombstones=tombstones)
 
@@ -71,7 +71,7 @@ def _export_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: P
     return export_body(spark, settings, run_dir, out, dim=cfg.model.dim)
 
 
-def _partition_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path) -> dict:
+def partition_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path) -> dict:
     from pipelines.partition import PartitionSettings, partition_stage
 
     settings = PartitionSettings.from_config(cfg.partition, seed=cfg.run.seed)
@@ -82,8 +82,8 @@ _TRAINED = TRAINED_SECTIONS
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
-        Stage("ingest", ("ingest",), _ingest_body),
-        Stage("partition", ("ingest", "partition", "run"), _partition_body, ("ingest",)),
+        Stage("ingest", ("ingest",), ingest_body),
+        Stage("partition", ("ingest", "partition", "run"), partition_body, ("ingest",)),
         Stage("train", _TRAINED, train_body, ("ingest",)),
         Stage("aggregate", _TRAINED, aggregate_body, ("train",)),
         Stage("recommend", (*_TRAINED, "export"), recommend_body, ("aggregate",)),
