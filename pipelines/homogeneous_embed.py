@@ -38,6 +38,7 @@ from pipelines.homogeneous_direct import DEFAULT_MAX_DIRECT_PAIRS, aggregate_hom
 from pipelines.leaf_slots import balanced_slots, slot_keys
 from pipelines.leaf_training import SLOT_KEY
 from pipelines.local_tables import local_frame
+from pipelines.partition_output import internal_and_halo_edges
 from pipelines.propagate import bucket_edges, propagate_layer
 from pipelines.schema import DST, KIND, LEAF_ID, NODE_ID, SRC, VECTOR
 from pipelines.seeded_init import KIND_CODES, seeded_normal
@@ -56,18 +57,7 @@ def leaf_edge_rows(pairs: DataFrame, assignment: DataFrame, halo_edges: DataFram
         pairs: ``src, dst`` (undirected simple pairs); assignment: ``node_id, leaf_id``;
         halo_edges: ``leaf_id, src, dst``. Returns ``leaf_id`` long, ``src`` long, ``dst`` long.
     """
-    ls = assignment.select(F.col(NODE_ID).alias(SRC), F.col(LEAF_ID).alias("_ls"))
-    ld = assignment.select(F.col(NODE_ID).alias(DST), F.col(LEAF_ID).alias("_ld"))
-    internal = (
-        pairs.select(SRC, DST)
-        .join(ls, SRC)
-        .join(ld, DST)
-        .where(F.col("_ls") == F.col("_ld"))
-        .select(F.col("_ls").alias(LEAF_ID), SRC, DST)
-    )
-    return internal.unionByName(halo_edges.select(LEAF_ID, SRC, DST)).select(
-        F.col(LEAF_ID).cast("long"), F.col(SRC).cast("long"), F.col(DST).cast("long")
-    )
+    return internal_and_halo_edges(pairs, assignment, halo_edges, (SRC, DST))
 
 
 def split_oversized_leaves(

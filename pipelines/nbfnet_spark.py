@@ -34,6 +34,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.bridge import task_device, task_threads
+from pipelines.partition_output import internal_and_halo_edges
 from pipelines.schema import DST, LEAF_ID, NODE_ID, REL, SRC
 
 QUERY_ID = "query_id"
@@ -88,16 +89,7 @@ def leaf_triples(triples: DataFrame, assignment: DataFrame, halo_edges: DataFram
 
     Schema: -> ``(leaf_id long, src long, rel long, dst long)``.
     """
-    ls = assignment.select(F.col(NODE_ID).alias(SRC), F.col(LEAF_ID).alias("_ls"))
-    ld = assignment.select(F.col(NODE_ID).alias(DST), F.col(LEAF_ID).alias("_ld"))
-    internal = (
-        triples.join(ls, SRC)
-        .join(ld, DST)
-        .where(F.col("_ls") == F.col("_ld"))
-        .select(F.col("_ls").alias(LEAF_ID), SRC, REL, DST)
-    )
-    cols = [F.col(c).cast("long").alias(c) for c in (LEAF_ID, SRC, REL, DST)]
-    return internal.unionByName(halo_edges.select(LEAF_ID, SRC, REL, DST)).select(*cols)
+    return internal_and_halo_edges(triples, assignment, halo_edges, (SRC, REL, DST))
 
 
 def rank_queries(
@@ -288,8 +280,9 @@ class NBFNetRounds:
 
     def __post_init__(self) -> None:
         if self.rounds < 1 or self.steps < 1:
-            raise ValueError(f"NBFNetRounds: rounds and steps must be >= 1, got "
-                             f"{self.rounds}, {self.steps}")
+            raise ValueError(
+                f"NBFNetRounds: rounds and steps must be >= 1, got {self.rounds}, {self.steps}"
+            )
 
 
 def leaf_seed(seed: int, round_no: int, leaf_id: int) -> int:
@@ -297,8 +290,9 @@ def leaf_seed(seed: int, round_no: int, leaf_id: int) -> int:
     return ((seed * 1_000_003 + round_no) * 1_000_003 + leaf_id) % (2**63 - 1)
 
 
-def train_leaf_round(pdf: pd.DataFrame, state: bytes, round_no: int,
-                     rounds: NBFNetRounds) -> pd.DataFrame:
+def train_leaf_round(
+    pdf: pd.DataFrame, state: bytes, round_no: int, rounds: NBFNetRounds
+) -> pd.DataFrame:
     """One leaf's round (the per-task function of :func:`train_rounds`, testable on pandas)."""
     import torch
 
@@ -311,11 +305,13 @@ def train_leaf_round(pdf: pd.DataFrame, state: bytes, round_no: int,
         _, _, graph, core = leaf_graph(pdf, rounds.num_entities, rounds.num_relations)
         model = load_model(state, rounds.config, rounds.num_relations)
         seed = leaf_seed(int(rounds.config.seed), round_no, leaf_id)
-        n, losses = train_leaf_steps(model, graph, core, rounds.config, steps=rounds.steps,
-                                     seed=seed, device=dev)
+        n, losses = train_leaf_steps(
+            model, graph, core, rounds.config, steps=rounds.steps, seed=seed, device=dev
+        )
     loss = sum(losses) / len(losses) if losses else float("nan")
-    return pd.DataFrame({LEAF_ID: [leaf_id], "queries": [n], "loss": [loss],
-                         "state": [model_bytes(model)]})
+    return pd.DataFrame(
+        {LEAF_ID: [leaf_id], "queries": [n], "loss": [loss], "state": [model_bytes(model)]}
+    )
 
 
 def average_states(rows: list[tuple[int, bytes]]) -> bytes:
@@ -393,10 +389,12 @@ def train_rounds(
         out.sort(key=lambda row: row[LEAF_ID])
         state = average_states([(int(row["queries"]), bytes(row["state"])) for row in out])
         n = sum(int(row["queries"]) for row in out)
-        loss = sum(float(row["loss"]) * int(row["queries"]) for row in out
-                   if row["queries"]) / max(n, 1)
-        history.append({"round": round_no + 1, "loss": loss, "queries": float(n),
-                        "leaves": float(len(out))})
+        loss = sum(float(row["loss"]) * int(row["queries"]) for row in out if row["queries"]) / max(
+            n, 1
+        )
+        history.append(
+            {"round": round_no + 1, "loss": loss, "queries": float(n), "leaves": float(len(out))}
+        )
         if log is not None:
             log(f"[nbfnet-spark] round {round_no + 1}: loss {loss:.4f} over {len(out)} leaves")
     return state, history

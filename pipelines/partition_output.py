@@ -145,6 +145,29 @@ def halo(
     return found, halo_edges
 
 
+def internal_and_halo_edges(
+    edges: DataFrame, assignment: DataFrame, halo_edges: DataFrame, columns: tuple[str, ...]
+) -> DataFrame:
+    """Every leaf's edge rows: the edges internal to it plus the halo edges shipped with it.
+
+    Schema:
+        edges ``(src, dst, ...)``; assignment ``(node_id, leaf_id)``; halo_edges ``(leaf_id,
+        src, dst, ...)`` -> ``(leaf_id, *columns)``, every column cast to long (``columns``
+        names ``src`` and ``dst`` and any others both inputs carry, e.g. ``rel``).
+    """
+    ls = assignment.select(F.col(NODE_ID).alias(SRC), F.col(LEAF_ID).alias("_ls"))
+    ld = assignment.select(F.col(NODE_ID).alias(DST), F.col(LEAF_ID).alias("_ld"))
+    internal = (
+        edges.select(*columns)
+        .join(ls, SRC)
+        .join(ld, DST)
+        .where(F.col("_ls") == F.col("_ld"))
+        .select(F.col("_ls").alias(LEAF_ID), *columns)
+    )
+    out = [F.col(c).cast("long").alias(c) for c in (LEAF_ID, *columns)]
+    return internal.unionByName(halo_edges.select(LEAF_ID, *columns)).select(*out)
+
+
 def leaf_stats(
     spark: SparkSession,
     *,
@@ -249,6 +272,7 @@ __all__ = [
     "NODE_ID",
     "PATH",
     "halo",
+    "internal_and_halo_edges",
     "leaf_paths",
     "leaf_stats",
     "paths_df",
