@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.aggregate import WEIGHT_COL
-from pipelines.bridge import bytes_to_matrix, vectors_to_bytes
+from pipelines.bridge import sums_by_node, vectors_to_bytes
 from pipelines.propagate import VECTOR_TABLE_SCHEMA
 from pipelines.schema import DST, KIND, NODE_ID, SRC, VECTOR
 
@@ -33,26 +33,6 @@ DEFAULT_MAX_DIRECT_PAIRS = 2_000_000
 bound, ``partition.max_direct_edges``, is 4M adjacency rows = 2M pairs)."""
 
 _GROUP = "_one_task"
-
-
-def replica_mean(
-    node_ids: np.ndarray, weights: np.ndarray, vectors: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Ascending distinct ids and ``Σ w_r v_r / Σ w_r`` per id (float64 sums, float32 out).
-
-    Shapes:
-        node_ids ``[R]``, weights ``[R]``, vectors ``[R, dim]`` -> ``[N]``, ``[N, dim]``.
-    """
-    if len(node_ids) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, vectors.shape[1]), dtype=np.float32)
-    order = np.argsort(node_ids, kind="stable")
-    ids = np.asarray(node_ids, dtype=np.int64)[order]
-    w = np.asarray(weights, dtype=np.float64)[order]
-    weighted = vectors[order].astype(np.float64) * w[:, None]
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    sums = np.add.reduceat(weighted, starts, axis=0)
-    wsum = np.add.reduceat(w, starts)
-    return ids[starts], (sums / np.where(wsum == 0, 1.0, wsum)[:, None]).astype(np.float32)
 
 
 def propagate_mean(
@@ -102,11 +82,11 @@ def aggregate_one_task(
         rows: ``node_id``, ``w``, ``vector`` (float32 or float16 bytes); pairs: ``src, dst``.
         returns: :data:`pipelines.propagate.VECTOR_TABLE_SCHEMA` columns (kind ``node``).
     """
-    ego_ids, ego = replica_mean(
-        rows[NODE_ID].to_numpy(np.int64),
-        rows[WEIGHT_COL].to_numpy(np.float64),
-        bytes_to_matrix(list(rows[VECTOR]), dim),
-    )
+    if rows.empty:
+        ego_ids, ego = np.zeros(0, dtype=np.int64), np.zeros((0, dim), dtype=np.float32)
+    else:
+        ego_ids, sums, wsum = sums_by_node(rows, dim, weight_col=WEIGHT_COL, weight_vectors=True)
+        ego = (sums / np.where(wsum == 0, 1.0, wsum)[:, None]).astype(np.float32)
     ids, final = propagate_mean(
         ego_ids, ego, pairs[SRC].to_numpy(np.int64), pairs[DST].to_numpy(np.int64), layers
     )
