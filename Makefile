@@ -33,8 +33,8 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
-# The real Airflow run of the daily DAG (seven spark-submits, 5-10 minutes on 2 cores): CI runs it
-# after `make test`.
+# The real Airflow runs of the daily DAG (seven spark-submits, 5-10 minutes on 2 cores) and the KG
+# DAG (four, 2-4 minutes): CI runs them after `make test`.
 test-dag: setup
 	$(PY) -m pytest -q -m slow tests/test_airflow.py
 

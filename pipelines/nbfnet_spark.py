@@ -43,6 +43,7 @@ RANK = "rank"
 INSIDE = "inside"
 _KIND, _KNOWN = "_kind", "_known"
 _EDGE, _NODE, _QUERY = 0, 1, 2
+_UNUSED = -1  # the value of a column a row kind does not use (see _leaf_rows)
 RANK_SCHEMA = f"{QUERY_ID} long, {RANK} long, {INSIDE} boolean"
 
 
@@ -104,8 +105,8 @@ def rank_queries(
     Args:
         leaf_edges: :func:`leaf_triples` rows.
         assignment: ``(node_id, leaf_id)`` of every node.
-        queries: ``(query_id, src, rel, answer)``; ``rel >= R`` asks for heads; ``query_id``
-            in ``[0, 2^53)`` (it shares a pandas float64 column with the edge rows).
+        queries: ``(query_id, src, rel, answer)``; ``rel >= R`` asks for heads; any 64-bit
+            ``query_id`` comes back exactly.
         known: ``(src, rel, dst)`` true triples (relations ``< R``) filtered out of the ranking.
         scoring: model and sizes.
 
@@ -237,16 +238,20 @@ def load_model(state: bytes, config: Any, num_relations: int) -> Any:
 
 
 def _leaf_rows(leaf_edges: DataFrame, assignment: DataFrame) -> DataFrame:
-    """Edge and core-node rows of every leaf in the layout :func:`leaf_graph` reads."""
+    """Edge and core-node rows of every leaf in the layout :func:`leaf_graph` reads.
+
+    The columns these rows do not use hold ``-1``, not null: a long column with a null reaches
+    pandas as float64, which would round query ids (and entity ids) at or above ``2^53``.
+    """
     empty = F.lit(None).cast("array<long>")
+    unused = F.lit(_UNUSED).cast("long")
     edges = leaf_edges.select(
-        LEAF_ID, F.lit(_EDGE).alias(_KIND), SRC, REL, DST,
-        F.lit(None).cast("long").alias(QUERY_ID), empty.alias(_KNOWN),
+        LEAF_ID, F.lit(_EDGE).alias(_KIND), SRC, REL, DST, unused.alias(QUERY_ID),
+        empty.alias(_KNOWN),
     )  # fmt: skip
     nodes = assignment.select(
         F.col(LEAF_ID).cast("long").alias(LEAF_ID), F.lit(_NODE).alias(_KIND),
-        F.col(NODE_ID).alias(SRC), F.lit(None).cast("long").alias(REL),
-        F.lit(None).cast("long").alias(DST), F.lit(None).cast("long").alias(QUERY_ID),
+        F.col(NODE_ID).alias(SRC), unused.alias(REL), unused.alias(DST), unused.alias(QUERY_ID),
         empty.alias(_KNOWN),
     )  # fmt: skip
     return edges.unionByName(nodes)

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW_ENV = ROOT / "scripts" / "airflow_env.sh"
 SPECS = ROOT / "deploy" / "airflow" / "dags.yaml"
 DAILY = ("ingest", "partition", "train", "aggregate", "recommend", "export", "evaluate")
+KG = ("ingest", "partition", "nbfnet-train", "nbfnet-evaluate")
 
 
 def _specs_module():
@@ -131,6 +132,7 @@ for dag_id, dag in sorted(bag.dags.items()):
     out["dags"][dag_id] = {
         "schedule": str(dag.schedule),
         "params": sorted(dag.params.keys()),
+        "config": dag.params.dump()["config"],
         "tasks": [
             {"id": t.task_id, "type": type(t).__name__, "up": sorted(t.upstream_task_ids),
              "app": t.application, "args": t.application_args, "retries": t.retries,
@@ -148,8 +150,10 @@ def test_dagbag_has_no_import_errors(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     bag = json.loads(proc.stdout.strip().splitlines()[-1])
     assert bag["errors"] == {}
-    assert sorted(bag["dags"]) == ["graphpipe_daily", "graphpipe_forget"]
-    for dag_id, stages in (("graphpipe_daily", DAILY), ("graphpipe_forget", ("forget",))):
+    assert sorted(bag["dags"]) == ["graphpipe_daily", "graphpipe_forget", "graphpipe_kg"]
+    for dag_id, stages in (
+        ("graphpipe_daily", DAILY), ("graphpipe_forget", ("forget",)), ("graphpipe_kg", KG),
+    ):  # fmt: skip
         dag = bag["dags"][dag_id]
         extra = ["requests"] if dag_id == "graphpipe_forget" else []
         assert dag["params"] == sorted(["config", "pyfiles", "python", "run_root", *extra])
@@ -157,14 +161,20 @@ def test_dagbag_has_no_import_errors(tmp_path):
         assert [t["up"] for t in dag["tasks"]] == [[]] + [[s] for s in stages[:-1]]
         for t in dag["tasks"]:
             assert t["type"] == "SparkSubmitOperator" and t["conn"] == "graphpipe_spark"
-            assert t["app"] == str(ROOT / "jobs" / f"{t['id']}.py")
-            job_args = ["--requests", "{{ params.requests }}"] if t["id"] == "forget" else []
+            job = "kg" if dag_id == "graphpipe_kg" else t["id"]
+            assert t["app"] == str(ROOT / "jobs" / f"{job}.py")
+            job_args = {"forget": ["--requests", "{{ params.requests }}"]}.get(t["id"], [])
+            if dag_id == "graphpipe_kg":
+                job_args = ["--stage", t["id"]]
             assert t["args"] == [
                 "--config", "{{ params.config }}", "--run-dir", "{{ params.run_root }}/{{ ds }}",
                 "--set", "ingest.tombstones_dir={{ params.run_root }}/tombstones", *job_args,
             ]  # fmt: skip
             assert t["retries"] == 2 and t["py_files"] == "{{ params.pyfiles }}"
             assert t["env"]["PYSPARK_PYTHON"] == t["python_conf"] == "{{ params.python }}"
+    # the KG DAG's own config, read from the repository; the others take the default
+    assert bag["dags"]["graphpipe_kg"]["config"] == str(ROOT / "deploy/configs/kg_local.yaml")
+    assert bag["dags"]["graphpipe_daily"]["config"] == str(ROOT / "deploy/configs/local.yaml")
     assert bag["dags"]["graphpipe_daily"]["schedule"] == "@daily"
 
 
@@ -179,6 +189,43 @@ def _tiny_graph(folder: Path) -> tuple[Path, Path]:
     (folder / "train.txt").write_text("\n".join(train) + "\n")
     (folder / "test.txt").write_text("\n".join(test) + "\n")
     return folder / "train.txt", folder / "test.txt"
+
+
+def _run_dag(tmp_path: Path, dag_id: str, config: Path) -> tuple[dict, list, str]:
+    """``airflow dags test dag_id 2026-11-27`` with the real DAG spec (no retries: a failure
+    fails the test now, not after 5 minutes; 1g drivers) and ``config``; returns the task
+    states and DAG-run states from the run's metadata DB (``dags test`` exits 0 on task
+    failures too) and the log."""
+    specs = yaml.safe_load(SPECS.read_text())
+    specs["defaults"]["retries"] = 0
+    for dag in specs["dags"].values():
+        for stage in dag["stages"]:
+            if isinstance(stage, dict):
+                stage.pop("retries", None)
+                stage.update(driver_memory="1g", executor_memory="1g")
+    if "config" in specs["dags"][dag_id].get("params", {}):
+        specs["dags"][dag_id]["params"]["config"] = str(config)
+    (tmp_path / "dags.yaml").write_text(yaml.safe_dump(specs))
+    env = _base_env(tmp_path)
+    env.update(
+        GRAPHPIPE_AIRFLOW_SPECS=str(tmp_path / "dags.yaml"),
+        GRAPHPIPE_CONFIG=str(config),
+        GRAPHPIPE_RUN_ROOT=str(tmp_path / "runs"),
+        GRAPHPIPE_PYFILES=str(build_pyfiles_zip(tmp_path / "dist")),
+    )
+    proc = _airflow(
+        ["airflow", "dags", "test", dag_id, "2026-11-27"], env, timeout=1200, cwd=tmp_path
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-6000:]
+    with sqlite3.connect(tmp_path / "airflow-home" / "airflow.db") as db:
+        states = dict(
+            db.execute(
+                "select task_id, state from task_instance where dag_id = ?", (dag_id,)
+            ).fetchall()
+        )
+        runs = db.execute("select state from dag_run where dag_id = ?", (dag_id,)).fetchall()
+    return states, runs, log
 
 
 @pytest.mark.slow  # 5-10 minutes on 2 cores: run by `make test-dag`, which .ci/run calls
@@ -205,37 +252,7 @@ def test_daily_dag_runs_on_local_spark(tmp_path):
             }
         )
     )
-    # The real DAG spec, with no retries (a failure fails the test now, not after 5 minutes).
-    specs = yaml.safe_load(SPECS.read_text())
-    specs["defaults"]["retries"] = 0
-    for dag in specs["dags"].values():
-        for stage in dag["stages"]:
-            if isinstance(stage, dict):
-                stage.pop("retries", None)
-                stage.update(driver_memory="1g", executor_memory="1g")
-    (tmp_path / "dags.yaml").write_text(yaml.safe_dump(specs))
-    env = _base_env(tmp_path)
-    env.update(
-        GRAPHPIPE_AIRFLOW_SPECS=str(tmp_path / "dags.yaml"),
-        GRAPHPIPE_CONFIG=str(config),
-        GRAPHPIPE_RUN_ROOT=str(tmp_path / "runs"),
-        GRAPHPIPE_PYFILES=str(build_pyfiles_zip(tmp_path / "dist")),
-    )
-    proc = _airflow(
-        ["airflow", "dags", "test", "graphpipe_daily", "2026-11-27"], env, timeout=1200,
-        cwd=tmp_path,
-    )  # fmt: skip
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-6000:]
-
-    # Task-instance states from the run's metadata DB (dags test exits 0 on task failures too).
-    with sqlite3.connect(tmp_path / "airflow-home" / "airflow.db") as db:
-        states = dict(
-            db.execute(
-                "select task_id, state from task_instance where dag_id = 'graphpipe_daily'"
-            ).fetchall()
-        )
-        runs = db.execute("select state from dag_run where dag_id = 'graphpipe_daily'").fetchall()
+    states, runs, log = _run_dag(tmp_path, "graphpipe_daily", config)
     assert states == {stage: "success" for stage in DAILY}, log[-6000:]
     assert runs == [("success",)]
 
@@ -261,3 +278,36 @@ def test_daily_dag_runs_on_local_spark(tmp_path):
     # The run report over this real run directory: every section present.
     page = build_report(run_dir).read_text()
     assert "not run" not in page and page.count("data:image/png;base64,") == 4
+
+
+@pytest.mark.slow  # 2-4 minutes: four spark-submits of jobs/kg.py, one per stage
+def test_kg_dag_runs_one_task_per_stage(tmp_path):
+    n = 16
+    triples = [(f"e{i}", "next", f"e{(i + 1) % n}") for i in range(n)]
+    triples += [(f"e{i}", "skip", f"e{(i + 2) % n}") for i in range(n)]
+    test = [triples[3], triples[n + 7]]
+    (tmp_path / "train.txt").write_text(
+        "".join("\t".join(t) + "\n" for t in triples if t not in test)
+    )
+    (tmp_path / "test.txt").write_text("".join("\t".join(t) + "\n" for t in test))
+    config = tmp_path / "kg.yaml"
+    cfg = yaml.safe_load((ROOT / "deploy" / "configs" / "kg_local.yaml").read_text())
+    cfg["spark"] = {"shuffle_partitions": 2, "conf": {"spark.ui.enabled": "false"}}
+    cfg["ingest"].update(train_path=str(tmp_path / "train.txt"),
+                         test_path=str(tmp_path / "test.txt"))  # fmt: skip
+    cfg["partition"] = {"num_leaves": 2}
+    cfg["nbfnet"] = {"dim": 8, "layers": 2, "rounds": 2, "steps_per_round": 2, "batch_size": 2,
+                     "num_negative": 4, "device": "cpu", "threads": 1}  # fmt: skip
+    config.write_text(yaml.safe_dump(cfg))
+    states, runs, log = _run_dag(tmp_path, "graphpipe_kg", config)
+    assert states == {stage: "success" for stage in KG}, log[-6000:]
+    assert runs == [("success",)]
+    run_dir = tmp_path / "runs" / "2026-11-27"
+    markers = {s: json.loads((run_dir / s / "_STAGE.json").read_text()) for s in KG}
+    assert markers["nbfnet-train"]["counts"]["entities"] == n
+    # 30 training triples, each a tail and a head query
+    history = json.loads((run_dir / "nbfnet-train" / "history.json").read_text())
+    assert [h["queries"] for h in history] == [60.0, 60.0]
+    metrics = json.loads((run_dir / "nbfnet-evaluate" / "metrics.json").read_text())
+    assert metrics["queries"] == 4  # the 2 test triples, as tail and head queries
+    assert 0.0 < metrics["mrr"] <= 1.0

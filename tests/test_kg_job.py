@@ -117,3 +117,27 @@ def test_kg_job_rejects_a_non_triples_config(spark, ring_kg, tmp_path, capsys):
     code = kg.main(_argv(ring_kg, tmp_path / "bad", "ingest.format=edges"))
     assert code == 2
     assert "ingest.format" in capsys.readouterr().err
+
+
+def test_kg_job_runs_one_stage_when_asked(spark, ring_kg, tmp_path, capsys):
+    run_dir = tmp_path / "staged"
+    # a stage whose input stage has not run fails with exit 2 naming it, and writes nothing
+    assert kg.main([*_argv(ring_kg, run_dir), "--stage", "partition"]) == 2
+    assert "stage 'ingest' has not finished" in capsys.readouterr().err
+    assert not (run_dir / "partition").exists()
+
+    assert kg.main([*_argv(ring_kg, run_dir), "--stage", "ingest"]) == 0
+    out = capsys.readouterr().out
+    assert "no metrics yet" in out
+    assert [p.name for p in sorted(run_dir.iterdir()) if p.is_dir()] == ["ingest"]
+    for stage in ("partition", "nbfnet-train", "nbfnet-evaluate"):
+        assert kg.main([*_argv(ring_kg, run_dir), "--stage", stage]) == 0
+    out = capsys.readouterr().out
+    assert "MRR" in out  # the last one ranked the 8 test queries
+    metrics = json.loads((run_dir / "nbfnet-evaluate" / "metrics.json").read_text())
+    assert metrics["queries"] == 8
+    # the whole job on top skips all four stages
+    assert kg.main(_argv(ring_kg, run_dir)) == 0
+    assert _skipped(capsys.readouterr().out) == {
+        "ingest", "partition", "nbfnet-train", "nbfnet-evaluate"
+    }

@@ -104,13 +104,37 @@ def test_spark_ranks_equal_the_torch_partitioned_ranks(spark) -> None:
         assert metrics[key] == pytest.approx(ref[key], abs=1e-9), key
 
 
+def test_query_ids_above_2_pow_53_come_back_exactly(spark) -> None:
+    # query ids once shared a pandas float64 column with the edge rows: 2^62 + 1 and 2^62 + 2
+    # would have come back equal
+    train, test, assignment = _kg()
+    torch.manual_seed(0)
+    model = build_model(2 * R, _cfg()).eval()
+    tri, assign, halo, queries, known = _frames(spark, train, test, assignment)
+    scoring = NBFNetScoring(model_bytes(model), _cfg(), N, R, batch_size=2, device="cpu")
+    edges = leaf_triples(tri, assign, halo)
+    small = {
+        r["query_id"]: r["rank"]
+        for r in rank_queries(edges, assign, queries, known, scoring).collect()
+    }
+    big = 2**62 + 1
+    shifted = queries.withColumn("query_id", queries["query_id"] + big)
+    ranks = {
+        r["query_id"]: r["rank"]
+        for r in rank_queries(edges, assign, shifted, known, scoring).collect()
+    }
+    assert ranks == {big + i: rank for i, rank in small.items()}
+    assert len(ranks) == 6
+
+
 def test_a_query_whose_source_has_no_leaf_fails_naming_it(spark) -> None:
     train, test, assignment = _kg()
     torch.manual_seed(0)
     model = build_model(2 * R, _cfg())
     tri, assign, halo, _, known = _frames(spark, train, test, assignment)
-    queries = spark.createDataFrame([(0, 99, 0, 1)], "query_id long, src long, rel long, "
-                                    "answer long")
+    queries = spark.createDataFrame(
+        [(0, 99, 0, 1)], "query_id long, src long, rel long, answer long"
+    )
     scoring = NBFNetScoring(model_bytes(model), _cfg(), 100, R, device="cpu")
     with pytest.raises(Exception, match="source 99 is not in the assignment"):
         rank_queries(leaf_triples(tri, assign, halo), assign, queries, known, scoring).collect()
@@ -133,8 +157,9 @@ def test_train_rounds_average_the_leaf_updates_by_query_count(spark) -> None:
     train, test, assignment = _kg()
     tri, assign, halo, _, _ = _frames(spark, train, test, assignment)
     edges = leaf_triples(tri, assign, halo)
-    cfg = NBFNetTrainConfig(task="kg", dim=8, layers=2, dependent=True, seed=0, batch_size=4,
-                            num_negative=4, lr=0.01)
+    cfg = NBFNetTrainConfig(
+        task="kg", dim=8, layers=2, dependent=True, seed=0, batch_size=4, num_negative=4, lr=0.01
+    )
     rounds = NBFNetRounds(cfg, N, R, rounds=1, steps=3, device="cpu", threads=1)
     torch.manual_seed(0)
     start = model_bytes(build_model(2 * R, cfg))
@@ -150,8 +175,9 @@ def test_train_rounds_average_the_leaf_updates_by_query_count(spark) -> None:
     got = torch.load(io.BytesIO(state))
     for key, value in got.items():
         if torch.is_floating_point(value):
-            want = (counts[0] * states[0][key].double() + counts[1] * states[1][key].double()
-                    ) / sum(counts)
+            want = (
+                counts[0] * states[0][key].double() + counts[1] * states[1][key].double()
+            ) / sum(counts)
             torch.testing.assert_close(value.double(), want, rtol=1e-6, atol=1e-6)
     assert history[0]["queries"] == sum(counts) and history[0]["leaves"] == 2
     first = torch.load(io.BytesIO(start))

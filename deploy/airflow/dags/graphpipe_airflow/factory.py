@@ -14,6 +14,8 @@ python      ``GRAPHPIPE_PYTHON``        ``<root>/.venv/bin/python`` (driver and 
 
 A DAG adds params of its own with ``params:`` in ``dags.yaml`` (the forget DAG's ``requests``),
 and a stage passes them to its job with ``args`` (``["--requests", "{{ params.requests }}"]``).
+A DAG's own ``config`` param replaces the default (the KG DAG's ``deploy/configs/kg_local.yaml``);
+a relative one is taken from the repository root.
 
 Every stage gets ``--set ingest.tombstones_dir=<run_root>/tombstones``: the forget DAG writes
 its tombstones there and every later daily ingest (a new ``<run_root>/<ds>``) drops what they
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from pathlib import Path
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
@@ -80,6 +83,8 @@ def build_dag(dag_id: str, *, specs: dict[str, DagSpec] | None = None) -> DAG:
     """The DAG ``dag_id`` from the spec file, its stages chained in order."""
     spec = (specs or load_specs())[dag_id]
     params: dict[str, Any] = {**default_params(), **spec.params}
+    if spec.params.get("config") and not Path(spec.params["config"]).is_absolute():
+        params["config"] = str(ROOT / spec.params["config"])
     with DAG(
         dag_id=spec.dag_id,
         description=spec.description,
