@@ -325,6 +325,14 @@ def run_peer(
     }
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _per_million(seconds: float | None, pairs: int) -> float | None:
+    return None if seconds is None else round(seconds / (pairs / 1e6), 1)
+
+
 def run_size(spark: SparkSession, n: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     pairs = rmat_graph(spark, n, args.seed, work)
@@ -334,12 +342,15 @@ def run_size(spark: SparkSession, n: int, work: Path, args: argparse.Namespace) 
     log.info("rmat %d: %d train pairs, %d held out (%.1f s)", n, num_train, num_held, prep)
     labelled = eval_pairs(train, heldout, args.seed).localCheckpoint()
 
-    reset_peak_rss(spark)
-    ours = run_ours(spark, train, work / f"ours-{n}", n, args, num_train)
-    ours_rss = peak_rss_mb(spark)
-    ours_auc, ours_cos, scored = link_auroc(labelled, ours["vectors"], args.dim)
-    log.info("ours %d: %s, auroc %.4f", n, {k: v for k, v in ours.items() if k != "vectors"},
-             ours_auc)  # fmt: skip
+    ours: dict[str, Any] = {"seconds": None, "vectors": None}
+    ours_rss, ours_auc, ours_cos, scored = None, None, None, None
+    if not args.skip_ours:
+        reset_peak_rss(spark)
+        ours = run_ours(spark, train, work / f"ours-{n}", n, args, num_train)
+        ours_rss = peak_rss_mb(spark)
+        ours_auc, ours_cos, scored = link_auroc(labelled, ours["vectors"], args.dim)
+        log.info("ours %d: %s, auroc %.4f", n, {k: v for k, v in ours.items() if k != "vectors"},
+                 ours_auc)  # fmt: skip
 
     peer: dict[str, Any] = {"seconds": None, "vectors": None}
     peer_rss, peer_auc, peer_cos = None, None, None
@@ -347,21 +358,24 @@ def run_size(spark: SparkSession, n: int, work: Path, args: argparse.Namespace) 
         reset_peak_rss(spark)
         peer = run_peer(spark, train, work / f"peer-{n}", args)
         peer_rss = peak_rss_mb(spark)
-        peer_auc, peer_cos, _ = link_auroc(labelled, peer["vectors"], args.dim)
+        peer_auc, peer_cos, peer_scored = link_auroc(labelled, peer["vectors"], args.dim)
+        scored = peer_scored if scored is None else scored
+        log.info("peer %d: %s, auroc %.4f", n, {k: v for k, v in peer.items() if k != "vectors"},
+                 peer_auc)  # fmt: skip
     row = {
         "edges": n,
         "train_pairs": num_train,
         "heldout_pairs": num_held,
         "eval_pairs": scored,
         "seconds": ours["seconds"],
-        "seconds_per_million_edges": round(ours["seconds"] / (num_train / 1e6), 1),
+        "seconds_per_million_edges": _per_million(ours["seconds"], num_train),
         "peak_rss_mb": ours_rss,
-        "auroc": round(ours_auc, 4),
+        "auroc": _rounded(ours_auc),
         "graphframes_seconds": peer["seconds"],
-        "graphframes_auroc": None if peer_auc is None else round(peer_auc, 4),
+        "graphframes_auroc": _rounded(peer_auc),
         "graphframes_peak_rss_mb": peer_rss,
-        "auroc_cosine": round(ours_cos, 4),
-        "graphframes_auroc_cosine": None if peer_cos is None else round(peer_cos, 4),
+        "auroc_cosine": _rounded(ours_cos),
+        "graphframes_auroc_cosine": _rounded(peer_cos),
         "peer": "graphframes RandomWalkEmbeddings" if graphframes_available() else PEER_LABEL,
         **{k: v for k, v in ours.items() if k not in ("vectors", "seconds")},
         **{f"peer_{k}": v for k, v in peer.items() if k not in ("vectors", "seconds")},
@@ -456,6 +470,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--walk-length", type=int, default=20)
     p.add_argument("--w2v-iterations", type=int, default=1)
     p.add_argument("--skip-peer", action="store_true")
+    p.add_argument(
+        "--skip-ours",
+        action="store_true",
+        help="Run only the peer (same graph, split and labelled pairs as a run of ours).",
+    )
     p.add_argument("--master", default="local[2]")
     p.add_argument("--shuffle-partitions", type=int, default=8)
     p.add_argument(
@@ -500,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_row(None))
     for row in results:
         print(format_row(row))
-    if len(results) >= 2:
+    if len(results) >= 2 and not args.skip_ours:
         first, last = results[0], results[-1]
         growth = last["seconds_per_million_edges"] / first["seconds_per_million_edges"]
         print(f"seconds per edge growth {first['edges']:,} -> {last['edges']:,}: {growth:.2f}x")
