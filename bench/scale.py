@@ -182,6 +182,8 @@ PARTITION_KEYS = (
 )  # fmt: skip
 EMBED_KEYS = (*PARTITION_KEYS, "dim", "layers", "epochs", "batch_size", "lr", "vector_dtype")
 AGGREGATE_KEYS = (*EMBED_KEYS, "shuffle_partitions", "propagate_buckets", "max_direct_pairs")
+WALK_KEYS = ("seed", "holdout", "walks_per_node", "walk_length")
+WORD2VEC_KEYS = (*WALK_KEYS, "dim", "w2v_iterations")
 
 
 def run_ours(
@@ -281,9 +283,13 @@ def run_ours(
 
 
 def run_peer(
-    spark: SparkSession, train: DataFrame, work: Path, args: argparse.Namespace
+    spark: SparkSession, train: DataFrame, work: Path, n: int, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """Random-walk embeddings (GraphFrames when its JAR runs, else the DataFrame version)."""
+    """Random-walk embeddings (GraphFrames when its JAR runs, else the DataFrame version).
+
+    The DataFrame version runs as two resumable stages under ``work`` (``walks``,
+    ``w2v-vectors``); a resumed stage reports the seconds its first run took.
+    """
     t0 = time.perf_counter()
     if graphframes_available():
         vectors = graphframes_vectors(
@@ -298,30 +304,37 @@ def run_peer(
             "seconds": round(time.perf_counter() - t0, 1),
             "vectors": spark.read.parquet(str(work / "gf-vectors")),
         }
-    walks = random_walks(
-        train,
-        walks_per_node=args.walks_per_node,
-        walk_length=args.walk_length,
-        restart_probability=0.1,
-        seed=args.seed,
-    )
-    walks.write.mode("overwrite").parquet(str(work / "walks"))
-    t1 = time.perf_counter()
-    vectors = word2vec_vectors(
-        spark.read.parquet(str(work / "walks")),
-        dim=args.dim,
-        window=5,
-        max_iter=args.w2v_iterations,
-        partitions=1,
-        seed=args.seed,
-    )
-    vectors.write.mode("overwrite").parquet(str(work / "w2v-vectors"))
-    t2 = time.perf_counter()
+
+    def walk_body(out: Path) -> dict[str, Any]:
+        random_walks(
+            train,
+            walks_per_node=args.walks_per_node,
+            walk_length=args.walk_length,
+            restart_probability=0.1,
+            seed=args.seed,
+        ).write.mode("overwrite").parquet(str(out / "walks"))
+        return {}
+
+    walked = run_stage(work, "walks", stage_hash(args, n, *WALK_KEYS), walk_body)
+
+    def word2vec_body(out: Path) -> dict[str, Any]:
+        word2vec_vectors(
+            spark.read.parquet(str(walked.path / "walks")),
+            dim=args.dim,
+            window=5,
+            max_iter=args.w2v_iterations,
+            partitions=1,
+            seed=args.seed,
+        ).write.mode("overwrite").parquet(str(out / "vectors"))
+        return {}
+
+    trained = run_stage(work, "w2v-vectors", stage_hash(args, n, *WORD2VEC_KEYS), word2vec_body)
     return {
-        "walk_seconds": round(t1 - t0, 1),
-        "word2vec_seconds": round(t2 - t1, 1),
-        "seconds": round(t2 - t0, 1),
-        "vectors": spark.read.parquet(str(work / "w2v-vectors")),
+        "walk_seconds": round(walked.seconds, 1),
+        "word2vec_seconds": round(trained.seconds, 1),
+        "seconds": round(walked.seconds + trained.seconds, 1),
+        "resumed_stages": [r.name for r in (walked, trained) if r.skipped],
+        "vectors": spark.read.parquet(str(trained.path / "vectors")),
     }
 
 
@@ -356,7 +369,7 @@ def run_size(spark: SparkSession, n: int, work: Path, args: argparse.Namespace) 
     peer_rss, peer_auc, peer_cos = None, None, None
     if not args.skip_peer:
         reset_peak_rss(spark)
-        peer = run_peer(spark, train, work / f"peer-{n}", args)
+        peer = run_peer(spark, train, work / f"peer-{n}", n, args)
         peer_rss = peak_rss_mb(spark)
         peer_auc, peer_cos, peer_scored = link_auroc(labelled, peer["vectors"], args.dim)
         scored = peer_scored if scored is None else scored
@@ -490,6 +503,11 @@ def main(argv: list[str] | None = None) -> int:
         "the Spark shuffles).",
     )
     p.add_argument("--driver-memory", default="6g")
+    p.add_argument(
+        "--driver-max-result-size",
+        default="8g",
+        help="spark.driver.maxResultSize (the peer's Word2Vec collects its vectors).",
+    )
     p.add_argument("--work-dir", help="Scratch folder (default: a temp dir).")
     p.add_argument("--json", action="store_true", help="End with one JSON line.")
     args = p.parse_args(argv)
@@ -507,6 +525,9 @@ def main(argv: list[str] | None = None) -> int:
             # Delete finished stages' shuffle files within minutes, not the default 30: at 1e8
             # the replica and propagation shuffles are tens of GB each.
             "spark.cleaner.periodicGC.interval": "2min",
+            # Word2Vec collects its vocabulary and every updated vector to the driver (~2 GB
+            # at 1e8: 4.3M nodes x 64 floats, twice); the default cap of 1 GiB aborts it.
+            "spark.driver.maxResultSize": args.driver_max_result_size,
         },
     )
     results = []
