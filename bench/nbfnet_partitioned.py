@@ -25,6 +25,14 @@ Prints progress lines, a table, and a last JSON line ``{"full": {"auroc"|"mrr",
 "auroc"|"mrr",
 "relative_loss", "queries_per_second", "speedup", ...}]}``; rows with ``model: "partitioned"``
 are the trained-per-leaf models, ``model: "full"`` the full model restricted to leaf + halo.
+Knowledge-graph rows also carry the restriction's ceiling
+(:func:`gnn.nbfnet_partitioned.restriction_ceiling`): ``restriction_ceiling_mrr`` is the full
+model's full-graph MRR with every query whose answer lies outside the source's leaf + halo
+counted as a miss, ``restriction_ceiling_loss`` its relative loss (what a partitioned model
+ranking every covered query as the full model does would lose), and
+``restriction_uncovered_mrr`` the full model's MRR on the excluded queries alone.
+``--ceiling-only`` reports just these for every ``k`` (JSON ``{"full", "ceilings": [...]}``),
+e.g. for a full model read from ``--full-checkpoint``, without training partitioned models.
 
 Planetoid pairs can also run on their *pair scope* (``--scope source,pair``): the union of the
 two nodes' leaf + halo subgraphs (:func:`gnn.nbfnet_partitioned.pair_subgraph`), built inside
@@ -55,13 +63,14 @@ from gnn.kg import (
     load_planetoid_edges,
     load_triples_dir,
 )
-from gnn.nbfnet_eval import evaluate_kg, evaluate_link_auc
+from gnn.nbfnet_eval import evaluate_link_auc, kg_ranks, rank_metrics
 from gnn.nbfnet_partitioned import (
     PartitionedGraph,
     evaluate_kg_partitioned,
     evaluate_link_auc_partitioned,
     fit_partitioned,
     pair_subgraph,
+    restriction_ceiling,
 )
 from gnn.nbfnet_train import NBFNetResult, NBFNetTrainConfig, build_model, fit_nbfnet
 
@@ -102,6 +111,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dim", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--ceiling-only", action="store_true",
+                   help="triples: only evaluate the full model (trained, or read from "
+                        "--full-checkpoint) and, for every k, the MRR the leaf + halo "
+                        "restriction leaves it; no partitioned training")
     p.add_argument("--json", action="store_true", help="end with the JSON line (always printed)")
     return p.parse_args(argv)
 
@@ -283,12 +296,17 @@ def main(argv: list[str] | None = None) -> int:
     if kg and scopes != ["source"]:
         raise SystemExit("--scope pair needs --planetoid: a KG query's answer is unknown")
 
+    full_ranks: list[Tensor] = []  # the full model's full-graph ranks (triples)
+
     def evaluate(model, pg: PartitionedGraph | None, scope: str = "source") -> dict[str, float]:
         if pg is None:
             graph.index()  # build the CSR views outside the timed loop, as the leaves do
             if kg:
-                return evaluate_kg(model, graph, test, filter_triples=every, batch_size=ebs,
-                                   device=dev)
+                ranks, secs = kg_ranks(model, graph, test, filter_triples=every,
+                                       batch_size=ebs, device=dev)
+                full_ranks.append(ranks)
+                return {**rank_metrics(ranks), "queries": float(len(ranks)), "seconds": secs,
+                        "qps": len(ranks) / max(secs, 1e-9)}
             return evaluate_link_auc(model, graph, split.test, split.test_neg,
                                      batch_size=ebs, device=dev)
         if kg:
@@ -308,12 +326,36 @@ def main(argv: list[str] | None = None) -> int:
     out_full = {metric: fm[metric], "queries_per_second": fm["qps"],
                 "train_seconds": full.seconds, "train_queries": full.queries,
                 "test_queries": int(fm["queries"])}
+    if args.ceiling_only:
+        if not kg:
+            raise SystemExit("--ceiling-only needs --triples (the MRR ceiling of KG queries)")
+        rows = []
+        for (k, hops, rule), (pg, cut, _) in parts.items():
+            c = restriction_ceiling(pg.to(dev), test, full_ranks[0])
+            print(f"[bench] k={k} halo {hops} {rule}: coverage {c['coverage']:.4f}, the full "
+                  f"model keeps MRR {c['ceiling_mrr']:.4f} of {fm[metric]:.4f} (loss "
+                  f"{c['ceiling_loss']:.1%}); its MRR on the covered queries "
+                  f"{c.get('covered_mrr', 0.0):.4f}, on the others "
+                  f"{c.get('uncovered_mrr', 0.0):.4f}", flush=True)
+            rows.append({"k": k, "halo_hops": hops, "halo_edges": rule, "edge_cut": cut,
+                         **{f"restriction_{n}" if n != "coverage" else n: v
+                            for n, v in c.items()}})
+        print(json.dumps({"dataset": dataset, "device": str(dev), "full": out_full,
+                          "ceilings": rows}), flush=True)
+        return 0
     results = []
     for (k, hops, rule), (pg, cut, st) in parts.items():
         pg = pg.to(dev)
         res = fit_partitioned(pg, cfg, device=dev, train_triples=train_triples)
         print(f"[bench] k={k} halo {hops} {rule}: {res.steps} steps, {res.queries} queries in "
               f"{res.seconds:.1f}s; evaluating ...", flush=True)
+        ceiling = restriction_ceiling(pg, test, full_ranks[0]) if kg else {}
+        if ceiling:
+            print(f"[bench] k={k} halo {hops} {rule} restriction ceiling: the full model keeps "
+                  f"MRR {ceiling['ceiling_mrr']:.4f} of {fm[metric]:.4f} "
+                  f"(loss {ceiling['ceiling_loss']:.1%}) when the answers outside the query's "
+                  f"leaf + halo count as misses; its MRR on those queries alone: "
+                  f"{ceiling.get('uncovered_mrr', 0.0):.4f}", flush=True)
         for (name, model), scope in itertools.product(
                 (("partitioned", res.model), ("full", full.model)), scopes):
             m = evaluate(model, pg, scope)
@@ -329,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                    "train_seconds": res.seconds if name == "partitioned" else full.seconds,
                    "train_queries": res.queries if name == "partitioned" else full.queries}
             row.update({c: m[c] for c in ("coverage", "coverage_pos", "coverage_neg") if c in m})
+            row.update({f"restriction_{c}": v for c, v in ceiling.items() if c != "coverage"})
             print(f"[bench] k={k} halo {hops} {rule} {name} on {scope} scope: "
                   f"{metric} {m[metric]:.4f}, "
                   f"{m['qps']:.1f} queries/s", flush=True)

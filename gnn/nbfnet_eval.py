@@ -18,7 +18,15 @@ from gnn.kg import RelationalGraph
 from gnn.metrics import auroc, average_precision
 from gnn.models.nbfnet import NBFNet
 
-__all__ = ["AnswerFilter", "evaluate_kg", "evaluate_link_auc", "filtered_ranks", "link_auc"]
+__all__ = [
+    "AnswerFilter",
+    "evaluate_kg",
+    "evaluate_link_auc",
+    "filtered_ranks",
+    "kg_ranks",
+    "link_auc",
+    "rank_metrics",
+]
 
 
 class AnswerFilter:
@@ -69,25 +77,19 @@ def filtered_ranks(scores: Tensor, target: Tensor, true_mask: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate_kg(model: NBFNet, graph: RelationalGraph, triples: Tensor, *,
-                filter_triples: Tensor, batch_size: int = 32,
-                device: torch.device | str = "cpu", time_budget_seconds: float = 0.0
-                ) -> dict[str, float]:
-    """Filtered MRR / Hits@1,3,10 over tail and head queries of ``triples``.
+def kg_ranks(model: NBFNet, graph: RelationalGraph, triples: Tensor, *,
+             filter_triples: Tensor, batch_size: int = 32,
+             device: torch.device | str = "cpu", time_budget_seconds: float = 0.0
+             ) -> tuple[Tensor, float]:
+    """Filtered ranks of the tail and head queries of ``triples``, and the seconds they took.
 
-    Args:
-        model: a trained NBFNet on ``graph`` (graph with inverse relations).
-        graph: the graph to propagate on (the training graph).
-        triples: ``[M, 3]`` (head, relation, tail) test triples.
-        filter_triples: all known true triples (train + valid + test).
-        batch_size: queries per Bellman-Ford pass.
-        device: where to run.
-        time_budget_seconds: stop after the batch that crosses this many seconds (0: no
-            limit); queries run in triple order, tail and head query of a triple side by side,
-            so pass shuffled triples to get a uniform sample. ``queries`` says how many ran.
+    Queries run in triple order, the tail query ``(h, r, ?)`` of a triple followed by its head
+    query ``(t, r^{-1}, ?)``: rank ``2 i`` belongs to triple ``i``'s tail, ``2 i + 1`` to its
+    head. ``time_budget_seconds`` stops after the batch that crosses it (0: no limit), so fewer
+    ranks may come back. Arguments as in :func:`evaluate_kg`.
 
     Returns:
-        ``{"mrr", "mr", "hits@1", "hits@3", "hits@10", "queries", "seconds", "qps"}``.
+        ``([Q] long ranks on the CPU, seconds)``.
     """
     was_training = model.training
     model.eval()
@@ -111,11 +113,47 @@ def evaluate_kg(model: NBFNet, graph: RelationalGraph, triples: Tensor, *,
     _sync(dev)
     secs = time.perf_counter() - t0
     model.train(was_training)
-    rk = torch.cat(ranks).double()
+    return torch.cat(ranks).cpu(), secs
+
+
+def rank_metrics(ranks: Tensor) -> dict[str, float]:
+    """``{"mrr", "mr", "hits@1", "hits@3", "hits@10"}`` of 1-based ranks.
+
+    MRR is ``mean(1 / rank)`` and Hits@k ``mean(rank <= k)`` (Bordes et al., 2013).
+    """
+    rk = ranks.double()
     out = {"mrr": float((1.0 / rk).mean()), "mr": float(rk.mean())}
     for k in (1, 3, 10):
         out[f"hits@{k}"] = float((rk <= k).double().mean())
-    out.update(queries=float(len(rk)), seconds=secs, qps=len(rk) / max(secs, 1e-9))
+    return out
+
+
+@torch.no_grad()
+def evaluate_kg(model: NBFNet, graph: RelationalGraph, triples: Tensor, *,
+                filter_triples: Tensor, batch_size: int = 32,
+                device: torch.device | str = "cpu", time_budget_seconds: float = 0.0
+                ) -> dict[str, float]:
+    """Filtered MRR / Hits@1,3,10 over tail and head queries of ``triples``.
+
+    Args:
+        model: a trained NBFNet on ``graph`` (graph with inverse relations).
+        graph: the graph to propagate on (the training graph).
+        triples: ``[M, 3]`` (head, relation, tail) test triples.
+        filter_triples: all known true triples (train + valid + test).
+        batch_size: queries per Bellman-Ford pass.
+        device: where to run.
+        time_budget_seconds: stop after the batch that crosses this many seconds (0: no
+            limit); queries run in triple order, tail and head query of a triple side by side,
+            so pass shuffled triples to get a uniform sample. ``queries`` says how many ran.
+
+    Returns:
+        ``{"mrr", "mr", "hits@1", "hits@3", "hits@10", "queries", "seconds", "qps"}``.
+    """
+    ranks, secs = kg_ranks(model, graph, triples, filter_triples=filter_triples,
+                           batch_size=batch_size, device=device,
+                           time_budget_seconds=time_budget_seconds)
+    out = rank_metrics(ranks)
+    out.update(queries=float(len(ranks)), seconds=secs, qps=len(ranks) / max(secs, 1e-9))
     return out
 
 

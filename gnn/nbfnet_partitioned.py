@@ -48,6 +48,7 @@ from gnn.nbfnet_train import (
 __all__ = [
     "Leaf",
     "PartitionedGraph",
+    "answers_inside",
     "evaluate_kg_partitioned",
     "evaluate_link_auc_partitioned",
     "fit_partitioned",
@@ -57,6 +58,7 @@ __all__ = [
     "leaf_training_queries",
     "pair_scores_partitioned",
     "pair_subgraph",
+    "restriction_ceiling",
     "score_all_partitioned",
     "train_leaf_steps",
 ]
@@ -498,6 +500,57 @@ def evaluate_kg_partitioned(model: NBFNet, pg: PartitionedGraph, triples: Tensor
         out[f"hits@{k}"] = float((rk <= k).double().mean())
     out.update(coverage=float(inside.double().mean()), queries=float(len(rk)), seconds=secs,
                qps=len(rk) / max(secs, 1e-9))
+    return out
+
+
+def answers_inside(pg: PartitionedGraph, triples: Tensor) -> Tensor:
+    """``[2M]`` bool: does each query's answer lie in its source's leaf + halo?
+
+    Queries in :func:`gnn.nbfnet_eval.kg_ranks` order: triple ``i``'s tail query ``(h, r, ?)``
+    at ``2 i`` (answer ``t``, source ``h``), its head query at ``2 i + 1`` (answer ``h``,
+    source ``t``).
+    """
+    dev = pg.node_leaf.device
+    h, _, t = triples.to(dev).t()
+    src = torch.stack([h, t], dim=1).reshape(-1)
+    ans = torch.stack([t, h], dim=1).reshape(-1)
+    inside = torch.zeros(len(src), dtype=torch.bool, device=dev)
+    leaf_of = pg.node_leaf[src]
+    for i, leaf in enumerate(pg.leaves):
+        rows = leaf_of == i
+        inside[rows] = leaf.to_local[ans[rows]] >= 0
+    return inside.cpu()
+
+
+def restriction_ceiling(pg: PartitionedGraph, triples: Tensor, ranks: Tensor) -> dict[str, float]:
+    """How much of a model's full-graph MRR the source-scope restriction can keep.
+
+    ``ranks`` are a model's filtered full-graph ranks of the tail and head queries of
+    ``triples`` (:func:`gnn.nbfnet_eval.kg_ranks`). On leaf + halo, a query whose answer lies
+    outside its source's subgraph ranks behind every candidate, so the most the restriction
+    leaves such a model is
+
+        MRR_ceiling = (1 / Q) * sum_{q : answer inside} 1 / rank_q
+
+    (the excluded queries counted as misses; their true reciprocal rank is below 1 / (N - 1)).
+    ``ceiling_loss = 1 - MRR_ceiling / MRR`` is the relative MRR loss of a partitioned model
+    that ranked every covered query exactly as the full model does.
+
+    Returns:
+        ``{"ceiling_mrr", "ceiling_loss", "coverage"[, "covered_mrr"][, "uncovered_mrr"]}``:
+        the last two (when such queries exist) are the model's MRR over the covered queries
+        and over the others alone.
+    """
+    inside = answers_inside(pg, triples)[: len(ranks)]
+    recip = 1.0 / ranks.double()
+    mrr = float(recip.mean())
+    ceiling = float((recip * inside).mean())
+    out = {"ceiling_mrr": ceiling, "ceiling_loss": 1.0 - ceiling / mrr if mrr else 0.0,
+           "coverage": float(inside.double().mean())}
+    if inside.any():
+        out["covered_mrr"] = float(recip[inside].mean())
+    if (~inside).any():
+        out["uncovered_mrr"] = float(recip[~inside].mean())
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,9 +12,15 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from pipelines.config import ConfigError, PipelineConfig, load_config
+from pipelines.config import (
+    BASE_DIR_ENV,
+    ConfigError,
+    PipelineConfig,
+    load_config,
+    resolve_paths,
+)
 from pipelines.session import build_spark
-from pipelines.stages import MissingStageError
+from pipelines.stages import MissingStageError, StageResult
 
 log = logging.getLogger("graphpipe.jobs")
 
@@ -54,10 +61,21 @@ def setup_logging() -> None:
     )
 
 
-def start_job(args: argparse.Namespace, job_name: str) -> JobContext:
-    """Load and validate config (raises ConfigError), write it to the run dir, start Spark."""
-    setup_logging()
+def load_job_config(args: argparse.Namespace) -> PipelineConfig:
+    """``--config`` plus ``--set`` overrides, validated (raises ConfigError).
+
+    With ``GRAPHPIPE_BASE_DIR`` set (the Airflow DAGs set it to the repository), relative
+    data paths of the config are read from that folder instead of the working directory.
+    """
     cfg = load_config(args.config, args.overrides)
+    base_dir = os.environ.get(BASE_DIR_ENV)
+    return resolve_paths(cfg, base_dir) if base_dir else cfg
+
+
+def start_job(args: argparse.Namespace, job_name: str) -> JobContext:
+    """Load and validate config (:func:`load_job_config`), write it to the run dir, start Spark."""
+    setup_logging()
+    cfg = load_job_config(args)
     run_dir = Path(args.run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.write(run_dir / "config.yaml")
@@ -66,6 +84,15 @@ def start_job(args: argparse.Namespace, job_name: str) -> JobContext:
     spark = build_spark(f"{cfg.run.name}-{job_name}", master=cfg.spark.master, conf=conf)
     log.info("job %s: run dir %s", job_name, run_dir)
     return JobContext(cfg=cfg, spark=spark, run_dir=run_dir, owns_session=owns)
+
+
+def print_stage_table(stages: Sequence[StageResult]) -> None:
+    """Print one line per stage of a whole-run job: name, seconds, done or skipped, counts."""
+    width = max([len("stage"), *(len(st.name) for st in stages)]) + 2
+    print(f"\n{'stage':<{width}}{'seconds':>10}  {'status':<9} counts")
+    for st in stages:
+        status = "skipped" if st.skipped else "done"
+        print(f"{st.name:<{width}}{st.seconds:>10.1f}  {status:<9} {st.counts}")
 
 
 def fail(message: str) -> int:
@@ -80,6 +107,8 @@ __all__ = [
     "MissingStageError",
     "fail",
     "job_parser",
+    "load_job_config",
+    "print_stage_table",
     "stage_main",
     "start_job",
     "setup_logging",

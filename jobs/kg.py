@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jobs.common import fail, job_parser, start_job
+from jobs.common import fail, job_parser, print_stage_table, start_job
 from pipelines.config import ConfigError
 
 
@@ -37,10 +37,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(exc))
     finally:
         ctx.close()
-    print(f"\n{'stage':<16}{'seconds':>10}  {'status':<9} counts")
-    for st in summary.stages:
-        status = "skipped" if st.skipped else "done"
-        print(f"{st.name:<16}{st.seconds:>10.1f}  {status:<9} {st.counts}")
+    print_stage_table(summary.stages)
+    trained = next((st for st in summary.stages if st.name == "nbfnet-train"), None)
+    if trained is not None and "final_loss" in trained.extra:
+        print(
+            f"\ntraining: final loss {trained.extra['final_loss']:.4f} over "
+            f"{trained.counts.get('training_queries', 0)} queries in the last round"
+        )
     m = summary.metrics
     if not m:
         print(f"outputs in {summary.run_dir} (no metrics yet: nbfnet-evaluate has not run)")

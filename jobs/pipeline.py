@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jobs.common import fail, job_parser, start_job
+from jobs.common import fail, job_parser, print_stage_table, start_job
 from pipelines.config import ConfigError
 
 
@@ -16,6 +16,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = job_parser(__doc__ or "pipeline").parse_args(argv)
     from pipelines.io import IngestError
     from pipelines.run import run_pipeline
+    from pipelines.stages import MissingStageError
 
     try:
         ctx = start_job(args, "pipeline")
@@ -23,15 +24,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(exc))
     try:
         summary = run_pipeline(ctx.spark, ctx.cfg, ctx.run_dir)
-    except IngestError as exc:
+    except (ConfigError, IngestError, MissingStageError) as exc:
         return fail(str(exc))
     finally:
         ctx.close()
     k = ctx.cfg.export.top_k
-    print(f"\n{'stage':<12}{'seconds':>10}  {'status':<9} counts")
-    for st in summary.stages:
-        status = "skipped" if st.skipped else "done"
-        print(f"{st.name:<12}{st.seconds:>10.1f}  {status:<9} {st.counts}")
+    print_stage_table(summary.stages)
     print(f"\nRecall@{k}  {summary.metrics[f'recall@{k}']:.4f}")
     print(f"NDCG@{k}    {summary.metrics[f'ndcg@{k}']:.4f}")
     print(f"users evaluated {summary.metrics['users']}")

@@ -19,8 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jobs.common import fail, job_parser, setup_logging
-from pipelines.config import ConfigError, load_config
+from jobs.common import fail, job_parser, load_job_config, setup_logging
+from pipelines.config import ConfigError
 from pipelines.forget_versions import current_version
 
 
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipelines.stages import run_stage
 
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_job_config(args)
     except ConfigError as exc:
         return fail(str(exc))
     top = Path(args.run_dir).resolve()

@@ -364,6 +364,34 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
+#: Config keys that name files or folders: the ones :func:`resolve_paths` makes absolute.
+PATH_KEYS = ("ingest.train_path", "ingest.test_path", "ingest.tombstones_dir")
+
+#: Environment variable naming the folder relative config paths are read from (unset: the
+#: working directory). The Airflow DAGs set it to the repository, whose configs name data
+#: relative to it, so a DAG runs whatever directory its worker was started in.
+BASE_DIR_ENV = "GRAPHPIPE_BASE_DIR"
+
+
+def resolve_paths(cfg: PipelineConfig, base: str | Path) -> PipelineConfig:
+    """The config with every relative, non-empty path of :data:`PATH_KEYS` joined to ``base``.
+
+    Absolute paths and URIs (``scheme://...``, e.g. ``hdfs://`` or ``s3a://``) are kept as they
+    are; ``base`` itself must be absolute (a relative one is ambiguous in a Spark driver).
+    """
+    root = Path(base)
+    if not root.is_absolute():
+        raise ConfigError(f"{BASE_DIR_ENV}: must be an absolute folder, got {str(base)!r}")
+    sections: dict[str, dict[str, str]] = {}
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value and "://" not in value and not Path(value).is_absolute():
+            sections.setdefault(section, {})[name] = str(root / value)
+    changed = {s: dataclasses.replace(getattr(cfg, s), **v) for s, v in sections.items()}
+    return dataclasses.replace(cfg, **changed) if changed else cfg
+
+
 def load_config(
     path: str | Path | None = None, overrides: list[str] | None = None
 ) -> PipelineConfig:

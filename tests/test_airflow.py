@@ -172,6 +172,7 @@ def test_dagbag_has_no_import_errors(tmp_path):
             ]  # fmt: skip
             assert t["retries"] == 2 and t["py_files"] == "{{ params.pyfiles }}"
             assert t["env"]["PYSPARK_PYTHON"] == t["python_conf"] == "{{ params.python }}"
+            assert t["env"]["GRAPHPIPE_BASE_DIR"] == str(ROOT)  # relative config paths
     # the KG DAG's own config, read from the repository; the others take the default
     assert bag["dags"]["graphpipe_kg"]["config"] == str(ROOT / "deploy/configs/kg_local.yaml")
     assert bag["dags"]["graphpipe_daily"]["config"] == str(ROOT / "deploy/configs/local.yaml")
@@ -293,8 +294,11 @@ def test_kg_dag_runs_one_task_per_stage(tmp_path):
     config = tmp_path / "kg.yaml"
     cfg = yaml.safe_load((ROOT / "deploy" / "configs" / "kg_local.yaml").read_text())
     cfg["spark"] = {"shuffle_partitions": 2, "conf": {"spark.ui.enabled": "false"}}
-    cfg["ingest"].update(train_path=str(tmp_path / "train.txt"),
-                         test_path=str(tmp_path / "test.txt"))  # fmt: skip
+    # relative data paths, as in the repository's configs: read from the repository
+    # (GRAPHPIPE_BASE_DIR), not from Airflow's working directory (tmp_path)
+    train_rel = os.path.relpath(tmp_path / "train.txt", ROOT)
+    cfg["ingest"].update(train_path=train_rel,
+                         test_path=os.path.relpath(tmp_path / "test.txt", ROOT))  # fmt: skip
     cfg["partition"] = {"num_leaves": 2}
     cfg["nbfnet"] = {"dim": 8, "layers": 2, "rounds": 2, "steps_per_round": 2, "batch_size": 2,
                      "num_negative": 4, "device": "cpu", "threads": 1}  # fmt: skip
@@ -305,6 +309,8 @@ def test_kg_dag_runs_one_task_per_stage(tmp_path):
     run_dir = tmp_path / "runs" / "2026-11-27"
     markers = {s: json.loads((run_dir / s / "_STAGE.json").read_text()) for s in KG}
     assert markers["nbfnet-train"]["counts"]["entities"] == n
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert recorded["ingest"]["train_path"] == str(ROOT / train_rel)
     # 30 training triples, each a tail and a head query
     history = json.loads((run_dir / "nbfnet-train" / "history.json").read_text())
     assert [h["queries"] for h in history] == [60.0, 60.0]

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ConfigError, PipelineConfig, load_config
+from pipelines.config import ConfigError, PipelineConfig, load_config, resolve_paths
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,3 +72,31 @@ def test_resolved_config_round_trip_and_hash(tmp_path):
     other = load_config(overrides=["train.lr=0.03"])
     assert other.section_hash("train") != cfg.section_hash("train")
     assert other.section_hash("ingest") == cfg.section_hash("ingest")
+
+
+def test_resolve_paths_joins_relative_data_paths_to_the_base(tmp_path):
+    cfg = load_config(
+        "deploy/configs/kg_local.yaml",
+        ["ingest.tombstones_dir=/abs/tombstones", "ingest.test_path=hdfs://nn/kg/test.txt"],
+    )
+    resolved = resolve_paths(cfg, tmp_path)
+    assert resolved.ingest.train_path == str(tmp_path / "../shared/data/fb15k-237/train.txt")
+    # absolute paths and URIs are kept; nothing else changes
+    assert resolved.ingest.test_path == "hdfs://nn/kg/test.txt"
+    assert resolved.ingest.tombstones_dir == "/abs/tombstones"
+    assert resolved.nbfnet == cfg.nbfnet and resolved.partition == cfg.partition
+    assert resolve_paths(PipelineConfig(), tmp_path) == PipelineConfig()  # empty paths stay empty
+    with pytest.raises(ConfigError, match="GRAPHPIPE_BASE_DIR: must be an absolute folder"):
+        resolve_paths(cfg, "relative/dir")
+
+
+def test_jobs_read_relative_paths_from_graphpipe_base_dir(tmp_path, monkeypatch):
+    from jobs.common import job_parser, load_job_config
+
+    args = job_parser("t").parse_args(
+        ["--run-dir", "r", "--set", "ingest.train_path=data/train.txt"]
+    )
+    monkeypatch.delenv("GRAPHPIPE_BASE_DIR", raising=False)
+    assert load_job_config(args).ingest.train_path == "data/train.txt"  # the working directory
+    monkeypatch.setenv("GRAPHPIPE_BASE_DIR", str(tmp_path))
+    assert load_job_config(args).ingest.train_path == str(tmp_path / "data/train.txt")

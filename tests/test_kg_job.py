@@ -74,6 +74,7 @@ def test_kg_job_end_to_end_and_resume(spark, ring_kg, tmp_path, capsys):
     history = json.loads((run_dir / "nbfnet-train" / "history.json").read_text())
     assert [h["round"] for h in history] == [1, 2]
     assert history[0]["queries"] == 88  # each of 44 training triples: a tail and a head query
+    assert f"final loss {history[-1]['loss']:.4f} over 88 queries" in out
 
     cfg = load_config("deploy/configs/kg_local.yaml", [f"run.seed={0}", "nbfnet.dim=8",
                                                        "nbfnet.layers=2"])  # fmt: skip

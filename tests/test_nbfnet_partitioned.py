@@ -9,8 +9,10 @@ import torch
 
 from gnn.kg import RelationalGraph, homogeneous_graph, kg_graph
 from gnn.models.nbfnet import NBFNet
+from gnn.nbfnet_eval import evaluate_kg, kg_ranks, rank_metrics
 from gnn.nbfnet_partitioned import (
     PartitionedGraph,
+    answers_inside,
     evaluate_kg_partitioned,
     evaluate_link_auc_partitioned,
     fit_partitioned,
@@ -18,6 +20,7 @@ from gnn.nbfnet_partitioned import (
     leaf_queries,
     pair_scores_partitioned,
     pair_subgraph,
+    restriction_ceiling,
     score_all_partitioned,
 )
 from gnn.nbfnet_train import NBFNetTrainConfig
@@ -148,6 +151,31 @@ def test_answers_outside_the_subgraph_rank_behind_every_non_answer():
     assert m["coverage"] == 0.0 and m["queries"] == 2.0
 
 
+def test_restriction_ceiling_by_hand():
+    train = torch.tensor([[0, 0, 1], [1, 0, 2], [2, 0, 3], [3, 0, 4], [4, 0, 5]])
+    g = kg_graph(train, 6, 1)
+    pg = PartitionedGraph(g, HALVES, halo_hops=1)  # leaf + halo: {0,1,2,3} and {2,3,4,5}
+    test = torch.tensor([[0, 0, 5], [1, 0, 3]])
+    # (0, r, ?) -> 5: outside {0,1,2,3}; (5, r^-1, ?) -> 0: outside {2,3,4,5};
+    # (1, r, ?) -> 3: inside {0,1,2,3};   (3, r^-1, ?) -> 1: outside {2,3,4,5}
+    assert answers_inside(pg, test).tolist() == [False, False, True, False]
+    c = restriction_ceiling(pg, test, torch.tensor([2, 4, 1, 5]))
+    mrr = (1 / 2 + 1 / 4 + 1 + 1 / 5) / 4
+    assert c["ceiling_mrr"] == pytest.approx(1 / 4)  # only the third query is kept
+    assert c["ceiling_loss"] == pytest.approx(1 - (1 / 4) / mrr)
+    assert c["coverage"] == 0.25 and c["covered_mrr"] == 1.0
+    assert c["uncovered_mrr"] == pytest.approx((1 / 2 + 1 / 4 + 1 / 5) / 3)
+    # the coverage agrees with the partitioned evaluation's, and kg_ranks with evaluate_kg
+    every = torch.cat([train, test])
+    model = _model(2)
+    part = evaluate_kg_partitioned(model, pg, test, filter_triples=every)
+    assert part["coverage"] == c["coverage"]
+    ranks, _ = kg_ranks(model, g, test, filter_triples=every, batch_size=3)
+    full = evaluate_kg(model, g, test, filter_triples=every, batch_size=1)
+    assert rank_metrics(ranks) == {k: full[k] for k in ("mrr", "mr", "hits@1", "hits@3", "hits@10")}
+    assert restriction_ceiling(pg, test, ranks)["ceiling_mrr"] <= full["mrr"]
+
+
 def test_link_auc_counts_pairs_outside_the_subgraph_as_lowest():
     pg = PartitionedGraph(homogeneous_graph(PATH, 6), HALVES, halo_hops=1)
     pos, neg = torch.tensor([[0, 2], [3, 5]]), torch.tensor([[0, 5], [5, 0]])
@@ -275,6 +303,10 @@ def test_bench_reuses_the_full_checkpoint_and_runs_both_halo_edge_rules(tmp_path
     assert sorted(r["halo_edges"] for r in first["results"]) == [
         "induced", "induced", "outward", "outward"]
     by_rule = {(r["halo_edges"], r["model"]): r for r in first["results"]}
+    for r in first["results"]:  # the restriction keeps at most the full model's MRR
+        assert 0.0 <= r["restriction_ceiling_mrr"] <= first["full"]["mrr"]
+        assert r["restriction_ceiling_loss"] == pytest.approx(
+            1 - r["restriction_ceiling_mrr"] / first["full"]["mrr"])
     # the outward rule keeps no more edges than the induced one
     assert (by_rule["outward", "full"]["mean_subgraph_edges"]
             <= by_rule["induced", "full"]["mean_subgraph_edges"])
@@ -284,5 +316,15 @@ def test_bench_reuses_the_full_checkpoint_and_runs_both_halo_edge_rules(tmp_path
     again = json.loads(second.strip().splitlines()[-1])
     assert again["full"]["mrr"] == first["full"]["mrr"]
     assert again["full"]["train_queries"] == first["full"]["train_queries"]
+    # --ceiling-only: the full model read back and the restriction's ceiling, no leaf training
+    assert main([*argv, "--ceiling-only"]) == 0
+    only = capsys.readouterr().out
+    assert "read from" in only and "partitioned" not in only
+    ceilings = json.loads(only.strip().splitlines()[-1])["ceilings"]
+    assert [(c["k"], c["halo_edges"]) for c in ceilings] == [(2, "induced"), (2, "outward")]
+    for c in ceilings:
+        assert c["restriction_ceiling_mrr"] == by_rule[c["halo_edges"], "partitioned"][
+            "restriction_ceiling_mrr"]
+        assert c["coverage"] == by_rule[c["halo_edges"], "partitioned"]["coverage"]
     with pytest.raises(SystemExit, match="trained with"):
         main([*argv[:-1], "--dim", "4", "--json"])

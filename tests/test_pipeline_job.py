@@ -94,6 +94,19 @@ def test_pipeline_bad_config_and_missing_input(tmp_path, capsys):
     assert "train.lr" in capsys.readouterr().err
 
 
+def test_pipeline_reports_too_many_leaves_as_one_error_line(
+    spark, small_lightgcn, tmp_path, capsys
+):
+    # The leaf count is checked against the graph when the partition stage starts, after ingest:
+    # the job ends with one error line and exit code 2, and the finished ingest stage is kept.
+    run_dir = tmp_path / "run"
+    assert pipeline.main(_small_argv(small_lightgcn, run_dir, "partition.num_leaves=500")) == 2
+    err = capsys.readouterr().err
+    assert "error: partition.num_leaves: asks for 500 leaves but the graph has only" in err
+    assert (run_dir / "ingest" / "_STAGE.json").is_file()
+    assert not (run_dir / "partition" / "_STAGE.json").exists()
+
+
 def _small_argv(data, run_dir, *extra: str) -> list[str]:
     sets = [
         f"ingest.train_path={data / 'train.txt'}",

@@ -21,8 +21,9 @@ Every stage gets ``--set ingest.tombstones_dir=<run_root>/tombstones``: the forg
 its tombstones there and every later daily ingest (a new ``<run_root>/<ds>``) drops what they
 name, so a scheduled run cannot bring deleted users, items or edges back.
 
-Relative paths inside the job config are resolved by the Spark driver from Airflow's working
-directory: use absolute paths in configs meant for Airflow.
+Every stage runs with ``GRAPHPIPE_BASE_DIR=<root>``: relative data paths inside the job config
+(``ingest.train_path``, ``ingest.test_path``, ``ingest.tombstones_dir``) are read from the
+repository, as when a job is run from it by hand, whatever directory Airflow runs in.
 """
 
 from __future__ import annotations
@@ -71,7 +72,11 @@ def stage_task(stage: StageSpec) -> SparkSubmitOperator:
         driver_memory=stage.driver_memory,
         executor_memory=stage.executor_memory,
         conf={"spark.pyspark.python": python, "spark.pyspark.driver.python": python, **stage.conf},
-        env_vars={"PYSPARK_PYTHON": python, "PYSPARK_DRIVER_PYTHON": python},
+        env_vars={
+            "PYSPARK_PYTHON": python,
+            "PYSPARK_DRIVER_PYTHON": python,
+            "GRAPHPIPE_BASE_DIR": str(ROOT),
+        },
         retries=stage.retries,
         retry_delay=dt.timedelta(minutes=stage.retry_delay_minutes),
         retry_exponential_backoff=stage.retry_exponential_backoff,
