@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Partitioned vs full NBFNet on FB15k-237 on one GPU (issue 5, item 4: the comparison that CPU
+# budgets cannot bring near convergence), for a machine that has only torch (no pyspark, no
+# network): the k-leaf assignments come from bench/results/nbfnet_partitioned_assignments (made
+# here with the Spark partitioner).
+# Usage (repo root): DATA=.gpu_data OUT=/tmp/out bash bench/gpu_nbfnet_partitioned.sh [minutes] [k]
+# Trains the full model and the k-leaf model (outward halo, 1 hop) for [minutes] each (default
+# 4.5), ranks 2,000 test triples (4,000 filtered queries) with each, and reports the speedup, the
+# relative MRR loss and the restriction's ceiling (restriction_* keys). The full model is kept
+# in $OUT/full.pt: `--ceiling-only --full-checkpoint $OUT/full.pt` re-reads it.
+set -u
+export PYTHONUNBUFFERED=1
+DATA="${DATA:-../shared/data}"
+OUT="${OUT:-/tmp/gpu-out}"
+MIN="${1:-4.5}"
+K="${2:-16}"
+mkdir -p "$OUT"
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+fi
+limit=$(python3 -c "print(int(float('$MIN') * 120 + 240))")
+timeout "$limit" python3 -m bench.nbfnet_partitioned --triples "$DATA/fb15k-237" --k "$K" \
+  --halo-hops 1 --halo-edges outward --budget-minutes "$MIN" --test-queries "${TEST_QUERIES:-2000}" \
+  --device "${DEVICE:-cuda}" --assignment-cache bench/results/nbfnet_partitioned_assignments \
+  --full-checkpoint "$OUT/full.pt" --log-every 200 --json > "$OUT/nbfnet_partitioned.log" 2>&1
+echo "exit $?"
+grep -E "^\[bench\]|^\| |^\{" "$OUT/nbfnet_partitioned.log" | tail -20
