@@ -4,6 +4,8 @@
 # network): the k-leaf assignments come from bench/results/nbfnet_partitioned_assignments (made
 # here with the Spark partitioner).
 # Usage (repo root): DATA=.gpu_data OUT=/tmp/out bash bench/gpu_nbfnet_partitioned.sh [minutes] [k]
+# (for the device tool: mkdir -p .gpu_data && cp -r ../shared/data/fb15k-237 .gpu_data/, 24 MB,
+# then run with carry [".gpu_data"]; ~10 minutes of device time at the default 4.5)
 # Trains the full model and the k-leaf model (outward halo, 1 hop) for [minutes] each (default
 # 4.5), ranks 2,000 test triples (4,000 filtered queries) with each, and reports the speedup, the
 # relative MRR loss and the restriction's ceiling (restriction_* keys). The full model is kept
