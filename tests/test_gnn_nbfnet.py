@@ -428,3 +428,19 @@ def test_symmetric_pair_training_matches_the_reference_link_loss() -> None:
         NBFNetTrainConfig(task="kg", symmetric=True)
     with pytest.raises(ValueError, match="negative_sources"):
         NBFNetTrainConfig(task="link", symmetric=True, negative_sources=1.0)
+
+
+def test_two_thread_training_is_bit_identical_with_a_seed():
+    # Large enough that CPU scatter / index-add sums run on both threads: without the
+    # deterministic kernels torch_threads turns on, the two runs differ in the last bits.
+    gen = torch.Generator().manual_seed(0)
+    n, m, r = 2000, 40000, 4
+    heads, rels, tails = (torch.randint(0, k, (m,), generator=gen) for k in (n, r, n))
+    triples = torch.stack([heads, rels, tails], dim=1)
+    graph = kg_graph(triples, n, r)
+    cfg = NBFNetTrainConfig(task="kg", dependent=True, num_negative=8, batch_size=4, dim=16,
+                            layers=3, seed=0, max_steps=3, epochs=100, log_every=0, threads=2)
+    runs = [fit_nbfnet(graph, cfg, train_triples=triples).model.state_dict() for _ in range(2)]
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    # the setting is scoped to the training call
+    assert not torch.are_deterministic_algorithms_enabled()
