@@ -63,7 +63,7 @@ from gnn.kg import (
     load_planetoid_edges,
     load_triples_dir,
 )
-from gnn.nbfnet_eval import evaluate_link_auc, kg_ranks, rank_metrics
+from gnn.nbfnet_eval import evaluate_link_auc, kg_metrics, kg_ranks
 from gnn.nbfnet_partitioned import (
     PartitionedGraph,
     evaluate_kg_partitioned,
@@ -253,6 +253,14 @@ def _pairs(edge_index: Tensor) -> Tensor:
     return torch.unique(torch.stack([lo[keep], hi[keep]], dim=1), dim=0)
 
 
+def _ceiling_line(setting: str, c: dict[str, float], full_mrr: float) -> str:
+    """One progress line of :func:`gnn.nbfnet_partitioned.restriction_ceiling`'s figures."""
+    return (f"[bench] {setting}: coverage {c['coverage']:.4f}, the full model keeps MRR "
+            f"{c['ceiling_mrr']:.4f} of {full_mrr:.4f} (loss {c['ceiling_loss']:.1%}) with the "
+            f"answers outside leaf + halo counted as misses; its MRR on the covered queries "
+            f"{c.get('covered_mrr', 0.0):.4f}, on the others {c.get('uncovered_mrr', 0.0):.4f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -305,8 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 ranks, secs = kg_ranks(model, graph, test, filter_triples=every,
                                        batch_size=ebs, device=dev)
                 full_ranks.append(ranks)
-                return {**rank_metrics(ranks), "queries": float(len(ranks)), "seconds": secs,
-                        "qps": len(ranks) / max(secs, 1e-9)}
+                return kg_metrics(ranks, secs)
             return evaluate_link_auc(model, graph, split.test, split.test_neg,
                                      batch_size=ebs, device=dev)
         if kg:
@@ -332,11 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for (k, hops, rule), (pg, cut, _) in parts.items():
             c = restriction_ceiling(pg.to(dev), test, full_ranks[0])
-            print(f"[bench] k={k} halo {hops} {rule}: coverage {c['coverage']:.4f}, the full "
-                  f"model keeps MRR {c['ceiling_mrr']:.4f} of {fm[metric]:.4f} (loss "
-                  f"{c['ceiling_loss']:.1%}); its MRR on the covered queries "
-                  f"{c.get('covered_mrr', 0.0):.4f}, on the others "
-                  f"{c.get('uncovered_mrr', 0.0):.4f}", flush=True)
+            print(_ceiling_line(f"k={k} halo {hops} {rule}", c, fm[metric]), flush=True)
             rows.append({"k": k, "halo_hops": hops, "halo_edges": rule, "edge_cut": cut,
                          **{f"restriction_{n}" if n != "coverage" else n: v
                             for n, v in c.items()}})
@@ -351,11 +354,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{res.seconds:.1f}s; evaluating ...", flush=True)
         ceiling = restriction_ceiling(pg, test, full_ranks[0]) if kg else {}
         if ceiling:
-            print(f"[bench] k={k} halo {hops} {rule} restriction ceiling: the full model keeps "
-                  f"MRR {ceiling['ceiling_mrr']:.4f} of {fm[metric]:.4f} "
-                  f"(loss {ceiling['ceiling_loss']:.1%}) when the answers outside the query's "
-                  f"leaf + halo count as misses; its MRR on those queries alone: "
-                  f"{ceiling.get('uncovered_mrr', 0.0):.4f}", flush=True)
+            print(_ceiling_line(f"k={k} halo {hops} {rule}", ceiling, fm[metric]), flush=True)
         for (name, model), scope in itertools.product(
                 (("partitioned", res.model), ("full", full.model)), scopes):
             m = evaluate(model, pg, scope)

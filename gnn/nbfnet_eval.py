@@ -23,6 +23,7 @@ __all__ = [
     "evaluate_kg",
     "evaluate_link_auc",
     "filtered_ranks",
+    "kg_metrics",
     "kg_ranks",
     "link_auc",
     "rank_metrics",
@@ -152,8 +153,13 @@ def evaluate_kg(model: NBFNet, graph: RelationalGraph, triples: Tensor, *,
     ranks, secs = kg_ranks(model, graph, triples, filter_triples=filter_triples,
                            batch_size=batch_size, device=device,
                            time_budget_seconds=time_budget_seconds)
+    return kg_metrics(ranks, secs)
+
+
+def kg_metrics(ranks: Tensor, seconds: float) -> dict[str, float]:
+    """:func:`rank_metrics` plus ``queries``, ``seconds`` and ``qps`` (queries per second)."""
     out = rank_metrics(ranks)
-    out.update(queries=float(len(ranks)), seconds=secs, qps=len(ranks) / max(secs, 1e-9))
+    out.update(queries=float(len(ranks)), seconds=seconds, qps=len(ranks) / max(seconds, 1e-9))
     return out
 
 
