@@ -43,6 +43,7 @@ test-all: setup
 
 lint: setup
 	$(VENV)/bin/ruff check pipelines jobs gnn bench tests
+	$(VENV)/bin/ruff format --check pipelines jobs gnn bench tests
 
 typecheck: setup
 	$(VENV)/bin/mypy

@@ -49,16 +49,27 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=4096, help="train.batch_size of both runs")
     p.add_argument("--lr", type=float, default=0.02, help="train.lr of both runs")
     p.add_argument("--steps", type=int, default=30, help="distill-to-delete steps per leaf")
-    p.add_argument("--trainable-hops", type=int, default=0,
-                   help="ego rows within this many hops of a deleted element move (-1: all)")
+    p.add_argument(
+        "--trainable-hops",
+        type=int,
+        default=0,
+        help="ego rows within this many hops of a deleted element move (-1: all)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads per Spark task (local[2] runs 2 tasks at once: with 2 "
-                        "threads each the cores are oversubscribed and leaves run 10x slower)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per Spark task (local[2] runs 2 tasks at once: with 2 "
+        "threads each the cores are oversubscribed and leaves run 10x slower)",
+    )
     p.add_argument("--workdir", default=None)
-    p.add_argument("--keep-original", action="store_true",
-                   help="copy the trained run to WORKDIR/original before forgetting (to try "
-                        "other forget settings on the same model later)")
+    p.add_argument(
+        "--keep-original",
+        action="store_true",
+        help="copy the trained run to WORKDIR/original before forgetting (to try "
+        "other forget settings on the same model later)",
+    )
     p.add_argument("--json", action="store_true")
     return p.parse_args(argv)
 
@@ -81,12 +92,20 @@ def write_lines(path: Path, data: dict[str, list[str]]) -> None:
 
 def settings(args: argparse.Namespace, train: Path, test: Path) -> list[str]:
     sets = [
-        f"ingest.train_path={train}", f"ingest.test_path={test}",
-        f"train.epochs={args.epochs}", f"train.rounds={args.rounds}",
-        f"train.batch_size={args.batch_size}", f"train.lr={args.lr}",
-        f"train.threads={args.threads}", f"model.dim={args.dim}", "model.layers=3",
-        "export.top_k=20", "export.ann_index=flat", f"partition.num_leaves={args.leaves}",
-        "spark.shuffle_partitions=4", f"run.seed={args.seed}",
+        f"ingest.train_path={train}",
+        f"ingest.test_path={test}",
+        f"train.epochs={args.epochs}",
+        f"train.rounds={args.rounds}",
+        f"train.batch_size={args.batch_size}",
+        f"train.lr={args.lr}",
+        f"train.threads={args.threads}",
+        f"model.dim={args.dim}",
+        "model.layers=3",
+        "export.top_k=20",
+        "export.ann_index=flat",
+        f"partition.num_leaves={args.leaves}",
+        "spark.shuffle_partitions=4",
+        f"run.seed={args.seed}",
     ]
     return [x for s in sets for x in ("--set", s)]
 
@@ -107,8 +126,9 @@ def embeddings(version: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarr
     return out[0], out[1]
 
 
-def deleted_auroc(version: Path, deleted: list[tuple[str, str]],
-                  known: list[tuple[str, str]], seed: int) -> float | None:
+def deleted_auroc(
+    version: Path, deleted: list[tuple[str, str]], known: list[tuple[str, str]], seed: int
+) -> float | None:
     import torch
 
     from gnn.unlearn_eval import deleted_auroc_lightgcn
@@ -123,8 +143,14 @@ def deleted_auroc(version: Path, deleted: list[tuple[str, str]],
     ie = torch.from_numpy(np.stack([items[i] for i in sorted(items)]))
     kn = [(uid[u], iid[i]) for u, i in known if u in uid and i in iid]
     return deleted_auroc_lightgcn(
-        ue, ie, np.array([uid[u] for u, _ in pairs]), np.array([iid[i] for _, i in pairs]),
-        np.array([k[0] for k in kn]), np.array([k[1] for k in kn]), seed=seed)
+        ue,
+        ie,
+        np.array([uid[u] for u, _ in pairs]),
+        np.array([iid[i] for _, i in pairs]),
+        np.array([k[0] for k in kn]),
+        np.array([k[1] for k in kn]),
+        seed=seed,
+    )
 
 
 def stage_seconds(run: Path) -> dict[str, float]:
@@ -165,16 +191,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows = [(f"e{k}", "edge", u, i) for k, (u, i) in enumerate(sorted(gone_edges))]
         deleted_pairs = sorted(gone_edges)
     req = work / "requests.csv"
-    req.write_text("request_id,kind,id,other_id,timestamp\n" + "".join(
-        f"{r},{k},{a},{b},2026-11-27T00:00:00Z\n" for r, k, a, b in rows))
+    req.write_text(
+        "request_id,kind,id,other_id,timestamp\n"
+        + "".join(f"{r},{k},{a},{b},2026-11-27T00:00:00Z\n" for r, k, a, b in rows)
+    )
     known = edges + [(u, i) for u, items in test.items() for i in items]
 
     run = work / "run"
     t0 = time.perf_counter()
-    assert pipeline.main(["--run-dir", str(run), *settings(args, work / "train.txt",
-                                                           work / "test.txt")]) == 0
-    assert export.main(["--run-dir", str(run), *settings(args, work / "train.txt",
-                                                         work / "test.txt")]) == 0
+    assert (
+        pipeline.main(
+            ["--run-dir", str(run), *settings(args, work / "train.txt", work / "test.txt")]
+        )
+        == 0
+    )
+    assert (
+        export.main(["--run-dir", str(run), *settings(args, work / "train.txt", work / "test.txt")])
+        == 0
+    )
     original_seconds = time.perf_counter() - t0
     original_metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
     original_auroc = deleted_auroc(run, deleted_pairs, known, args.seed)
@@ -182,33 +216,68 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shutil.copytree(run, work / "original", dirs_exist_ok=True)
 
     t0 = time.perf_counter()
-    rc = forget.main(["--run-dir", str(run), "--requests", str(req), "--steps", str(args.steps),
-                      "--trainable-hops", str(args.trainable_hops),
-                      *settings(args, work / "train.txt", work / "test.txt")])
+    rc = forget.main(
+        [
+            "--run-dir",
+            str(run),
+            "--requests",
+            str(req),
+            "--steps",
+            str(args.steps),
+            "--trainable-hops",
+            str(args.trainable_hops),
+            *settings(args, work / "train.txt", work / "test.txt"),
+        ]
+    )
     seconds = time.perf_counter() - t0
     version = current_version(run)
     meta = json.loads((version / "_VERSION.json").read_text()) if rc == 0 else {}
-    deleted = DeletedSet(user_ids=frozenset(gone_users),
-                         item_ids=frozenset(), edge_ids=frozenset(gone_edges))
+    deleted = DeletedSet(
+        user_ids=frozenset(gone_users), item_ids=frozenset(), edge_ids=frozenset(gone_edges)
+    )
     rescan = verify_erased(version, deleted)
-    erased = (rc == 0 and meta.get("verification", {}).get("passed") is True and rescan.ok
-              and not (run / "ingest").exists())
+    erased = (
+        rc == 0
+        and meta.get("verification", {}).get("passed") is True
+        and rescan.ok
+        and not (run / "ingest").exists()
+    )
     forget_metrics = json.loads((version / "evaluate" / "metrics.json").read_text())
 
-    kept_train = {u: [i for i in items if u not in gone_users and (u, i) not in gone_edges]
-                  for u, items in train.items()}
-    kept_test = {u: [i for i in items if u not in gone_users and (u, i) not in gone_edges]
-                 for u, items in test.items()}
+    kept_train = {
+        u: [i for i in items if u not in gone_users and (u, i) not in gone_edges]
+        for u, items in train.items()
+    }
+    kept_test = {
+        u: [i for i in items if u not in gone_users and (u, i) not in gone_edges]
+        for u, items in test.items()
+    }
     write_lines(work / "train_kept.txt", kept_train)
     write_lines(work / "test_kept.txt", kept_test)
     rerun = work / "rerun"
     t0 = time.perf_counter()
-    assert pipeline.main(["--run-dir", str(rerun), *settings(
-        args, work / "train_kept.txt", work / "test_kept.txt")]) == 0
+    assert (
+        pipeline.main(
+            [
+                "--run-dir",
+                str(rerun),
+                *settings(args, work / "train_kept.txt", work / "test_kept.txt"),
+            ]
+        )
+        == 0
+    )
     rerun_pipeline_seconds = time.perf_counter() - t0
     # the forget job rewrites export too (when the run has one): the rerun must produce it
-    assert export.main(["--run-dir", str(rerun), *settings(
-        args, work / "train_kept.txt", work / "test_kept.txt")]) == 0
+    assert (
+        export.main(
+            [
+                "--run-dir",
+                str(rerun),
+                *settings(args, work / "train_kept.txt", work / "test_kept.txt"),
+            ]
+        )
+        == 0
+    )
     rerun_seconds = time.perf_counter() - t0
     rerun_metrics = json.loads((rerun / "evaluate" / "metrics.json").read_text())
     rerun_auroc = deleted_auroc(rerun, deleted_pairs, known, args.seed)
@@ -228,23 +297,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "stage_seconds": {"forget": stage_seconds(version), "rerun": stage_seconds(rerun)},
         "leaves_retrained": len(meta.get("leaves_retrained", [])),
         "leaves_total": meta.get("leaves_total", 0),
-        "recall@20": {"original": original_metrics["recall@20"], "forget": r_forget,
-                      "rerun": r_rerun},
-        "users": len(train), "train_edges": len(edges), "deleted_rows": len(rows),
+        "recall@20": {
+            "original": original_metrics["recall@20"],
+            "forget": r_forget,
+            "rerun": r_rerun,
+        },
+        "users": len(train),
+        "train_edges": len(edges),
+        "deleted_rows": len(rows),
         "deleted_edges": len(deleted_pairs),
     }
     print(f"{'model':<10}{'recall@20':>10}{'deleted AUROC':>15}{'seconds':>10}")
     for name, rec, auc, sec in (
-        ("original", original_metrics["recall@20"], result["original_deleted_auroc"],
-         result["original_seconds"]),
+        (
+            "original",
+            original_metrics["recall@20"],
+            result["original_deleted_auroc"],
+            result["original_seconds"],
+        ),
         ("forget", r_forget, result["deleted_auroc"], result["seconds"]),
         ("rerun", r_rerun, result["rerun_deleted_auroc"], result["rerun_seconds"]),
     ):
         print(f"{name:<10}{rec:>10.4f}{auc!s:>15}{sec:>10}")
     for name in ("forget", "rerun"):
         print(f"stages {name}: {result['stage_seconds'][name]}")
-    print(f"leaves retrained {result['leaves_retrained']}/{result['leaves_total']}, "
-          f"erased everywhere: {result['erased_everywhere']}")
+    print(
+        f"leaves retrained {result['leaves_retrained']}/{result['leaves_total']}, "
+        f"erased everywhere: {result['erased_everywhere']}"
+    )
     if args.json:
         print(json.dumps(result))
     return result

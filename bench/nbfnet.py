@@ -56,27 +56,47 @@ from gnn.nbfnet_train import (
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.nbfnet", description=__doc__.split("\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--planetoid", metavar="DIR",
-                     help="folder with Planetoid ind.NAME.* files (link prediction, AUROC/AP)")
-    src.add_argument("--triples", metavar="DIR",
-                     help="folder with train.txt, valid.txt, test.txt triples (filtered ranking)")
-    src.add_argument("--dataset", choices=("cora", "fb15k-237"),
-                     help="shorthand for the bundled data under --data-dir")
+    src.add_argument(
+        "--planetoid",
+        metavar="DIR",
+        help="folder with Planetoid ind.NAME.* files (link prediction, AUROC/AP)",
+    )
+    src.add_argument(
+        "--triples",
+        metavar="DIR",
+        help="folder with train.txt, valid.txt, test.txt triples (filtered ranking)",
+    )
+    src.add_argument(
+        "--dataset",
+        choices=("cora", "fb15k-237"),
+        help="shorthand for the bundled data under --data-dir",
+    )
     p.add_argument("--name", default="cora", help="Planetoid name (cora, citeseer, pubmed)")
     p.add_argument("--data-dir", default="../shared/data")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--budget-minutes", type=float, default=0.0, help="training time cap (0: none)")
-    p.add_argument("--eval-minutes", type=float, default=1.0,
-                   help="KG test-ranking time cap (0: the full test set)")
+    p.add_argument(
+        "--eval-minutes",
+        type=float,
+        default=1.0,
+        help="KG test-ranking time cap (0: the full test set)",
+    )
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--num-negative", type=int, default=None)
-    p.add_argument("--negative-sources", type=float, default=1.0,
-                   help="Cora: all-negative queries from random sources per positive query")
-    p.add_argument("--symmetric", action="store_true",
-                   help="link task: the reference's Cora training (pairs scored in both "
-                        "directions, 1 random non-edge pair per positive unless --num-negative)")
+    p.add_argument(
+        "--negative-sources",
+        type=float,
+        default=1.0,
+        help="Cora: all-negative queries from random sources per positive query",
+    )
+    p.add_argument(
+        "--symmetric",
+        action="store_true",
+        help="link task: the reference's Cora training (pairs scored in both "
+        "directions, 1 random non-edge pair per positive unless --num-negative)",
+    )
     p.add_argument("--aggregate", default="pna", choices=("sum", "mean", "max", "pna"))
     p.add_argument("--message", default="distmult", choices=("distmult", "transe", "rotate"))
     p.add_argument("--layers", type=int, default=6)
@@ -86,9 +106,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--check", action="store_true",
-                   help="compare the fused kernels with the autograd reference first "
-                        "(always done on CUDA unless --no-check)")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="compare the fused kernels with the autograd reference first "
+        "(always done on CUDA unless --no-check)",
+    )
     p.add_argument("--no-check", action="store_true", help="skip the CUDA kernel check")
     p.add_argument("--sweep", default="", help="comma-separated batch sizes to time, then exit")
     p.add_argument("--json", action="store_true", help="end with the JSON line (always printed)")
@@ -98,21 +121,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _config(args: argparse.Namespace, dev: torch.device) -> NBFNetTrainConfig:
     gpu = dev.type == "cuda"
     if args.dataset != "fb15k-237":
-        base: dict[str, Any] = dict(task="link", dependent=False, epochs=2, num_negative=8,
-                                    adversarial_temperature=0.0, batch_size=64 if gpu else 16,
-                                    negative_sources=args.negative_sources)
+        base: dict[str, Any] = dict(
+            task="link",
+            dependent=False,
+            epochs=2,
+            num_negative=8,
+            adversarial_temperature=0.0,
+            batch_size=64 if gpu else 16,
+            negative_sources=args.negative_sources,
+        )
         if args.symmetric:
             base.update(symmetric=True, num_negative=1, negative_sources=0.0)
     else:
-        base = dict(task="kg", dependent=True, epochs=20, num_negative=32,
-                    adversarial_temperature=0.5, batch_size=64 if gpu else 4)
+        base = dict(
+            task="kg",
+            dependent=True,
+            epochs=20,
+            num_negative=32,
+            adversarial_temperature=0.5,
+            batch_size=64 if gpu else 4,
+        )
     for key in ("epochs", "batch_size", "lr", "num_negative"):
         if getattr(args, key) is not None:
             base[key] = getattr(args, key)
     return NBFNetTrainConfig(
-        **base, dim=args.dim, layers=args.layers, aggregate=args.aggregate, message=args.message,
-        seed=args.seed, time_budget_seconds=60.0 * args.budget_minutes, log_every=args.log_every,
-        backend=args.backend)
+        **base,
+        dim=args.dim,
+        layers=args.layers,
+        aggregate=args.aggregate,
+        message=args.message,
+        seed=args.seed,
+        time_budget_seconds=60.0 * args.budget_minutes,
+        log_every=args.log_every,
+        backend=args.backend,
+    )
 
 
 def check_kernels(dev: torch.device) -> float:
@@ -130,8 +172,9 @@ def check_kernels(dev: torch.device) -> float:
         for backend in ("naive", "triton" if dev.type == "cuda" else "torch"):
             x = torch.randn(n, c, generator=gen.manual_seed(1)).to(dev).requires_grad_()
             w = torch.randn(r, c, generator=gen.manual_seed(2)).to(dev).requires_grad_()
-            agg = relational_aggregate(x, w, idx, view, kind=kind, dim=32, with_sq=True,
-                                       with_minmax=True, backend=backend)
+            agg = relational_aggregate(
+                x, w, idx, view, kind=kind, dim=32, with_sq=True, with_minmax=True, backend=backend
+            )
             out = [torch.nan_to_num(o, posinf=0.0, neginf=0.0) for o in agg if o is not None]
             coef = torch.randn(4, n, c, generator=gen.manual_seed(3)).to(dev)
             loss = torch.stack([(o * k).sum() for o, k in zip(out, coef, strict=True)]).sum()
@@ -139,8 +182,9 @@ def check_kernels(dev: torch.device) -> float:
             assert x.grad is not None and w.grad is not None
             res[backend] = [o.detach() for o in out] + [x.grad, w.grad]
         a, b = res.values()
-        err = max(float((u - v).abs().max() / (1.0 + u.abs().max())) for u, v in zip(a, b,
-                                                                                     strict=True))
+        err = max(
+            float((u - v).abs().max() / (1.0 + u.abs().max())) for u, v in zip(a, b, strict=True)
+        )
         print(f"[check] {kind}: max relative difference {err:.2e}", flush=True)
         worst = max(worst, err)
     return worst
@@ -182,8 +226,11 @@ def sweep(graph, triples, cfg: NBFNetTrainConfig, sizes: list[int], dev: torch.d
                 model.score_all(g, src[:b], (rel[:b] + num_rel) % graph.num_relations)
             _sync(dev)
             inf = (time.perf_counter() - t0) / 3
-        print(f"[sweep] batch {b}: train {step:.3f}s/step = {b / step:.1f} queries/s; "
-              f"inference {b / inf:.1f} queries/s; peak memory {mem:.1f} GiB", flush=True)
+        print(
+            f"[sweep] batch {b}: train {step:.3f}s/step = {b / step:.1f} queries/s; "
+            f"inference {b / inf:.1f} queries/s; peak memory {mem:.1f} GiB",
+            flush=True,
+        )
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
 
@@ -198,8 +245,11 @@ def run_kg(args: argparse.Namespace, dev: torch.device) -> dict[str, Any]:
     ds = load_triples_dir(args.triples)
     graph = kg_graph(ds.train, ds.num_entities, ds.num_relations)
     cfg = _config(args, dev)
-    print(f"[bench] FB15k-237: {ds.num_entities} entities, {graph.num_edges} edges with inverses, "
-          f"loaded in {time.perf_counter() - t_load:.1f}s; {cfg}", flush=True)
+    print(
+        f"[bench] FB15k-237: {ds.num_entities} entities, {graph.num_edges} edges with inverses, "
+        f"loaded in {time.perf_counter() - t_load:.1f}s; {cfg}",
+        flush=True,
+    )
     if args.sweep:
         sweep(graph, ds.train, cfg, [int(s) for s in args.sweep.split(",")], dev)
         return {}
@@ -207,17 +257,36 @@ def run_kg(args: argparse.Namespace, dev: torch.device) -> dict[str, Any]:
     test = ds.test[torch.randperm(len(ds.test), generator=torch.Generator().manual_seed(0))]
     every = torch.cat([ds.train, ds.valid, ds.test])
     ebs = args.eval_batch_size or (64 if dev.type == "cuda" else 8)
-    print(f"[bench] trained {result.steps} steps, {result.queries} queries in "
-          f"{result.seconds:.1f}s; ranking test queries ...", flush=True)
-    m = evaluate_kg(result.model, graph.to(dev), test, filter_triples=every, batch_size=ebs,
-                    device=dev, time_budget_seconds=60.0 * args.eval_minutes)
-    return {"dataset": args.dataset, "mrr": m["mrr"], "hits@1": m["hits@1"],
-            "hits@3": m["hits@3"], "hits@10": m["hits@10"], "train_seconds": result.seconds,
-            "inference_qps": m["qps"], "queries_per_second": m["qps"],
-            "test_queries": int(m["queries"]),
-            "train_queries": result.queries, "steps": result.steps, "device": str(dev),
-            "batch_size": cfg.batch_size, "final_loss": sum(result.losses[-50:]) / max(
-                1, len(result.losses[-50:]))}
+    print(
+        f"[bench] trained {result.steps} steps, {result.queries} queries in "
+        f"{result.seconds:.1f}s; ranking test queries ...",
+        flush=True,
+    )
+    m = evaluate_kg(
+        result.model,
+        graph.to(dev),
+        test,
+        filter_triples=every,
+        batch_size=ebs,
+        device=dev,
+        time_budget_seconds=60.0 * args.eval_minutes,
+    )
+    return {
+        "dataset": args.dataset,
+        "mrr": m["mrr"],
+        "hits@1": m["hits@1"],
+        "hits@3": m["hits@3"],
+        "hits@10": m["hits@10"],
+        "train_seconds": result.seconds,
+        "inference_qps": m["qps"],
+        "queries_per_second": m["qps"],
+        "test_queries": int(m["queries"]),
+        "train_queries": result.queries,
+        "steps": result.steps,
+        "device": str(dev),
+        "batch_size": cfg.batch_size,
+        "final_loss": sum(result.losses[-50:]) / max(1, len(result.losses[-50:])),
+    }
 
 
 def run_cora(args: argparse.Namespace, dev: torch.device) -> dict[str, Any]:
@@ -226,16 +295,22 @@ def run_cora(args: argparse.Namespace, dev: torch.device) -> dict[str, Any]:
     graph = homogeneous_graph(split.train, n)
     cfg = _config(args, dev)
     ebs = args.eval_batch_size or 64
-    print(f"[bench] Cora: {n} nodes, train/valid/test edges {len(split.train)}/"
-          f"{len(split.valid)}/{len(split.test)}; {cfg}", flush=True)
+    print(
+        f"[bench] Cora: {n} nodes, train/valid/test edges {len(split.train)}/"
+        f"{len(split.valid)}/{len(split.test)}; {cfg}",
+        flush=True,
+    )
     best: dict[str, Any] = {"auroc": -1.0}
 
     def on_epoch_end(model) -> dict[str, float]:
-        m = evaluate_link_auc(model, graph, split.valid, split.valid_neg, batch_size=ebs,
-                              device=dev)
+        m = evaluate_link_auc(
+            model, graph, split.valid, split.valid_neg, batch_size=ebs, device=dev
+        )
         if m["auroc"] > best["auroc"]:
-            best.update(auroc=m["auroc"], state={k: v.detach().clone()
-                                                 for k, v in model.state_dict().items()})
+            best.update(
+                auroc=m["auroc"],
+                state={k: v.detach().clone() for k, v in model.state_dict().items()},
+            )
         return {"valid_auroc": m["auroc"], "valid_ap": m["ap"]}
 
     result = fit_nbfnet(graph, cfg, device=dev, on_epoch_end=on_epoch_end)
@@ -243,12 +318,19 @@ def run_cora(args: argparse.Namespace, dev: torch.device) -> dict[str, Any]:
     if "state" in best:
         model.load_state_dict(best["state"])
     m = evaluate_link_auc(model, graph, split.test, split.test_neg, batch_size=ebs, device=dev)
-    return {"dataset": args.dataset, "auroc": m["auroc"], "ap": m["ap"],
-            "train_seconds": result.seconds, "inference_qps": m["qps"],
-            "queries_per_second": m["qps"],
-            "train_queries": result.queries, "steps": result.steps, "device": str(dev),
-            "batch_size": cfg.batch_size,
-            "valid": [{k: round(v, 4) for k, v in h.items()} for h in result.history]}
+    return {
+        "dataset": args.dataset,
+        "auroc": m["auroc"],
+        "ap": m["ap"],
+        "train_seconds": result.seconds,
+        "inference_qps": m["qps"],
+        "queries_per_second": m["qps"],
+        "train_queries": result.queries,
+        "steps": result.steps,
+        "device": str(dev),
+        "batch_size": cfg.batch_size,
+        "valid": [{k: round(v, 4) for k, v in h.items()} for h in result.history],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

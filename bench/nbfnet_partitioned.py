@@ -76,62 +76,100 @@ from gnn.nbfnet_train import NBFNetResult, NBFNetTrainConfig, build_model, fit_n
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.nbfnet_partitioned",
-                                description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.nbfnet_partitioned", description=__doc__.split("\n")[0]
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--planetoid", metavar="DIR", help="folder with Planetoid ind.NAME.* files")
     src.add_argument("--triples", metavar="DIR", help="folder with train/valid/test.txt")
     p.add_argument("--name", default="cora", help="Planetoid name")
     p.add_argument("--k", default="4,8", help="comma-separated leaf counts")
     p.add_argument("--halo-hops", default="1", help="comma-separated halo depths")
-    p.add_argument("--halo-edges", default="outward",
-                   help="comma-separated halo edge rules: outward (edges within --halo-hops of "
-                        "the core, as the Spark partitioner ships them; the default) and/or "
-                        "induced (every edge among core and halo nodes)")
-    p.add_argument("--full-checkpoint", default="",
-                   help="file of the full-graph model: loaded when present (its training is "
-                        "then not rerun), written after training otherwise")
-    p.add_argument("--scope", default="source",
-                   help="Planetoid: comma-separated inference scopes, source (the first node's "
-                        "leaf + halo) and/or pair (the union of both nodes' leaf + halo)")
+    p.add_argument(
+        "--halo-edges",
+        default="outward",
+        help="comma-separated halo edge rules: outward (edges within --halo-hops of "
+        "the core, as the Spark partitioner ships them; the default) and/or "
+        "induced (every edge among core and halo nodes)",
+    )
+    p.add_argument(
+        "--full-checkpoint",
+        default="",
+        help="file of the full-graph model: loaded when present (its training is "
+        "then not rerun), written after training otherwise",
+    )
+    p.add_argument(
+        "--scope",
+        default="source",
+        help="Planetoid: comma-separated inference scopes, source (the first node's "
+        "leaf + halo) and/or pair (the union of both nodes' leaf + halo)",
+    )
     p.add_argument("--budget-minutes", type=float, default=5.0, help="training cap per model")
     p.add_argument("--epochs", type=int, default=100, help="epoch cap per model")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--partitioner", default="spark", choices=("spark", "metis"))
     p.add_argument("--assignment-cache", default="", help="folder of cached assignments")
-    p.add_argument("--test-queries", type=int, default=0,
-                   help="triples: test triples ranked (shuffled; 0: all); Planetoid: all")
+    p.add_argument(
+        "--test-queries",
+        type=int,
+        default=0,
+        help="triples: test triples ranked (shuffled; 0: all); Planetoid: all",
+    )
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--eval-batch-size", type=int, default=None)
     p.add_argument("--num-negative", type=int, default=None)
-    p.add_argument("--negative-sources", type=float, default=1.0,
-                   help="Planetoid: all-negative queries from random sources per positive")
+    p.add_argument(
+        "--negative-sources",
+        type=float,
+        default=1.0,
+        help="Planetoid: all-negative queries from random sources per positive",
+    )
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--dim", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--ceiling-only", action="store_true",
-                   help="triples: only evaluate the full model (trained, or read from "
-                        "--full-checkpoint) and, for every k, the MRR the leaf + halo "
-                        "restriction leaves it; no partitioned training")
+    p.add_argument(
+        "--ceiling-only",
+        action="store_true",
+        help="triples: only evaluate the full model (trained, or read from "
+        "--full-checkpoint) and, for every k, the MRR the leaf + halo "
+        "restriction leaves it; no partitioned training",
+    )
     p.add_argument("--json", action="store_true", help="end with the JSON line (always printed)")
     return p.parse_args(argv)
 
 
 def _config(args: argparse.Namespace, kg: bool, gpu: bool) -> NBFNetTrainConfig:
     if kg:
-        base: dict[str, Any] = dict(task="kg", dependent=True, num_negative=32,
-                                    adversarial_temperature=0.5, batch_size=64 if gpu else 4)
+        base: dict[str, Any] = dict(
+            task="kg",
+            dependent=True,
+            num_negative=32,
+            adversarial_temperature=0.5,
+            batch_size=64 if gpu else 4,
+        )
     else:
-        base = dict(task="link", dependent=False, num_negative=8, adversarial_temperature=0.0,
-                    batch_size=64 if gpu else 16, negative_sources=args.negative_sources)
+        base = dict(
+            task="link",
+            dependent=False,
+            num_negative=8,
+            adversarial_temperature=0.0,
+            batch_size=64 if gpu else 16,
+            negative_sources=args.negative_sources,
+        )
     for key in ("batch_size", "num_negative"):
         if getattr(args, key) is not None:
             base[key] = getattr(args, key)
-    return NBFNetTrainConfig(**base, dim=args.dim, layers=args.layers, epochs=args.epochs,
-                             seed=args.seed, time_budget_seconds=60.0 * args.budget_minutes,
-                             log_every=args.log_every)
+    return NBFNetTrainConfig(
+        **base,
+        dim=args.dim,
+        layers=args.layers,
+        epochs=args.epochs,
+        seed=args.seed,
+        time_budget_seconds=60.0 * args.budget_minutes,
+        log_every=args.log_every,
+    )
 
 
 def spark_assignment(pairs: Tensor, num_nodes: int, k: int, seed: int) -> Tensor:
@@ -146,22 +184,28 @@ def spark_assignment(pairs: Tensor, num_nodes: int, k: int, seed: int) -> Tensor
     from pipelines.session import build_spark
 
     work = Path(tempfile.mkdtemp(prefix="nbfnet-part-"))
-    spark = build_spark("bench-nbfnet-partitioned", master="local[2]",
-                        checkpoint_dir=str(work / "ckpt"))
+    spark = build_spark(
+        "bench-nbfnet-partitioned", master="local[2]", checkpoint_dir=str(work / "ckpt")
+    )
     try:
-        edges = spark.createDataFrame(pd.DataFrame({SRC: pairs[:, 0].numpy(),
-                                                    DST: pairs[:, 1].numpy()}))
+        edges = spark.createDataFrame(
+            pd.DataFrame({SRC: pairs[:, 0].numpy(), DST: pairs[:, 1].numpy()})
+        )
         nodes = spark.createDataFrame(pd.DataFrame({NODE_ID: range(num_nodes), KIND: "node"}))
-        res = partition_graph(spark, edges, PartitionSettings(num_leaves=k, seed=seed,
-                                                              work_dir=str(work)),
-                              node_kinds=nodes)
+        res = partition_graph(
+            spark,
+            edges,
+            PartitionSettings(num_leaves=k, seed=seed, work_dir=str(work)),
+            node_kinds=nodes,
+        )
         table = res.assignment.select(NODE_ID, LEAF_ID).toPandas()
     finally:
         spark.stop()
         shutil.rmtree(work, ignore_errors=True)
     out = torch.full((num_nodes,), -1, dtype=torch.long)
     out[torch.as_tensor(table[NODE_ID].to_numpy())] = torch.as_tensor(
-        table[LEAF_ID].to_numpy(), dtype=torch.long)
+        table[LEAF_ID].to_numpy(), dtype=torch.long
+    )
     if bool((out < 0).any()):
         raise RuntimeError(f"partitioner left {int((out < 0).sum())} nodes without a leaf")
     return out
@@ -182,11 +226,15 @@ def metis_assignment(pairs: Tensor, num_nodes: int, k: int, seed: int) -> Tensor
     return torch.as_tensor(np.asarray(parts), dtype=torch.long)
 
 
-def assignment(args: argparse.Namespace, pairs: Tensor, num_nodes: int, k: int,
-               dataset: str) -> tuple[Tensor, float]:
+def assignment(
+    args: argparse.Namespace, pairs: Tensor, num_nodes: int, k: int, dataset: str
+) -> tuple[Tensor, float]:
     """The k-leaf assignment (from the cache when present) and seconds spent computing it."""
-    cache = (Path(args.assignment_cache) / f"{dataset}-{args.partitioner}-k{k}-s{args.seed}.pt"
-             if args.assignment_cache else None)
+    cache = (
+        Path(args.assignment_cache) / f"{dataset}-{args.partitioner}-k{k}-s{args.seed}.pt"
+        if args.assignment_cache
+        else None
+    )
     if cache is not None and cache.is_file():
         return torch.load(cache), 0.0
     t0 = time.perf_counter()
@@ -215,12 +263,19 @@ def scope_sizes(pg: PartitionedGraph, pairs: Tensor, scope: str) -> dict[str, fl
                 _, sub = pair_subgraph(pg, *key)
                 memo[key] = (sub.num_nodes, sub.num_edges)
             got.append(memo[key])
-    return {"scope_nodes": sum(n for n, _ in got) / len(got),
-            "scope_edges": sum(e for _, e in got) / len(got)}
+    return {
+        "scope_nodes": sum(n for n, _ in got) / len(got),
+        "scope_edges": sum(e for _, e in got) / len(got),
+    }
 
 
-def full_model(args: argparse.Namespace, graph: RelationalGraph, cfg: NBFNetTrainConfig,
-               dev: torch.device, train_triples: Tensor | None) -> NBFNetResult:
+def full_model(
+    args: argparse.Namespace,
+    graph: RelationalGraph,
+    cfg: NBFNetTrainConfig,
+    dev: torch.device,
+    train_triples: Tensor | None,
+) -> NBFNetResult:
     """The full-graph model: trained, or read from ``--full-checkpoint`` when that file exists.
 
     A checkpoint holds the weights, the config it was trained with and the training figures;
@@ -234,14 +289,28 @@ def full_model(args: argparse.Namespace, graph: RelationalGraph, cfg: NBFNetTrai
         model = build_model(graph.num_relations, cfg).to(dev)
         model.load_state_dict(saved["state_dict"])
         print(f"[bench] full graph: read from {path}", flush=True)
-        return NBFNetResult(state_dict=saved["state_dict"], losses=[], seconds=saved["seconds"],
-                            history=[], steps=saved["steps"], queries=saved["queries"],
-                            model=model.eval())
+        return NBFNetResult(
+            state_dict=saved["state_dict"],
+            losses=[],
+            seconds=saved["seconds"],
+            history=[],
+            steps=saved["steps"],
+            queries=saved["queries"],
+            model=model.eval(),
+        )
     full = fit_nbfnet(graph, cfg, device=dev, train_triples=train_triples)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"state_dict": full.state_dict, "config": repr(cfg), "seconds": full.seconds,
-                    "steps": full.steps, "queries": full.queries}, path)
+        torch.save(
+            {
+                "state_dict": full.state_dict,
+                "config": repr(cfg),
+                "seconds": full.seconds,
+                "steps": full.steps,
+                "queries": full.queries,
+            },
+            path,
+        )
     return full
 
 
@@ -255,10 +324,12 @@ def _pairs(edge_index: Tensor) -> Tensor:
 
 def _ceiling_line(setting: str, c: dict[str, float], full_mrr: float) -> str:
     """One progress line of :func:`gnn.nbfnet_partitioned.restriction_ceiling`'s figures."""
-    return (f"[bench] {setting}: coverage {c['coverage']:.4f}, the full model keeps MRR "
-            f"{c['ceiling_mrr']:.4f} of {full_mrr:.4f} (loss {c['ceiling_loss']:.1%}) with the "
-            f"answers outside leaf + halo counted as misses; its MRR on the covered queries "
-            f"{c.get('covered_mrr', 0.0):.4f}, on the others {c.get('uncovered_mrr', 0.0):.4f}")
+    return (
+        f"[bench] {setting}: coverage {c['coverage']:.4f}, the full model keeps MRR "
+        f"{c['ceiling_mrr']:.4f} of {full_mrr:.4f} (loss {c['ceiling_loss']:.1%}) with the "
+        f"answers outside leaf + halo counted as misses; its MRR on the covered queries "
+        f"{c.get('covered_mrr', 0.0):.4f}, on the others {c.get('uncovered_mrr', 0.0):.4f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,9 +342,10 @@ def main(argv: list[str] | None = None) -> int:
         ds = load_triples_dir(args.triples)
         dataset = Path(args.triples).name
         graph = kg_graph(ds.train, ds.num_entities, ds.num_relations)
-        test = ds.test[torch.randperm(len(ds.test),
-                                      generator=torch.Generator().manual_seed(args.seed))]
-        test = test[:args.test_queries] if args.test_queries else test
+        test = ds.test[
+            torch.randperm(len(ds.test), generator=torch.Generator().manual_seed(args.seed))
+        ]
+        test = test[: args.test_queries] if args.test_queries else test
         every = torch.cat([ds.train, ds.valid, ds.test])
         train_triples, metric = ds.train, "mrr"
     else:
@@ -285,19 +357,26 @@ def main(argv: list[str] | None = None) -> int:
     cfg = _config(args, kg, dev.type == "cuda")
     ebs = args.eval_batch_size or (64 if (dev.type == "cuda" or not kg) else 8)
     pairs = _pairs(graph.edge_index)
-    print(f"[bench] {dataset}: {graph.num_nodes} nodes, {graph.num_edges} directed edges, "
-          f"{len(pairs)} undirected pairs; device {dev}; {cfg}", flush=True)
+    print(
+        f"[bench] {dataset}: {graph.num_nodes} nodes, {graph.num_edges} directed edges, "
+        f"{len(pairs)} undirected pairs; device {dev}; {cfg}",
+        flush=True,
+    )
     parts = {}
     for k in (int(x) for x in args.k.split(",")):
         a, secs = assignment(args, pairs, graph.num_nodes, k, dataset)
         cut = float((a[pairs[:, 0]] != a[pairs[:, 1]]).double().mean())
-        for hops, rule in itertools.product((int(x) for x in args.halo_hops.split(",")),
-                                            args.halo_edges.split(",")):
+        for hops, rule in itertools.product(
+            (int(x) for x in args.halo_hops.split(",")), args.halo_edges.split(",")
+        ):
             pg = PartitionedGraph(graph, a, halo_hops=hops, halo_edges=rule)
             st = pg.stats()
-            print(f"[bench] k={k} halo {hops} {rule} ({args.partitioner}, {secs:.1f}s): edge "
-                  f"cut {cut:.3f}; leaf+halo nodes {[s['nodes'] for s in st]}, edges "
-                  f"{[s['edges'] for s in st]}", flush=True)
+            print(
+                f"[bench] k={k} halo {hops} {rule} ({args.partitioner}, {secs:.1f}s): edge "
+                f"cut {cut:.3f}; leaf+halo nodes {[s['nodes'] for s in st]}, edges "
+                f"{[s['edges'] for s in st]}",
+                flush=True,
+            )
             parts[k, hops, rule] = (pg, cut, st)
 
     scopes = args.scope.split(",")
@@ -310,29 +389,38 @@ def main(argv: list[str] | None = None) -> int:
         if pg is None:
             graph.index()  # build the CSR views outside the timed loop, as the leaves do
             if kg:
-                ranks, secs = kg_ranks(model, graph, test, filter_triples=every,
-                                       batch_size=ebs, device=dev)
+                ranks, secs = kg_ranks(
+                    model, graph, test, filter_triples=every, batch_size=ebs, device=dev
+                )
                 full_ranks.append(ranks)
                 return kg_metrics(ranks, secs)
-            return evaluate_link_auc(model, graph, split.test, split.test_neg,
-                                     batch_size=ebs, device=dev)
+            return evaluate_link_auc(
+                model, graph, split.test, split.test_neg, batch_size=ebs, device=dev
+            )
         if kg:
-            return evaluate_kg_partitioned(model, pg, test, filter_triples=every,
-                                           batch_size=ebs)
-        out = evaluate_link_auc_partitioned(model, pg, split.test, split.test_neg,
-                                            batch_size=ebs, scope=scope)
+            return evaluate_kg_partitioned(model, pg, test, filter_triples=every, batch_size=ebs)
+        out = evaluate_link_auc_partitioned(
+            model, pg, split.test, split.test_neg, batch_size=ebs, scope=scope
+        )
         out.update(scope_sizes(pg, torch.cat([split.test, split.test_neg]), scope))
         return out
 
     graph = graph.to(dev)
     full = full_model(args, graph, cfg, dev, train_triples)
-    print(f"[bench] full graph: {full.steps} steps, {full.queries} queries in "
-          f"{full.seconds:.1f}s; evaluating ...", flush=True)
+    print(
+        f"[bench] full graph: {full.steps} steps, {full.queries} queries in "
+        f"{full.seconds:.1f}s; evaluating ...",
+        flush=True,
+    )
     fm = evaluate(full.model, None)
     print(f"[bench] full graph: {metric} {fm[metric]:.4f}, {fm['qps']:.1f} queries/s", flush=True)
-    out_full = {metric: fm[metric], "queries_per_second": fm["qps"],
-                "train_seconds": full.seconds, "train_queries": full.queries,
-                "test_queries": int(fm["queries"])}
+    out_full = {
+        metric: fm[metric],
+        "queries_per_second": fm["qps"],
+        "train_seconds": full.seconds,
+        "train_queries": full.queries,
+        "test_queries": int(fm["queries"]),
+    }
     if args.ceiling_only:
         if not kg:
             raise SystemExit("--ceiling-only needs --triples (the MRR ceiling of KG queries)")
@@ -340,56 +428,96 @@ def main(argv: list[str] | None = None) -> int:
         for (k, hops, rule), (pg, cut, _) in parts.items():
             c = restriction_ceiling(pg.to(dev), test, full_ranks[0])
             print(_ceiling_line(f"k={k} halo {hops} {rule}", c, fm[metric]), flush=True)
-            rows.append({"k": k, "halo_hops": hops, "halo_edges": rule, "edge_cut": cut,
-                         **{f"restriction_{n}" if n != "coverage" else n: v
-                            for n, v in c.items()}})
-        print(json.dumps({"dataset": dataset, "device": str(dev), "full": out_full,
-                          "ceilings": rows}), flush=True)
+            rows.append(
+                {
+                    "k": k,
+                    "halo_hops": hops,
+                    "halo_edges": rule,
+                    "edge_cut": cut,
+                    **{f"restriction_{n}" if n != "coverage" else n: v for n, v in c.items()},
+                }
+            )
+        print(
+            json.dumps(
+                {"dataset": dataset, "device": str(dev), "full": out_full, "ceilings": rows}
+            ),
+            flush=True,
+        )
         return 0
     results = []
     for (k, hops, rule), (pg, cut, st) in parts.items():
         pg = pg.to(dev)
         res = fit_partitioned(pg, cfg, device=dev, train_triples=train_triples)
-        print(f"[bench] k={k} halo {hops} {rule}: {res.steps} steps, {res.queries} queries in "
-              f"{res.seconds:.1f}s; evaluating ...", flush=True)
+        print(
+            f"[bench] k={k} halo {hops} {rule}: {res.steps} steps, {res.queries} queries in "
+            f"{res.seconds:.1f}s; evaluating ...",
+            flush=True,
+        )
         ceiling = restriction_ceiling(pg, test, full_ranks[0]) if kg else {}
         if ceiling:
             print(_ceiling_line(f"k={k} halo {hops} {rule}", ceiling, fm[metric]), flush=True)
         for (name, model), scope in itertools.product(
-                (("partitioned", res.model), ("full", full.model)), scopes):
+            (("partitioned", res.model), ("full", full.model)), scopes
+        ):
             m = evaluate(model, pg, scope)
-            row = {"k": k, "halo_hops": hops, "halo_edges": rule, "scope": scope, "model": name,
-                   metric: m[metric],
-                   "relative_loss": (fm[metric] - m[metric]) / fm[metric],
-                   "queries_per_second": m["qps"], "speedup": m["qps"] / fm["qps"],
-                   "edge_cut": cut,
-                   "mean_subgraph_nodes": m.get("scope_nodes",
-                                                sum(s["nodes"] for s in st) / len(st)),
-                   "mean_subgraph_edges": m.get("scope_edges",
-                                                sum(s["edges"] for s in st) / len(st)),
-                   "train_seconds": res.seconds if name == "partitioned" else full.seconds,
-                   "train_queries": res.queries if name == "partitioned" else full.queries}
+            row = {
+                "k": k,
+                "halo_hops": hops,
+                "halo_edges": rule,
+                "scope": scope,
+                "model": name,
+                metric: m[metric],
+                "relative_loss": (fm[metric] - m[metric]) / fm[metric],
+                "queries_per_second": m["qps"],
+                "speedup": m["qps"] / fm["qps"],
+                "edge_cut": cut,
+                "mean_subgraph_nodes": m.get("scope_nodes", sum(s["nodes"] for s in st) / len(st)),
+                "mean_subgraph_edges": m.get("scope_edges", sum(s["edges"] for s in st) / len(st)),
+                "train_seconds": res.seconds if name == "partitioned" else full.seconds,
+                "train_queries": res.queries if name == "partitioned" else full.queries,
+            }
             row.update({c: m[c] for c in ("coverage", "coverage_pos", "coverage_neg") if c in m})
             row.update({f"restriction_{c}": v for c, v in ceiling.items() if c != "coverage"})
-            print(f"[bench] k={k} halo {hops} {rule} {name} on {scope} scope: "
-                  f"{metric} {m[metric]:.4f}, "
-                  f"{m['qps']:.1f} queries/s", flush=True)
+            print(
+                f"[bench] k={k} halo {hops} {rule} {name} on {scope} scope: "
+                f"{metric} {m[metric]:.4f}, "
+                f"{m['qps']:.1f} queries/s",
+                flush=True,
+            )
             results.append(row)
-    print(f"\n{dataset}, device {dev}, budget "
-          f"{args.budget_minutes} min/model, total wall {time.perf_counter() - t_all:.0f}s")
-    print(f"| k | halo | model | scope | {metric} | rel. loss | queries/s | speedup | cut | "
-          "mean leaf+halo nodes / edges | train queries |")
+    print(
+        f"\n{dataset}, device {dev}, budget "
+        f"{args.budget_minutes} min/model, total wall {time.perf_counter() - t_all:.0f}s"
+    )
+    print(
+        f"| k | halo | model | scope | {metric} | rel. loss | queries/s | speedup | cut | "
+        "mean leaf+halo nodes / edges | train queries |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| - | - | full | full graph | {fm[metric]:.4f} | - | {fm['qps']:.1f} | 1.00 | - | "
-          f"{graph.num_nodes} / {graph.num_edges} | {full.queries} |")
+    print(
+        f"| - | - | full | full graph | {fm[metric]:.4f} | - | {fm['qps']:.1f} | 1.00 | - | "
+        f"{graph.num_nodes} / {graph.num_edges} | {full.queries} |"
+    )
     for r in results:
-        print(f"| {r['k']} | {r['halo_hops']} {r['halo_edges']} | {r['model']} | {r['scope']} | "
-              f"{r[metric]:.4f} | "
-              f"{100 * r['relative_loss']:+.2f}% | {r['queries_per_second']:.1f} | "
-              f"{r['speedup']:.2f} | {r['edge_cut']:.3f} | {r['mean_subgraph_nodes']:.0f} / "
-              f"{r['mean_subgraph_edges']:.0f} | {r['train_queries']} |")
-    print(json.dumps({"dataset": dataset, "device": str(dev), "partitioner": args.partitioner,
-                      "full": out_full, "results": results}), flush=True)
+        print(
+            f"| {r['k']} | {r['halo_hops']} {r['halo_edges']} | {r['model']} | {r['scope']} | "
+            f"{r[metric]:.4f} | "
+            f"{100 * r['relative_loss']:+.2f}% | {r['queries_per_second']:.1f} | "
+            f"{r['speedup']:.2f} | {r['edge_cut']:.3f} | {r['mean_subgraph_nodes']:.0f} / "
+            f"{r['mean_subgraph_edges']:.0f} | {r['train_queries']} |"
+        )
+    print(
+        json.dumps(
+            {
+                "dataset": dataset,
+                "device": str(dev),
+                "partitioner": args.partitioner,
+                "full": out_full,
+                "results": results,
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

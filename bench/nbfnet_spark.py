@@ -45,12 +45,16 @@ from gnn.nbfnet_train import NBFNetTrainConfig, build_model
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.nbfnet_spark",
-                                description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.nbfnet_spark", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--triples", required=True, help="folder with train/valid/test.txt")
     p.add_argument("--k", type=int, default=16)
-    p.add_argument("--assignment-cache", required=True,
-                   help="folder of bench.nbfnet_partitioned's cached Spark assignments")
+    p.add_argument(
+        "--assignment-cache",
+        required=True,
+        help="folder of bench.nbfnet_partitioned's cached Spark assignments",
+    )
     p.add_argument("--checkpoint", default="", help="bench.nbfnet_partitioned --full-checkpoint")
     p.add_argument("--test-queries", type=int, default=200, help="test triples (x2 queries)")
     p.add_argument("--batch-size", type=int, default=32, help="queries per Bellman-Ford pass")
@@ -60,9 +64,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch threads of the torch runs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-full", action="store_true")
-    p.add_argument("--train-rounds", type=int, default=0,
-                   help="also train from the seeded start: this many Spark rounds of averaged "
-                        "leaf updates, against the torch leaf-by-leaf loop with as many steps")
+    p.add_argument(
+        "--train-rounds",
+        type=int,
+        default=0,
+        help="also train from the seeded start: this many Spark rounds of averaged "
+        "leaf updates, against the torch leaf-by-leaf loop with as many steps",
+    )
     p.add_argument("--train-steps", type=int, default=10, help="steps per leaf and round")
     p.add_argument("--json", action="store_true", help="end with the JSON line")
     return p.parse_args(argv)
@@ -77,9 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     test = ds.test[torch.randperm(len(ds.test), generator=torch.Generator().manual_seed(args.seed))]
     test = test[: args.test_queries] if args.test_queries else test
     every = torch.cat([ds.train, ds.valid, ds.test])
-    cfg = NBFNetTrainConfig(task="kg", dependent=True, num_negative=32,
-                            adversarial_temperature=0.5, batch_size=4, dim=args.dim,
-                            layers=args.layers, seed=args.seed)
+    cfg = NBFNetTrainConfig(
+        task="kg",
+        dependent=True,
+        num_negative=32,
+        adversarial_temperature=0.5,
+        batch_size=4,
+        dim=args.dim,
+        layers=args.layers,
+        seed=args.seed,
+    )
     torch.manual_seed(args.seed)
     model = build_model(graph.num_relations, cfg)
     source = "seeded initialisation"
@@ -90,21 +105,24 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     cache = Path(args.assignment_cache) / f"{dataset}-spark-k{args.k}-s{args.seed}.pt"
     assignment = torch.load(cache)
-    print(f"[bench] {dataset}: {graph.num_nodes} nodes, {len(ds.train)} train triples, "
-          f"{2 * len(test)} queries, k = {args.k} ({cache}), weights: {source}", flush=True)
+    print(
+        f"[bench] {dataset}: {graph.num_nodes} nodes, {len(ds.train)} train triples, "
+        f"{2 * len(test)} queries, k = {args.k} ({cache}), weights: {source}",
+        flush=True,
+    )
 
     rows: dict[str, dict[str, Any]] = {}
     if not args.skip_full:
         full = evaluate_kg(model, graph, test, filter_triples=every, batch_size=args.batch_size)
         rows["full"] = full
     pg = PartitionedGraph(graph, assignment, halo_hops=1, halo_edges="outward")
-    rows["torch"] = evaluate_kg_partitioned(model, pg, test, filter_triples=every,
-                                            batch_size=args.batch_size)
+    rows["torch"] = evaluate_kg_partitioned(
+        model, pg, test, filter_triples=every, batch_size=args.batch_size
+    )
     from pipelines.session import build_spark
 
     work = Path(tempfile.mkdtemp(prefix="bench-nbfnet-spark-"))
-    spark = build_spark("bench-nbfnet-spark", master=args.master,
-                        checkpoint_dir=str(work / "ckpt"))
+    spark = build_spark("bench-nbfnet-spark", master=args.master, checkpoint_dir=str(work / "ckpt"))
     trained: dict[str, dict[str, float]] = {}
     try:
         frames = spark_frames(spark, ds, assignment, args.k)
@@ -117,18 +135,26 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{'run':>6} {'MRR':>8} {'hits@10':>8} {'coverage':>8} {'queries/s':>10} {'s':>8}")
     for name, r in rows.items():
-        print(f"{name:>6} {r['mrr']:8.4f} {r['hits@10']:8.4f} {r.get('coverage', 1.0):8.3f} "
-              f"{r['qps']:10.2f} {r['seconds']:8.1f}")
-    out = {"dataset": dataset, "k": args.k, "queries": 2 * len(test), "weights": source,
-           **{name: {k: round(float(v), 4) for k, v in r.items()} for name, r in rows.items()},
-           "spark_vs_torch": round(rows["spark"]["qps"] / rows["torch"]["qps"], 3),
-           "mrr_abs_diff": abs(rows["spark"]["mrr"] - rows["torch"]["mrr"]),
-           "mr_abs_diff": abs(rows["spark"]["mr"] - rows["torch"]["mr"])}
+        print(
+            f"{name:>6} {r['mrr']:8.4f} {r['hits@10']:8.4f} {r.get('coverage', 1.0):8.3f} "
+            f"{r['qps']:10.2f} {r['seconds']:8.1f}"
+        )
+    out = {
+        "dataset": dataset,
+        "k": args.k,
+        "queries": 2 * len(test),
+        "weights": source,
+        **{name: {k: round(float(v), 4) for k, v in r.items()} for name, r in rows.items()},
+        "spark_vs_torch": round(rows["spark"]["qps"] / rows["torch"]["qps"], 3),
+        "mrr_abs_diff": abs(rows["spark"]["mrr"] - rows["torch"]["mrr"]),
+        "mr_abs_diff": abs(rows["spark"]["mr"] - rows["torch"]["mr"]),
+    }
     if "full" in rows:
         out["speedup_vs_full"] = round(rows["spark"]["qps"] / rows["full"]["qps"], 2)
     if trained:
-        out["training"] = {name: {k: round(v, 4) for k, v in r.items()}
-                           for name, r in trained.items()}
+        out["training"] = {
+            name: {k: round(v, 4) for k, v in r.items()} for name, r in trained.items()
+        }
     if args.json:
         print(json.dumps(out))
     return 0
@@ -142,59 +168,101 @@ def spark_frames(spark: Any, ds: Any, assignment: torch.Tensor, k: int) -> dict[
     from pipelines.schema import DST, LEAF_ID, NODE_ID, REL, SRC
 
     def frame(t: torch.Tensor) -> Any:
-        return spark.createDataFrame(pd.DataFrame(
-            {SRC: t[:, 0].numpy(), REL: t[:, 1].numpy(), DST: t[:, 2].numpy()}))
+        return spark.createDataFrame(
+            pd.DataFrame({SRC: t[:, 0].numpy(), REL: t[:, 1].numpy(), DST: t[:, 2].numpy()})
+        )
 
     train = frame(ds.train)
     known = frame(torch.cat([ds.train, ds.valid, ds.test]))
-    assign = spark.createDataFrame(pd.DataFrame(
-        {NODE_ID: range(len(assignment)), LEAF_ID: assignment.numpy().astype("int32")}))
+    assign = spark.createDataFrame(
+        pd.DataFrame({NODE_ID: range(len(assignment)), LEAF_ID: assignment.numpy().astype("int32")})
+    )
     # h = 1 halo edges, as pipelines.partition_output.halo ships them: each cut triple once per
     # side
     ls = assign.select(F.col(NODE_ID).alias(SRC), F.col(LEAF_ID).alias("_ls"))
     ld = assign.select(F.col(NODE_ID).alias(DST), F.col(LEAF_ID).alias("_ld"))
-    halo = (train.join(ls, SRC).join(ld, DST).where(F.col("_ls") != F.col("_ld"))
-            .select(F.explode(F.array("_ls", "_ld")).alias(LEAF_ID), SRC, REL, DST))
+    halo = (
+        train.join(ls, SRC)
+        .join(ld, DST)
+        .where(F.col("_ls") != F.col("_ld"))
+        .select(F.explode(F.array("_ls", "_ld")).alias(LEAF_ID), SRC, REL, DST)
+    )
     edges = leaf_triples(train, assign, halo).repartition(k, LEAF_ID).localCheckpoint()
     edges.count()
     return {"known": known, "assign": assign, "edges": edges}
 
 
-def spark_ranks(spark: Any, frames: dict[str, Any], args: argparse.Namespace, ds: Any,
-                test: torch.Tensor, model: Any, cfg: NBFNetTrainConfig) -> dict[str, float]:
+def spark_ranks(
+    spark: Any,
+    frames: dict[str, Any],
+    args: argparse.Namespace,
+    ds: Any,
+    test: torch.Tensor,
+    model: Any,
+    cfg: NBFNetTrainConfig,
+) -> dict[str, float]:
     """The Spark inference job: one task per leaf ranks the queries whose source it owns."""
     from pipelines.nbfnet_spark import NBFNetScoring, model_bytes, mrr_and_hits, rank_queries
     from pipelines.schema import REL, SRC
 
     h, r, t = test.t()
     nrel = ds.num_relations
-    queries = spark.createDataFrame(pd.DataFrame({
-        "query_id": range(2 * len(test)),
-        SRC: torch.cat([h, t]).numpy(), REL: torch.cat([r, r + nrel]).numpy(),
-        "answer": torch.cat([t, h]).numpy()}))
-    scoring = NBFNetScoring(model_bytes(model), cfg, ds.num_entities, nrel,
-                            batch_size=args.batch_size, device="cpu", threads=1)
+    queries = spark.createDataFrame(
+        pd.DataFrame(
+            {
+                "query_id": range(2 * len(test)),
+                SRC: torch.cat([h, t]).numpy(),
+                REL: torch.cat([r, r + nrel]).numpy(),
+                "answer": torch.cat([t, h]).numpy(),
+            }
+        )
+    )
+    scoring = NBFNetScoring(
+        model_bytes(model),
+        cfg,
+        ds.num_entities,
+        nrel,
+        batch_size=args.batch_size,
+        device="cpu",
+        threads=1,
+    )
     t0 = time.perf_counter()
-    ranks = rank_queries(frames["edges"], frames["assign"], queries, frames["known"],
-                         scoring).localCheckpoint()
+    ranks = rank_queries(
+        frames["edges"], frames["assign"], queries, frames["known"], scoring
+    ).localCheckpoint()
     metrics = mrr_and_hits(ranks)
     secs = time.perf_counter() - t0
     metrics.update(seconds=secs, qps=metrics["queries"] / secs)
     return metrics
 
 
-def training(spark: Any, frames: dict[str, Any], args: argparse.Namespace, ds: Any,
-             pg: PartitionedGraph, test: torch.Tensor, every: torch.Tensor,
-             cfg: NBFNetTrainConfig) -> dict[str, dict[str, float]]:
+def training(
+    spark: Any,
+    frames: dict[str, Any],
+    args: argparse.Namespace,
+    ds: Any,
+    pg: PartitionedGraph,
+    test: torch.Tensor,
+    every: torch.Tensor,
+    cfg: NBFNetTrainConfig,
+) -> dict[str, dict[str, float]]:
     """Spark rounds of averaged leaf updates vs the torch leaf-by-leaf loop, equal steps."""
     from pipelines.nbfnet_spark import NBFNetRounds, load_model, train_rounds
 
     steps = args.train_rounds * args.train_steps * args.k
-    rounds = NBFNetRounds(cfg, ds.num_entities, ds.num_relations, rounds=args.train_rounds,
-                          steps=args.train_steps, device="cpu", threads=1)
+    rounds = NBFNetRounds(
+        cfg,
+        ds.num_entities,
+        ds.num_relations,
+        rounds=args.train_rounds,
+        steps=args.train_steps,
+        device="cpu",
+        threads=1,
+    )
     t0 = time.perf_counter()
-    state, history = train_rounds(frames["edges"], frames["assign"], rounds,
-                                  log=lambda m: print(m, flush=True))
+    state, history = train_rounds(
+        frames["edges"], frames["assign"], rounds, log=lambda m: print(m, flush=True)
+    )
     spark_secs = time.perf_counter() - t0
     spark_model = load_model(state, cfg, ds.num_relations).eval()
     t0 = time.perf_counter()
@@ -206,14 +274,24 @@ def training(spark: Any, frames: dict[str, Any], args: argparse.Namespace, ds: A
         ("spark_rounds", spark_model, spark_secs, float(steps * cfg.batch_size)),
         ("torch_leaf_by_leaf", torch_run.model.eval(), torch_secs, torch_run.queries),
     ):
-        ev = evaluate_kg_partitioned(model, pg, test, filter_triples=every,
-                                     batch_size=args.batch_size)
-        out[name] = {"mrr": ev["mrr"], "hits@10": ev["hits@10"], "train_seconds": secs,
-                     "steps": float(steps), "queries_trained": float(queries),
-                     "final_loss": history[-1]["loss"] if name == "spark_rounds" else
-                     sum(torch_run.losses[-20:]) / max(1, len(torch_run.losses[-20:]))}
-        print(f"[bench] {name}: MRR {ev['mrr']:.4f} hits@10 {ev['hits@10']:.4f}, "
-              f"{steps} steps in {secs:.1f} s", flush=True)
+        ev = evaluate_kg_partitioned(
+            model, pg, test, filter_triples=every, batch_size=args.batch_size
+        )
+        out[name] = {
+            "mrr": ev["mrr"],
+            "hits@10": ev["hits@10"],
+            "train_seconds": secs,
+            "steps": float(steps),
+            "queries_trained": float(queries),
+            "final_loss": history[-1]["loss"]
+            if name == "spark_rounds"
+            else sum(torch_run.losses[-20:]) / max(1, len(torch_run.losses[-20:])),
+        }
+        print(
+            f"[bench] {name}: MRR {ev['mrr']:.4f} hits@10 {ev['hits@10']:.4f}, "
+            f"{steps} steps in {secs:.1f} s",
+            flush=True,
+        )
     return out
 
 

@@ -290,8 +290,8 @@ def run_peer(
     The DataFrame version runs as two resumable stages under ``work`` (``walks``,
     ``w2v-vectors``); a resumed stage reports the seconds its first run took.
     """
-    t0 = time.perf_counter()
     if graphframes_available():
+        t0 = time.perf_counter()
         vectors = graphframes_vectors(
             train,
             temporary_prefix=str(work / "gf-walks"),

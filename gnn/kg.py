@@ -55,8 +55,12 @@ class RelationalGraph:
 
     def to(self, device: torch.device | str) -> RelationalGraph:
         """Copy to ``device`` (the CSR index cache is rebuilt there on first use)."""
-        return RelationalGraph(self.edge_index.to(device), self.edge_type.to(device),
-                               self.num_nodes, self.num_relations)
+        return RelationalGraph(
+            self.edge_index.to(device),
+            self.edge_type.to(device),
+            self.num_nodes,
+            self.num_relations,
+        )
 
     def index(self):  # -> gnn.layers.relational_aggregate.GraphIndex
         """The graph's CSR views, built on first call and cached on this object."""
@@ -64,7 +68,8 @@ class RelationalGraph:
 
         if "index" not in self._cache:
             self._cache["index"] = GraphIndex.build(
-                self.edge_index, self.edge_type, self.num_nodes, self.num_relations)
+                self.edge_index, self.edge_type, self.num_nodes, self.num_relations
+            )
         return self._cache["index"]
 
 
@@ -75,24 +80,29 @@ def add_inverse_relations(graph: RelationalGraph) -> RelationalGraph:
         A graph with ``2E`` edges and ``2R`` relations; the first ``E`` edges are the originals.
     """
     ei, et, r = graph.edge_index, graph.edge_type, graph.num_relations
-    return RelationalGraph(torch.cat([ei, ei.flip(0)], dim=1), torch.cat([et, et + r]),
-                           graph.num_nodes, 2 * r)
+    return RelationalGraph(
+        torch.cat([ei, ei.flip(0)], dim=1), torch.cat([et, et + r]), graph.num_nodes, 2 * r
+    )
 
 
-def kg_graph(triples: Tensor, num_entities: int, num_relations: int, *,
-             inverse: bool = True) -> RelationalGraph:
+def kg_graph(
+    triples: Tensor, num_entities: int, num_relations: int, *, inverse: bool = True
+) -> RelationalGraph:
     """Graph of ``(h, r, t)`` triples, with inverse relations added by default.
 
     Shapes:
         triples: ``[M, 3]`` long (head, relation, tail).
     """
-    g = RelationalGraph(torch.stack([triples[:, 0], triples[:, 2]]), triples[:, 1].clone(),
-                        num_entities, num_relations)
+    g = RelationalGraph(
+        torch.stack([triples[:, 0], triples[:, 2]]),
+        triples[:, 1].clone(),
+        num_entities,
+        num_relations,
+    )
     return add_inverse_relations(g) if inverse else g
 
 
-def homogeneous_graph(edges: Tensor, num_nodes: int, *, self_loops: bool = True
-                      ) -> RelationalGraph:
+def homogeneous_graph(edges: Tensor, num_nodes: int, *, self_loops: bool = True) -> RelationalGraph:
     """Undirected single-relation graph: both directions of each edge carry relation 0.
 
     An undirected relation is its own inverse, so no second relation is added; self-loops
@@ -105,8 +115,9 @@ def homogeneous_graph(edges: Tensor, num_nodes: int, *, self_loops: bool = True
     if self_loops:
         loop = torch.arange(num_nodes).unsqueeze(0).expand(2, -1)
         ei = torch.cat([ei, loop], dim=1)
-    return RelationalGraph(ei.contiguous(), torch.zeros(ei.shape[1], dtype=torch.long),
-                           num_nodes, 1)
+    return RelationalGraph(
+        ei.contiguous(), torch.zeros(ei.shape[1], dtype=torch.long), num_nodes, 1
+    )
 
 
 @dataclass(frozen=True)
@@ -235,8 +246,9 @@ class LinkSplit:
     test_neg: Tensor
 
 
-def cora_link_split(edges: Tensor, num_nodes: int, *, ratios: tuple[int, int, int] = (85, 5, 10),
-                    seed: int = 0) -> LinkSplit:
+def cora_link_split(
+    edges: Tensor, num_nodes: int, *, ratios: tuple[int, int, int] = (85, 5, 10), seed: int = 0
+) -> LinkSplit:
     """Split undirected edges 85/5/10 (NBFNet's setting) and sample equal-size negatives.
 
     Sizes follow ``int(ratio / sum * M)`` for train and valid, test takes the rest. Negatives
@@ -247,8 +259,11 @@ def cora_link_split(edges: Tensor, num_nodes: int, *, ratios: tuple[int, int, in
     n_train = int(ratios[0] / sum(ratios) * m)
     n_valid = int(ratios[1] / sum(ratios) * m)
     perm = torch.randperm(m, generator=gen)
-    train, valid, test = (edges[perm[:n_train]], edges[perm[n_train:n_train + n_valid]],
-                          edges[perm[n_train + n_valid:]])
+    train, valid, test = (
+        edges[perm[:n_train]],
+        edges[perm[n_train : n_train + n_valid]],
+        edges[perm[n_train + n_valid :]],
+    )
     taken = set((edges[:, 0] * num_nodes + edges[:, 1]).tolist())
     need = valid.shape[0] + test.shape[0]
     neg: list[tuple[int, int]] = []
@@ -262,4 +277,4 @@ def cora_link_split(edges: Tensor, num_nodes: int, *, ratios: tuple[int, int, in
                 if len(neg) == need:
                     break
     negt = torch.tensor(neg, dtype=torch.long)
-    return LinkSplit(num_nodes, train, valid, test, negt[:valid.shape[0]], negt[valid.shape[0]:])
+    return LinkSplit(num_nodes, train, valid, test, negt[: valid.shape[0]], negt[valid.shape[0] :])

@@ -78,10 +78,16 @@ def filtered_ranks(scores: Tensor, target: Tensor, true_mask: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def kg_ranks(model: NBFNet, graph: RelationalGraph, triples: Tensor, *,
-             filter_triples: Tensor, batch_size: int = 32,
-             device: torch.device | str = "cpu", time_budget_seconds: float = 0.0
-             ) -> tuple[Tensor, float]:
+def kg_ranks(
+    model: NBFNet,
+    graph: RelationalGraph,
+    triples: Tensor,
+    *,
+    filter_triples: Tensor,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    time_budget_seconds: float = 0.0,
+) -> tuple[Tensor, float]:
     """Filtered ranks of the tail and head queries of ``triples``, and the seconds they took.
 
     Queries run in triple order, the tail query ``(h, r, ?)`` of a triple followed by its head
@@ -106,7 +112,7 @@ def kg_ranks(model: NBFNet, graph: RelationalGraph, triples: Tensor, *,
     _sync(dev)
     t0 = time.perf_counter()
     for a in range(0, len(src), batch_size):
-        s, q, y = src[a:a + batch_size], rel[a:a + batch_size], ans[a:a + batch_size]
+        s, q, y = src[a : a + batch_size], rel[a : a + batch_size], ans[a : a + batch_size]
         scores = model.score_all(g, s, q)
         ranks.append(filtered_ranks(scores, y, filt.mask(s, q, g.num_nodes)))
         if time_budget_seconds and time.perf_counter() - t0 >= time_budget_seconds:
@@ -130,10 +136,16 @@ def rank_metrics(ranks: Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate_kg(model: NBFNet, graph: RelationalGraph, triples: Tensor, *,
-                filter_triples: Tensor, batch_size: int = 32,
-                device: torch.device | str = "cpu", time_budget_seconds: float = 0.0
-                ) -> dict[str, float]:
+def evaluate_kg(
+    model: NBFNet,
+    graph: RelationalGraph,
+    triples: Tensor,
+    *,
+    filter_triples: Tensor,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    time_budget_seconds: float = 0.0,
+) -> dict[str, float]:
     """Filtered MRR / Hits@1,3,10 over tail and head queries of ``triples``.
 
     Args:
@@ -150,9 +162,15 @@ def evaluate_kg(model: NBFNet, graph: RelationalGraph, triples: Tensor, *,
     Returns:
         ``{"mrr", "mr", "hits@1", "hits@3", "hits@10", "queries", "seconds", "qps"}``.
     """
-    ranks, secs = kg_ranks(model, graph, triples, filter_triples=filter_triples,
-                           batch_size=batch_size, device=device,
-                           time_budget_seconds=time_budget_seconds)
+    ranks, secs = kg_ranks(
+        model,
+        graph,
+        triples,
+        filter_triples=filter_triples,
+        batch_size=batch_size,
+        device=device,
+        time_budget_seconds=time_budget_seconds,
+    )
     return kg_metrics(ranks, secs)
 
 
@@ -164,9 +182,16 @@ def kg_metrics(ranks: Tensor, seconds: float) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate_link_auc(model: NBFNet, graph: RelationalGraph, pos: Tensor, neg: Tensor, *,
-                      batch_size: int = 64, symmetric: bool = True,
-                      device: torch.device | str = "cpu") -> dict[str, float]:
+def evaluate_link_auc(
+    model: NBFNet,
+    graph: RelationalGraph,
+    pos: Tensor,
+    neg: Tensor,
+    *,
+    batch_size: int = 64,
+    symmetric: bool = True,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
     """AUROC and AP of positive vs negative node pairs (relation 0, homogeneous graph).
 
     Args:
@@ -191,7 +216,7 @@ def evaluate_link_auc(model: NBFNet, graph: RelationalGraph, pos: Tensor, neg: T
     _sync(dev)
     t0 = time.perf_counter()
     for a in range(0, len(pairs), batch_size):
-        u, v = pairs[a:a + batch_size].t()
+        u, v = pairs[a : a + batch_size].t()
         scores.append(model.pair_scores(g, u, v, torch.zeros_like(u), symmetric=symmetric))
     _sync(dev)
     secs = time.perf_counter() - t0

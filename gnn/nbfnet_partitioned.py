@@ -109,8 +109,15 @@ class Leaf:
     to_local: Tensor
 
     @classmethod
-    def build(cls, graph: RelationalGraph, core: Tensor, leaf_id: int, *, halo_hops: int,
-              halo_edges: str = "outward") -> Leaf:
+    def build(
+        cls,
+        graph: RelationalGraph,
+        core: Tensor,
+        leaf_id: int,
+        *,
+        halo_hops: int,
+        halo_edges: str = "outward",
+    ) -> Leaf:
         """Subgraph on ``core`` and its ``halo_hops`` halo.
 
         Args:
@@ -137,13 +144,23 @@ class Leaf:
             inner = halo_mask(graph, core, halo_hops - 1)
             keep &= inner[src] | inner[dst]
         edge_ids = keep.nonzero().squeeze(1)
-        sub = RelationalGraph(to_local[graph.edge_index[:, edge_ids]],
-                              graph.edge_type[edge_ids], len(nodes), graph.num_relations)
+        sub = RelationalGraph(
+            to_local[graph.edge_index[:, edge_ids]],
+            graph.edge_type[edge_ids],
+            len(nodes),
+            graph.num_relations,
+        )
         return cls(leaf_id, nodes, core[nodes], sub, edge_ids, to_local)
 
     def to(self, device: torch.device | str) -> Leaf:
-        return Leaf(self.leaf_id, self.nodes.to(device), self.core.to(device),
-                    self.graph.to(device), self.edge_ids.to(device), self.to_local.to(device))
+        return Leaf(
+            self.leaf_id,
+            self.nodes.to(device),
+            self.core.to(device),
+            self.graph.to(device),
+            self.edge_ids.to(device),
+            self.to_local.to(device),
+        )
 
 
 class PartitionedGraph:
@@ -161,19 +178,30 @@ class PartitionedGraph:
         node_leaf: ``[N]`` position in ``leaves`` of every node's leaf.
     """
 
-    def __init__(self, graph: RelationalGraph, assignment: Tensor, *, halo_hops: int = 1,
-                 halo_edges: str = "outward") -> None:
+    def __init__(
+        self,
+        graph: RelationalGraph,
+        assignment: Tensor,
+        *,
+        halo_hops: int = 1,
+        halo_edges: str = "outward",
+    ) -> None:
         if assignment.shape != (graph.num_nodes,):
-            raise ValueError(f"assignment: must be [num_nodes={graph.num_nodes}], "
-                             f"got {tuple(assignment.shape)}")
+            raise ValueError(
+                f"assignment: must be [num_nodes={graph.num_nodes}], got {tuple(assignment.shape)}"
+            )
         if assignment.numel() and int(assignment.min()) < 0:
             raise ValueError("assignment: leaf ids must be >= 0")
         self.graph, self.halo_hops, self.halo_edges = graph, halo_hops, halo_edges
-        ids, self.node_leaf = torch.unique(assignment.to(graph.edge_index.device),
-                                           return_inverse=True)
-        self.leaves = [Leaf.build(graph, self.node_leaf == i, int(lid), halo_hops=halo_hops,
-                                  halo_edges=halo_edges)
-                       for i, lid in enumerate(ids.tolist())]
+        ids, self.node_leaf = torch.unique(
+            assignment.to(graph.edge_index.device), return_inverse=True
+        )
+        self.leaves = [
+            Leaf.build(
+                graph, self.node_leaf == i, int(lid), halo_hops=halo_hops, halo_edges=halo_edges
+            )
+            for i, lid in enumerate(ids.tolist())
+        ]
 
     def to(self, device: torch.device | str) -> PartitionedGraph:
         out = object.__new__(PartitionedGraph)
@@ -185,12 +213,20 @@ class PartitionedGraph:
 
     def stats(self) -> list[dict[str, int]]:
         """Per leaf: ``leaf_id, core_nodes, nodes, edges``."""
-        return [{"leaf_id": lf.leaf_id, "core_nodes": int(lf.core.sum()),
-                 "nodes": lf.graph.num_nodes, "edges": lf.graph.num_edges} for lf in self.leaves]
+        return [
+            {
+                "leaf_id": lf.leaf_id,
+                "core_nodes": int(lf.core.sum()),
+                "nodes": lf.graph.num_nodes,
+                "edges": lf.graph.num_edges,
+            }
+            for lf in self.leaves
+        ]
 
 
-def leaf_queries(pg: PartitionedGraph, src: Tensor, rel: Tensor, ans: Tensor
-                 ) -> list[tuple[Tensor, Tensor, Tensor]]:
+def leaf_queries(
+    pg: PartitionedGraph, src: Tensor, rel: Tensor, ans: Tensor
+) -> list[tuple[Tensor, Tensor, Tensor]]:
     """Split queries by the leaf of their source, in that leaf's local ids.
 
     A query whose answer lies outside its source's subgraph is dropped.
@@ -208,8 +244,9 @@ def leaf_queries(pg: PartitionedGraph, src: Tensor, rel: Tensor, ans: Tensor
     return out
 
 
-def _epoch_queries(triples: Tensor, task: str, num_rel: int, gen: torch.Generator
-                   ) -> tuple[Tensor, Tensor, Tensor]:
+def _epoch_queries(
+    triples: Tensor, task: str, num_rel: int, gen: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
     """One query per triple: tail query ``(h, r, ?)`` or head query ``(t, r^-1, ?)`` (link:
     either direction of relation 0), by a seeded coin flip."""
     h, r, t = triples.t()
@@ -218,10 +255,15 @@ def _epoch_queries(triples: Tensor, task: str, num_rel: int, gen: torch.Generato
     return torch.where(flip, t, h), rel, torch.where(flip, h, t)
 
 
-def fit_partitioned(pg: PartitionedGraph, cfg: NBFNetTrainConfig, *,
-                    device: torch.device | str = "cpu", log: Callable[[str], Any] = print,
-                    train_triples: Tensor | None = None,
-                    on_step: Callable[[int, NBFNet], Any] | None = None) -> NBFNetResult:
+def fit_partitioned(
+    pg: PartitionedGraph,
+    cfg: NBFNetTrainConfig,
+    *,
+    device: torch.device | str = "cpu",
+    log: Callable[[str], Any] = print,
+    train_triples: Tensor | None = None,
+    on_step: Callable[[int, NBFNet], Any] | None = None,
+) -> NBFNetResult:
     """Train ONE NBFNet leaf by leaf: every step is a query batch of one leaf on its subgraph.
 
     Args:
@@ -242,17 +284,23 @@ def fit_partitioned(pg: PartitionedGraph, cfg: NBFNetTrainConfig, *,
         return _fit(pg, cfg, torch.device(device), log, train_triples, on_step)
 
 
-def _fit(pg: PartitionedGraph, cfg: NBFNetTrainConfig, dev: torch.device,
-         log: Callable[[str], Any], train_triples: Tensor | None,
-         on_step: Callable[[int, NBFNet], Any] | None) -> NBFNetResult:
+def _fit(
+    pg: PartitionedGraph,
+    cfg: NBFNetTrainConfig,
+    dev: torch.device,
+    log: Callable[[str], Any],
+    train_triples: Tensor | None,
+    on_step: Callable[[int, NBFNet], Any] | None,
+) -> NBFNetResult:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     cpu = pg if pg.graph.edge_index.device.type == "cpu" else pg.to("cpu")
     graphs = [leaf.graph.to(dev) for leaf in cpu.leaves]
     samplers = [NegativeSampler(leaf.graph, strict=cfg.strict_negative) for leaf in cpu.leaves]
     cores = [leaf.core.nonzero().squeeze(1) for leaf in cpu.leaves]
-    triples = (default_train_triples(cpu.graph, cfg.task) if train_triples is None
-               else train_triples).cpu()
+    triples = (
+        default_train_triples(cpu.graph, cfg.task) if train_triples is None else train_triples
+    ).cpu()
     num_rel = cpu.graph.num_relations // 2 if cfg.task == "kg" else 0
     model = build_model(cpu.graph.num_relations, cfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -262,14 +310,28 @@ def _fit(pg: PartitionedGraph, cfg: NBFNetTrainConfig, dev: torch.device,
     for epoch in range(cfg.epochs):
         per_leaf = leaf_queries(cpu, *_epoch_queries(triples, cfg.task, num_rel, gen))
         dropped += len(triples) - sum(len(q[0]) for q in per_leaf)
-        batches = [(i, b) for i, q in enumerate(per_leaf)
-                   for b in torch.randperm(len(q[0]), generator=gen).split(cfg.batch_size)]
+        batches = [
+            (i, b)
+            for i, q in enumerate(per_leaf)
+            for b in torch.randperm(len(q[0]), generator=gen).split(cfg.batch_size)
+        ]
         done = False
         for j in torch.randperm(len(batches), generator=gen).tolist():
             i, b = batches[j]
             src, rel, ans = (x[b] for x in per_leaf[i])
-            loss = query_batch_loss(model, graphs[i], samplers[i], src, rel, ans, cfg,
-                                    num_rel, gen, dev, source_pool=cores[i])
+            loss = query_batch_loss(
+                model,
+                graphs[i],
+                samplers[i],
+                src,
+                rel,
+                ans,
+                cfg,
+                num_rel,
+                gen,
+                dev,
+                source_pool=cores[i],
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if on_step is not None:
@@ -280,12 +342,15 @@ def _fit(pg: PartitionedGraph, cfg: NBFNetTrainConfig, dev: torch.device,
             queries += len(b)
             elapsed = time.perf_counter() - t0
             if cfg.log_every and step % cfg.log_every == 0:
-                recent = losses[-cfg.log_every:]
-                log(f"[nbfnet-part] epoch {epoch + 1} step {step} leaf {i} loss "
+                recent = losses[-cfg.log_every :]
+                log(
+                    f"[nbfnet-part] epoch {epoch + 1} step {step} leaf {i} loss "
                     f"{sum(recent) / len(recent):.4f} train {queries / elapsed:.1f} queries/s "
-                    f"elapsed {elapsed:.1f}s (dropped {dropped} cross-leaf queries so far)")
-            if ((cfg.time_budget_seconds and elapsed >= cfg.time_budget_seconds)
-                    or (cfg.max_steps and step >= cfg.max_steps)):
+                    f"elapsed {elapsed:.1f}s (dropped {dropped} cross-leaf queries so far)"
+                )
+            if (cfg.time_budget_seconds and elapsed >= cfg.time_budget_seconds) or (
+                cfg.max_steps and step >= cfg.max_steps
+            ):
                 done = True
                 break
         if done:
@@ -294,8 +359,9 @@ def _fit(pg: PartitionedGraph, cfg: NBFNetTrainConfig, dev: torch.device,
     return NBFNetResult(state, losses, time.perf_counter() - t0, [], step, queries, model)
 
 
-def leaf_training_queries(graph: RelationalGraph, core: Tensor, task: str
-                          ) -> tuple[Tensor, Tensor, Tensor]:
+def leaf_training_queries(
+    graph: RelationalGraph, core: Tensor, task: str
+) -> tuple[Tensor, Tensor, Tensor]:
     """Every training query a leaf owns: ``(h, r, ?)`` for its triples with ``h`` in the core,
     ``(t, r^-1, ?)`` for those with ``t`` in the core (KG; ``link``: both directions of each
     undirected edge whose source is in the core).
@@ -314,9 +380,16 @@ def leaf_training_queries(graph: RelationalGraph, core: Tensor, task: str
     return src[own], rel[own], ans[own]
 
 
-def train_leaf_steps(model: NBFNet, graph: RelationalGraph, core: Tensor,
-                     cfg: NBFNetTrainConfig, *, steps: int, seed: int,
-                     device: torch.device | str = "cpu") -> tuple[int, list[float]]:
+def train_leaf_steps(
+    model: NBFNet,
+    graph: RelationalGraph,
+    core: Tensor,
+    cfg: NBFNetTrainConfig,
+    *,
+    steps: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> tuple[int, list[float]]:
     """``steps`` Adam steps of ``model`` on one leaf's queries (a fresh optimiser: one round of
     federated averaging, McMahan et al. 2017, whose server step is
     ``w <- sum_k n_k w_k / sum_k n_k`` over the leaves' results ``w_k``).
@@ -344,8 +417,9 @@ def train_leaf_steps(model: NBFNet, graph: RelationalGraph, core: Tensor,
     losses = []
     for _ in range(steps):
         b = torch.randint(len(src), (min(cfg.batch_size, len(src)),), generator=gen)
-        loss = query_batch_loss(model, g, sampler, src[b], rel[b], ans[b], cfg, num_rel, gen,
-                                dev, source_pool=pool)
+        loss = query_batch_loss(
+            model, g, sampler, src[b], rel[b], ans[b], cfg, num_rel, gen, dev, source_pool=pool
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -356,13 +430,18 @@ def train_leaf_steps(model: NBFNet, graph: RelationalGraph, core: Tensor,
 def _groups(pg: PartitionedGraph, src: Tensor, batch_size: int) -> list[tuple[int, Tensor]]:
     """Positions of ``src`` grouped by leaf, in batches of at most ``batch_size``."""
     which = pg.node_leaf[src]
-    return [(i, rows) for i in range(len(pg.leaves))
-            for rows in (which == i).nonzero().squeeze(1).split(batch_size) if len(rows)]
+    return [
+        (i, rows)
+        for i in range(len(pg.leaves))
+        for rows in (which == i).nonzero().squeeze(1).split(batch_size)
+        if len(rows)
+    ]
 
 
 @torch.no_grad()
-def score_all_partitioned(model: NBFNet, pg: PartitionedGraph, h_index: Tensor,
-                          r_index: Tensor, *, batch_size: int = 64) -> Tensor:
+def score_all_partitioned(
+    model: NBFNet, pg: PartitionedGraph, h_index: Tensor, r_index: Tensor, *, batch_size: int = 64
+) -> Tensor:
     """Scores of every node as the tail of ``(h_b, r_b, ?)``, each on ``h_b``'s leaf + halo.
 
     Nodes outside the source's subgraph get ``-inf``.
@@ -398,12 +477,20 @@ def pair_subgraph(pg: PartitionedGraph, i: int, j: int) -> tuple[Tensor, Relatio
     edge_ids = torch.unique(torch.cat([a.edge_ids, b.edge_ids]))
     ends = pg.graph.edge_index[:, edge_ids]
     local = torch.searchsorted(nodes, ends.reshape(-1)).reshape(ends.shape)
-    return nodes, RelationalGraph(local, pg.graph.edge_type[edge_ids], len(nodes),
-                                  pg.graph.num_relations)
+    return nodes, RelationalGraph(
+        local, pg.graph.edge_type[edge_ids], len(nodes), pg.graph.num_relations
+    )
 
 
-def _pair_scope_scores(model: NBFNet, pg: PartitionedGraph, h_index: Tensor, t_index: Tensor,
-                       r_index: Tensor, symmetric: bool, batch_size: int) -> Tensor:
+def _pair_scope_scores(
+    model: NBFNet,
+    pg: PartitionedGraph,
+    h_index: Tensor,
+    t_index: Tensor,
+    r_index: Tensor,
+    symmetric: bool,
+    batch_size: int,
+) -> Tensor:
     """Every pair on the union of its two leaves' subgraphs (see :func:`pair_subgraph`)."""
     out = torch.empty(len(h_index), device=h_index.device)
     lh, lt = pg.node_leaf[h_index], pg.node_leaf[t_index]
@@ -420,9 +507,17 @@ def _pair_scope_scores(model: NBFNet, pg: PartitionedGraph, h_index: Tensor, t_i
 
 
 @torch.no_grad()
-def pair_scores_partitioned(model: NBFNet, pg: PartitionedGraph, h_index: Tensor,
-                            t_index: Tensor, r_index: Tensor, *, symmetric: bool = False,
-                            batch_size: int = 64, scope: str = "source") -> Tensor:
+def pair_scores_partitioned(
+    model: NBFNet,
+    pg: PartitionedGraph,
+    h_index: Tensor,
+    t_index: Tensor,
+    r_index: Tensor,
+    *,
+    symmetric: bool = False,
+    batch_size: int = 64,
+    scope: str = "source",
+) -> Tensor:
     """Scores of pairs ``(h_b, r_b, t_b)``, each on a subgraph chosen by ``scope``.
 
     ``scope="source"``: on ``h_b``'s leaf + halo; ``-inf`` when ``t_b`` lies outside it.
@@ -443,8 +538,9 @@ def pair_scores_partitioned(model: NBFNet, pg: PartitionedGraph, h_index: Tensor
         h, t = leaf.to_local[h_index[rows]], leaf.to_local[t_index[rows]]
         ok = t >= 0
         if bool(ok.any()):
-            out[rows[ok]] = model.pair_scores(leaf.graph, h[ok], t[ok], r_index[rows][ok],
-                                              symmetric=symmetric)
+            out[rows[ok]] = model.pair_scores(
+                leaf.graph, h[ok], t[ok], r_index[rows][ok], symmetric=symmetric
+            )
     return out
 
 
@@ -459,8 +555,14 @@ def _sync(dev: torch.device) -> None:
 
 
 @torch.no_grad()
-def evaluate_kg_partitioned(model: NBFNet, pg: PartitionedGraph, triples: Tensor, *,
-                            filter_triples: Tensor, batch_size: int = 32) -> dict[str, float]:
+def evaluate_kg_partitioned(
+    model: NBFNet,
+    pg: PartitionedGraph,
+    triples: Tensor,
+    *,
+    filter_triples: Tensor,
+    batch_size: int = 32,
+) -> dict[str, float]:
     """Filtered MRR / Hits@k of tail and head queries, each ranked on its source's leaf + halo.
 
     Like :func:`gnn.nbfnet_eval.evaluate_kg`; answers outside the subgraph score ``-inf`` (so
@@ -488,8 +590,9 @@ def evaluate_kg_partitioned(model: NBFNet, pg: PartitionedGraph, triples: Tensor
         local = model.score_all(leaf.graph, s, rel[rows])
         scores = torch.full((len(rows), pg.graph.num_nodes), float("-inf"), device=dev)
         scores[:, leaf.nodes] = local
-        ranks[rows] = filtered_ranks(scores, ans[rows],
-                                     filt.mask(src[rows], rel[rows], pg.graph.num_nodes))
+        ranks[rows] = filtered_ranks(
+            scores, ans[rows], filt.mask(src[rows], rel[rows], pg.graph.num_nodes)
+        )
         inside[rows] = leaf.to_local[ans[rows]] >= 0
     _sync(dev)
     secs = time.perf_counter() - t0
@@ -498,8 +601,12 @@ def evaluate_kg_partitioned(model: NBFNet, pg: PartitionedGraph, triples: Tensor
     out = {"mrr": float((1.0 / rk).mean()), "mr": float(rk.mean())}
     for k in (1, 3, 10):
         out[f"hits@{k}"] = float((rk <= k).double().mean())
-    out.update(coverage=float(inside.double().mean()), queries=float(len(rk)), seconds=secs,
-               qps=len(rk) / max(secs, 1e-9))
+    out.update(
+        coverage=float(inside.double().mean()),
+        queries=float(len(rk)),
+        seconds=secs,
+        qps=len(rk) / max(secs, 1e-9),
+    )
     return out
 
 
@@ -545,8 +652,11 @@ def restriction_ceiling(pg: PartitionedGraph, triples: Tensor, ranks: Tensor) ->
     recip = 1.0 / ranks.double()
     mrr = float(recip.mean())
     ceiling = float((recip * inside).mean())
-    out = {"ceiling_mrr": ceiling, "ceiling_loss": 1.0 - ceiling / mrr if mrr else 0.0,
-           "coverage": float(inside.double().mean())}
+    out = {
+        "ceiling_mrr": ceiling,
+        "ceiling_loss": 1.0 - ceiling / mrr if mrr else 0.0,
+        "coverage": float(inside.double().mean()),
+    }
     if inside.any():
         out["covered_mrr"] = float(recip[inside].mean())
     if (~inside).any():
@@ -555,9 +665,16 @@ def restriction_ceiling(pg: PartitionedGraph, triples: Tensor, ranks: Tensor) ->
 
 
 @torch.no_grad()
-def evaluate_link_auc_partitioned(model: NBFNet, pg: PartitionedGraph, pos: Tensor,
-                                  neg: Tensor, *, batch_size: int = 64, symmetric: bool = True,
-                                  scope: str = "source") -> dict[str, float]:
+def evaluate_link_auc_partitioned(
+    model: NBFNet,
+    pg: PartitionedGraph,
+    pos: Tensor,
+    neg: Tensor,
+    *,
+    batch_size: int = 64,
+    symmetric: bool = True,
+    scope: str = "source",
+) -> dict[str, float]:
     """AUROC / AP of positive vs negative pairs, each pair scored on its first node's leaf +
     halo (``-inf`` when the second node lies outside; ``scope="source"``) or on the union of
     its two nodes' leaf + halo subgraphs (``scope="pair"``), as :func:`gnn.nbfnet_eval.
@@ -576,16 +693,28 @@ def evaluate_link_auc_partitioned(model: NBFNet, pg: PartitionedGraph, pos: Tens
     _sync(dev)
     t0 = time.perf_counter()
     u, v = pairs.t()
-    scores = pair_scores_partitioned(model, pg, u, v, torch.zeros_like(u), symmetric=symmetric,
-                                     batch_size=batch_size, scope=scope)
+    scores = pair_scores_partitioned(
+        model,
+        pg,
+        u,
+        v,
+        torch.zeros_like(u),
+        symmetric=symmetric,
+        batch_size=batch_size,
+        scope=scope,
+    )
     _sync(dev)
     secs = time.perf_counter() - t0
     model.train(was_training)
     inside = torch.isfinite(scores).cpu()
     n_pass = int(inside.sum()) * (2 if symmetric else 1)
     out = link_auc(scores.cpu(), labels)
-    out.update(coverage_pos=float(inside[:len(pos)].double().mean()),
-               coverage_neg=float(inside[len(pos):].double().mean()),
-               queries=float(len(pairs) * (2 if symmetric else 1)), seconds=secs,
-               qps=len(pairs) * (2 if symmetric else 1) / max(secs, 1e-9), passes=float(n_pass))
+    out.update(
+        coverage_pos=float(inside[: len(pos)].double().mean()),
+        coverage_neg=float(inside[len(pos) :].double().mean()),
+        queries=float(len(pairs) * (2 if symmetric else 1)),
+        seconds=secs,
+        qps=len(pairs) * (2 if symmetric else 1) / max(secs, 1e-9),
+        passes=float(n_pass),
+    )
     return out

@@ -27,9 +27,18 @@ from gnn.kg import RelationalGraph
 from gnn.models.nbfnet import NBFNet, remove_easy_edges
 from gnn.nbfnet_eval import evaluate_kg, evaluate_link_auc
 
-__all__ = ["NBFNetResult", "NBFNetTrainConfig", "NegativeSampler", "build_model",
-           "evaluate_kg", "evaluate_link_auc", "fit_nbfnet", "nbfnet_loss",
-           "query_batch_loss", "symmetric_pair_loss"]
+__all__ = [
+    "NBFNetResult",
+    "NBFNetTrainConfig",
+    "NegativeSampler",
+    "build_model",
+    "evaluate_kg",
+    "evaluate_link_auc",
+    "fit_nbfnet",
+    "nbfnet_loss",
+    "query_batch_loss",
+    "symmetric_pair_loss",
+]
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - reads best in field declarations
@@ -57,15 +66,24 @@ class NBFNetTrainConfig:
     num_negative: int = _f(32, "Negatives per query.")
     adversarial_temperature: float = _f(0.5, "Self-adversarial temperature T (0: uniform).")
     strict_negative: bool = _f(True, "Redraw negatives that are true answers in the graph.")
-    remove_one_hop: bool = _f(True, "Drop every edge between a query source and its candidates "
-                                    "(else only the query triple and its inverse).")
-    negative_sources: float = _f(0.0, "link task: extra all-negative queries per positive "
-                                      "query, from uniform random sources with uniform random "
-                                      "non-neighbour candidates (calibrates scores across "
-                                      "sources, like the reference's random negative pairs).")
-    symmetric: bool = _f(False, "link task: train on pairs, each scored with the mean of its "
-                                "h->t and t->h passes, against num_negative random non-edge "
-                                "pairs per positive (the reference's Cora setting).")
+    remove_one_hop: bool = _f(
+        True,
+        "Drop every edge between a query source and its candidates "
+        "(else only the query triple and its inverse).",
+    )
+    negative_sources: float = _f(
+        0.0,
+        "link task: extra all-negative queries per positive "
+        "query, from uniform random sources with uniform random "
+        "non-neighbour candidates (calibrates scores across "
+        "sources, like the reference's random negative pairs).",
+    )
+    symmetric: bool = _f(
+        False,
+        "link task: train on pairs, each scored with the mean of its "
+        "h->t and t->h passes, against num_negative random non-edge "
+        "pairs per positive (the reference's Cora setting).",
+    )
     seed: int = _f(0, "Seed of initialisation, shuffling and negative sampling.")
     time_budget_seconds: float = _f(0.0, "Stop training after this long (0: no limit).")
     max_steps: int = _f(0, "Stop after this many optimiser steps (0: no limit).")
@@ -81,11 +99,17 @@ class NBFNetTrainConfig:
         require(self.task in ("kg", "link"), "task", "must be 'kg' or 'link'")
         require(self.dim >= 1, "dim", "must be >= 1")
         require(self.layers >= 1, "layers", "must be >= 1")
-        require(self.message in ("distmult", "transe", "rotate"), "message",
-                "must be distmult, transe or rotate")
+        require(
+            self.message in ("distmult", "transe", "rotate"),
+            "message",
+            "must be distmult, transe or rotate",
+        )
         require(self.message != "rotate" or self.dim % 2 == 0, "dim", "rotate needs an even dim")
-        require(self.aggregate in ("sum", "mean", "max", "pna"), "aggregate",
-                "must be sum, mean, max or pna")
+        require(
+            self.aggregate in ("sum", "mean", "max", "pna"),
+            "aggregate",
+            "must be sum, mean, max or pna",
+        )
         require(self.epochs >= 0, "epochs", "must be >= 0")
         require(self.batch_size >= 1, "batch_size", "must be >= 1")
         require(self.lr > 0, "lr", "must be > 0")
@@ -94,15 +118,24 @@ class NBFNetTrainConfig:
         require(self.time_budget_seconds >= 0, "time_budget_seconds", "must be >= 0")
         require(self.max_steps >= 0, "max_steps", "must be >= 0")
         require(self.negative_sources >= 0, "negative_sources", "must be >= 0")
-        require(self.negative_sources == 0 or self.task == "link", "negative_sources",
-                "only for task='link'")
+        require(
+            self.negative_sources == 0 or self.task == "link",
+            "negative_sources",
+            "only for task='link'",
+        )
         require(not self.symmetric or self.task == "link", "symmetric", "only for task='link'")
-        require(not (self.symmetric and self.negative_sources), "negative_sources",
-                "must be 0 with symmetric (its negatives are random pairs already)")
+        require(
+            not (self.symmetric and self.negative_sources),
+            "negative_sources",
+            "must be 0 with symmetric (its negatives are random pairs already)",
+        )
         require(self.log_every >= 0, "log_every", "must be >= 0")
         require(self.threads >= 0, "threads", "must be >= 0")
-        require(self.backend in ("auto", "naive", "torch", "triton"), "backend",
-                "must be auto, naive, torch or triton")
+        require(
+            self.backend in ("auto", "naive", "torch", "triton"),
+            "backend",
+            "must be auto, naive, torch or triton",
+        )
 
 
 @dataclass
@@ -130,9 +163,17 @@ class NBFNetResult:
 
 def build_model(num_relations: int, cfg: NBFNetTrainConfig) -> NBFNet:
     """The NBFNet that ``cfg`` describes."""
-    return NBFNet(num_relations, dim=cfg.dim, layers=cfg.layers, message=cfg.message,
-                  aggregate=cfg.aggregate, short_cut=cfg.short_cut, layer_norm=cfg.layer_norm,
-                  dependent=cfg.dependent, backend=cfg.backend)
+    return NBFNet(
+        num_relations,
+        dim=cfg.dim,
+        layers=cfg.layers,
+        message=cfg.message,
+        aggregate=cfg.aggregate,
+        short_cut=cfg.short_cut,
+        layer_norm=cfg.layer_norm,
+        dependent=cfg.dependent,
+        backend=cfg.backend,
+    )
 
 
 class NegativeSampler:
@@ -152,8 +193,9 @@ class NegativeSampler:
         pos = torch.searchsorted(self.keys, key).clamp(max=len(self.keys) - 1)
         return self.keys[pos] == key
 
-    def sample(self, src: Tensor, rel: Tensor, answer: Tensor, k: int, *,
-               generator: torch.Generator) -> Tensor:
+    def sample(
+        self, src: Tensor, rel: Tensor, answer: Tensor, k: int, *, generator: torch.Generator
+    ) -> Tensor:
         """Draw ``k`` negatives per query.
 
         Shapes:
@@ -188,8 +230,9 @@ def nbfnet_loss(logits: Tensor, temperature: float) -> Tensor:
     return ((bce * weight).sum(dim=-1) / weight.sum(dim=-1)).mean()
 
 
-def _queries(triples: Tensor, cfg: NBFNetTrainConfig, num_rel: int,
-             gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+def _queries(
+    triples: Tensor, cfg: NBFNetTrainConfig, num_rel: int, gen: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
     """Turn a batch of (h, r, t) into (source, relation, answer) queries."""
     h, r, t = triples.t()
     if cfg.task == "link":
@@ -213,11 +256,15 @@ def default_train_triples(graph: RelationalGraph, task: str) -> Tensor:
     return torch.stack([src[:e], graph.edge_type[:e], dst[:e]], dim=1)
 
 
-def fit_nbfnet(graph: RelationalGraph, cfg: NBFNetTrainConfig, *,
-               device: torch.device | str = "cpu", log: Callable[[str], Any] = print,
-               train_triples: Tensor | None = None,
-               on_epoch_end: Callable[[NBFNet], dict[str, float]] | None = None
-               ) -> NBFNetResult:
+def fit_nbfnet(
+    graph: RelationalGraph,
+    cfg: NBFNetTrainConfig,
+    *,
+    device: torch.device | str = "cpu",
+    log: Callable[[str], Any] = print,
+    train_triples: Tensor | None = None,
+    on_epoch_end: Callable[[NBFNet], dict[str, float]] | None = None,
+) -> NBFNetResult:
     """Train an NBFNet on ``graph``.
 
     Args:
@@ -236,14 +283,20 @@ def fit_nbfnet(graph: RelationalGraph, cfg: NBFNetTrainConfig, *,
         return _fit(graph, cfg, torch.device(device), log, train_triples, on_epoch_end)
 
 
-def _fit(graph: RelationalGraph, cfg: NBFNetTrainConfig, dev: torch.device,
-         log: Callable[[str], Any], train_triples: Tensor | None,
-         on_epoch_end: Callable[[NBFNet], dict[str, float]] | None) -> NBFNetResult:
+def _fit(
+    graph: RelationalGraph,
+    cfg: NBFNetTrainConfig,
+    dev: torch.device,
+    log: Callable[[str], Any],
+    train_triples: Tensor | None,
+    on_epoch_end: Callable[[NBFNet], dict[str, float]] | None,
+) -> NBFNetResult:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     g = graph.to(dev)
-    triples = (default_train_triples(graph, cfg.task) if train_triples is None
-               else train_triples).cpu()
+    triples = (
+        default_train_triples(graph, cfg.task) if train_triples is None else train_triples
+    ).cpu()
     num_rel = graph.num_relations // 2 if cfg.task == "kg" else 0
     model = build_model(graph.num_relations, cfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -267,30 +320,45 @@ def _fit(graph: RelationalGraph, cfg: NBFNetTrainConfig, dev: torch.device,
             queries += len(batch)
             elapsed = train_time + time.perf_counter() - t_epoch
             if cfg.log_every and step % cfg.log_every == 0:
-                recent = losses[-cfg.log_every:]
-                log(f"[nbfnet] epoch {epoch + 1} step {step} loss {sum(recent) / len(recent):.4f}"
+                recent = losses[-cfg.log_every :]
+                log(
+                    f"[nbfnet] epoch {epoch + 1} step {step} loss {sum(recent) / len(recent):.4f}"
                     f" train {queries / elapsed:.1f} queries/s elapsed {elapsed:.1f}s"
-                    f" wall {time.perf_counter() - t_start:.1f}s")
-            if ((cfg.time_budget_seconds and elapsed >= cfg.time_budget_seconds)
-                    or (cfg.max_steps and step >= cfg.max_steps)):
+                    f" wall {time.perf_counter() - t_start:.1f}s"
+                )
+            if (cfg.time_budget_seconds and elapsed >= cfg.time_budget_seconds) or (
+                cfg.max_steps and step >= cfg.max_steps
+            ):
                 done = True
                 break
         train_time += time.perf_counter() - t_epoch
         if on_epoch_end is not None:
             rec = {"epoch": float(epoch + 1), "step": float(step), **on_epoch_end(model)}
             history.append(rec)
-            log(f"[nbfnet] epoch {epoch + 1} eval " + " ".join(
-                f"{k}={v:.4f}" for k, v in rec.items() if k not in ("epoch", "step")))
+            log(
+                f"[nbfnet] epoch {epoch + 1} eval "
+                + " ".join(f"{k}={v:.4f}" for k, v in rec.items() if k not in ("epoch", "step"))
+            )
         if done:
             break
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return NBFNetResult(state, losses, train_time, history, step, queries, model)
 
 
-def query_batch_loss(model: NBFNet, graph: RelationalGraph, sampler: NegativeSampler,
-                     src: Tensor, rel: Tensor, ans: Tensor, cfg: NBFNetTrainConfig,
-                     num_rel: int, gen: torch.Generator, dev: torch.device, *,
-                     source_pool: Tensor | None = None) -> Tensor:
+def query_batch_loss(
+    model: NBFNet,
+    graph: RelationalGraph,
+    sampler: NegativeSampler,
+    src: Tensor,
+    rel: Tensor,
+    ans: Tensor,
+    cfg: NBFNetTrainConfig,
+    num_rel: int,
+    gen: torch.Generator,
+    dev: torch.device,
+    *,
+    source_pool: Tensor | None = None,
+) -> Tensor:
     """The training loss of one batch of queries ``(src, rel, ?)`` with answers ``ans``.
 
     Each query scores its answer against ``cfg.num_negative`` sampled negatives; the
@@ -303,8 +371,9 @@ def query_batch_loss(model: NBFNet, graph: RelationalGraph, sampler: NegativeSam
         src, rel, ans: ``[B]`` (CPU; moved to ``dev`` here). Returns a scalar.
     """
     if cfg.symmetric:
-        return symmetric_pair_loss(model, graph, sampler, src, ans, cfg, gen, dev,
-                                   source_pool=source_pool)
+        return symmetric_pair_loss(
+            model, graph, sampler, src, ans, cfg, gen, dev, source_pool=source_pool
+        )
     neg = sampler.sample(src, rel, ans, cfg.num_negative, generator=gen)
     cand = torch.cat([ans.unsqueeze(1), neg], dim=1)
     n_pos = len(src)
@@ -321,8 +390,13 @@ def query_batch_loss(model: NBFNet, graph: RelationalGraph, sampler: NegativeSam
     if cfg.remove_one_hop:
         keep = remove_easy_edges(graph, src.unsqueeze(1).expand_as(cand), cand)
     else:
-        keep = remove_easy_edges(graph, src[:n_pos], ans, r_index=rel[:n_pos],
-                                 inverse_offset=num_rel if cfg.task == "kg" else 0)
+        keep = remove_easy_edges(
+            graph,
+            src[:n_pos],
+            ans,
+            r_index=rel[:n_pos],
+            inverse_offset=num_rel if cfg.task == "kg" else 0,
+        )
     logits = model(graph, src, cand, rel, keep=keep)
     loss = nbfnet_loss(logits[:n_pos], cfg.adversarial_temperature)
     if n_extra:  # rows of negatives only: mean BCE towards 0, one row = one query
@@ -331,9 +405,18 @@ def query_batch_loss(model: NBFNet, graph: RelationalGraph, sampler: NegativeSam
     return loss
 
 
-def symmetric_pair_loss(model: NBFNet, graph: RelationalGraph, sampler: NegativeSampler,
-                        src: Tensor, ans: Tensor, cfg: NBFNetTrainConfig, gen: torch.Generator,
-                        dev: torch.device, *, source_pool: Tensor | None = None) -> Tensor:
+def symmetric_pair_loss(
+    model: NBFNet,
+    graph: RelationalGraph,
+    sampler: NegativeSampler,
+    src: Tensor,
+    ans: Tensor,
+    cfg: NBFNetTrainConfig,
+    gen: torch.Generator,
+    dev: torch.device,
+    *,
+    source_pool: Tensor | None = None,
+) -> Tensor:
     """Loss of a batch of undirected positive pairs ``(src_b, ans_b)`` (``cfg.symmetric``).
 
     Each positive gets ``K = cfg.num_negative`` negative pairs ``(x, y)``: ``x`` uniform over

@@ -380,22 +380,43 @@ def unlearn_lightgcn(
         teacher_ego: ``[U + I, d]``; users, items: ``[E]``.
     """
     with torch_threads(cfg.threads):
-        return _unlearn_lightgcn(teacher_ego, users, items, num_users, num_items, deletion, cfg,
-                                 layers, init_std, torch.device(device), log)
+        return _unlearn_lightgcn(
+            teacher_ego,
+            users,
+            items,
+            num_users,
+            num_items,
+            deletion,
+            cfg,
+            layers,
+            init_std,
+            torch.device(device),
+            log,
+        )
 
 
-def _unlearn_lightgcn(teacher_ego: Tensor, users: np.ndarray, items: np.ndarray, num_users: int,
-                      num_items: int, deletion: LightGCNDeletion, cfg: UnlearnConfig,
-                      layers: int, init_std: float, dev: torch.device,
-                      log: Callable[[str], Any]) -> UnlearnResult:
+def _unlearn_lightgcn(
+    teacher_ego: Tensor,
+    users: np.ndarray,
+    items: np.ndarray,
+    num_users: int,
+    num_items: int,
+    deletion: LightGCNDeletion,
+    cfg: UnlearnConfig,
+    layers: int,
+    init_std: float,
+    dev: torch.device,
+    log: Callable[[str], Any],
+) -> UnlearnResult:
     t0 = time.perf_counter()
     users = np.asarray(users, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)
     if deletion.keep.shape != users.shape:
         raise ValueError("deletion.keep must have one entry per interaction")
     if tuple(teacher_ego.shape[:1]) != (num_users + num_items,):
-        raise ValueError(f"teacher_ego: expected {num_users + num_items} rows, "
-                         f"got {teacher_ego.shape[0]}")
+        raise ValueError(
+            f"teacher_ego: expected {num_users + num_items} rows, got {teacher_ego.shape[0]}"
+        )
     ru, ri = users[deletion.keep], items[deletion.keep]
     du = torch.as_tensor(users[~deletion.keep], device=dev)
     di = torch.as_tensor(items[~deletion.keep], device=dev)
@@ -404,8 +425,11 @@ def _unlearn_lightgcn(teacher_ego: Tensor, users: np.ndarray, items: np.ndarray,
     ret_i = torch.as_tensor(ri, device=dev)
     adj = build_norm_adj(ru, ri, num_users, num_items, dev)
     dim = teacher_ego.shape[1]
-    destroyer_ego = LightGCN(num_users, num_items, dim=dim, layers=layers, seed=cfg.seed + 1,
-                             init_std=init_std).embedding.detach().to(dev)
+    destroyer_ego = (
+        LightGCN(num_users, num_items, dim=dim, layers=layers, seed=cfg.seed + 1, init_std=init_std)
+        .embedding.detach()
+        .to(dev)
+    )
     start = teacher_ego.detach().to(dev, torch.float32)
     with torch.no_grad():
         teacher = lightgcn_propagate(adj, start, layers)
@@ -414,8 +438,7 @@ def _unlearn_lightgcn(teacher_ego: Tensor, users: np.ndarray, items: np.ndarray,
     with torch.no_grad():  # deleted users are isolated now: L_f's minimiser, L_r ignores them
         ego[gone] = destroyer_ego[gone]
     if cfg.trainable_hops >= 0:  # frozen rows get a zero gradient, so Adam never moves them
-        movable = trainable_rows(users, items, num_users, num_items, deletion,
-                                 cfg.trainable_hops)
+        movable = trainable_rows(users, items, num_users, num_items, deletion, cfg.trainable_hops)
         grad_mask = torch.as_tensor(movable, device=dev).to(torch.float32).unsqueeze(1)
         ego.register_hook(lambda g: g * grad_mask)
     opt = torch.optim.Adam([ego], lr=cfg.lr)
@@ -428,9 +451,17 @@ def _unlearn_lightgcn(teacher_ego: Tensor, users: np.ndarray, items: np.ndarray,
         dpick = pick_rows(len(du), cfg.deleted_batch_size, gen, dev)
         final = lightgcn_propagate(adj, ego, layers)
         total, l_r, l_f = lightgcn_unlearn_loss(
-            final, teacher, destroyer, num_users, (ret_u[pick], ret_i[pick], neg),
-            (du[dpick], di[dpick]), gone, alpha=cfg.alpha, beta=cfg.beta,
-            temperature=cfg.temperature)
+            final,
+            teacher,
+            destroyer,
+            num_users,
+            (ret_u[pick], ret_i[pick], neg),
+            (du[dpick], di[dpick]),
+            gone,
+            alpha=cfg.alpha,
+            beta=cfg.beta,
+            temperature=cfg.temperature,
+        )
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
@@ -445,11 +476,18 @@ def _unlearn_lightgcn(teacher_ego: Tensor, users: np.ndarray, items: np.ndarray,
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0
     if losses:
-        log(f"unlearn lightgcn: {step} steps in {seconds:.1f}s; loss {losses[0][0]:.5f} -> "
-            f"{losses[-1][0]:.5f} (L_r {losses[-1][1]:.5f}, L_f {losses[-1][2]:.5f})")
+        log(
+            f"unlearn lightgcn: {step} steps in {seconds:.1f}s; loss {losses[0][0]:.5f} -> "
+            f"{losses[-1][0]:.5f} (L_r {losses[-1][1]:.5f}, L_f {losses[-1][2]:.5f})"
+        )
     out = out.to("cpu", torch.float32)
     return UnlearnResult(
-        seconds=seconds, steps=step, losses=losses,
+        seconds=seconds,
+        steps=step,
+        losses=losses,
         ego_emb=ego.detach().to("cpu", torch.float32).clone(),
-        user_emb=out[:num_users].contiguous(), item_emb=out[num_users:].contiguous(),
-        retained_users=ru, retained_items=ri)
+        user_emb=out[:num_users].contiguous(),
+        item_emb=out[num_users:].contiguous(),
+        retained_users=ru,
+        retained_items=ri,
+    )

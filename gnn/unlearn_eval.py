@@ -56,10 +56,17 @@ def sample_deleted_users(users: np.ndarray, fraction: float, *, seed: int = 0) -
     return np.sort(active[perm[:count].numpy()])
 
 
-def deleted_auroc_lightgcn(user_emb: Tensor, item_emb: Tensor, deleted_users: np.ndarray,
-                           deleted_items: np.ndarray, known_users: np.ndarray,
-                           known_items: np.ndarray, *, num_negative: int = 5,
-                           seed: int = 0) -> float:
+def deleted_auroc_lightgcn(
+    user_emb: Tensor,
+    item_emb: Tensor,
+    deleted_users: np.ndarray,
+    deleted_items: np.ndarray,
+    known_users: np.ndarray,
+    known_items: np.ndarray,
+    *,
+    num_negative: int = 5,
+    seed: int = 0,
+) -> float:
     """AUROC of deleted interactions vs non-interactions of the same users (LightGCN Eq. 5).
 
     Args:
@@ -87,9 +94,16 @@ def deleted_auroc_lightgcn(user_emb: Tensor, item_emb: Tensor, deleted_users: np
 
 
 @torch.no_grad()
-def deleted_auroc_nbfnet(model: NBFNet, graph: RelationalGraph, deleted: Tensor,
-                         known: RelationalGraph, *, num_negative: int = 5, seed: int = 0,
-                         batch_size: int = 64) -> float:
+def deleted_auroc_nbfnet(
+    model: NBFNet,
+    graph: RelationalGraph,
+    deleted: Tensor,
+    known: RelationalGraph,
+    *,
+    num_negative: int = 5,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> float:
     """AUROC of deleted triples ``(h, r, t)`` vs ``(h, r, j)`` with ``j`` not a known answer.
 
     One Bellman-Ford pass from each ``h`` on ``graph`` (the graph the model runs on) scores the
@@ -113,7 +127,8 @@ def deleted_auroc_nbfnet(model: NBFNet, graph: RelationalGraph, deleted: Tensor,
     dev = graph.edge_index.device
     h, r, t = deleted.cpu().t()
     neg = NegativeSampler(known, strict=True).sample(
-        h, r, t, num_negative, generator=torch.Generator().manual_seed(seed))
+        h, r, t, num_negative, generator=torch.Generator().manual_seed(seed)
+    )
     cand = torch.cat([t.unsqueeze(1), neg], dim=1)
     scores = []
     for a in range(0, len(h), batch_size):

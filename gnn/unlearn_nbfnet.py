@@ -32,8 +32,9 @@ from gnn.unlearn import (
 __all__ = ["delete_triples", "nbfnet_unlearn_loss", "unlearn_nbfnet"]
 
 
-def delete_triples(graph: RelationalGraph, triples: Tensor, *,
-                   inverse_offset: int) -> RelationalGraph:
+def delete_triples(
+    graph: RelationalGraph, triples: Tensor, *, inverse_offset: int
+) -> RelationalGraph:
     """The graph without the given ``(h, r, t)`` edges and their inverses ``(t, r + off, h)``.
 
     For a homogeneous undirected graph (one relation, its own inverse) use
@@ -43,26 +44,42 @@ def delete_triples(graph: RelationalGraph, triples: Tensor, *,
     Shapes:
         triples: ``[D, 3]`` -> a graph with ``E - (edges matched)`` edges.
     """
-    keep = remove_easy_edges(graph, triples[:, 0].to(graph.edge_index.device),
-                             triples[:, 2].to(graph.edge_index.device),
-                             r_index=triples[:, 1].to(graph.edge_index.device),
-                             inverse_offset=inverse_offset)
-    return RelationalGraph(graph.edge_index[:, keep].contiguous(), graph.edge_type[keep].clone(),
-                           graph.num_nodes, graph.num_relations)
+    keep = remove_easy_edges(
+        graph,
+        triples[:, 0].to(graph.edge_index.device),
+        triples[:, 2].to(graph.edge_index.device),
+        r_index=triples[:, 1].to(graph.edge_index.device),
+        inverse_offset=inverse_offset,
+    )
+    return RelationalGraph(
+        graph.edge_index[:, keep].contiguous(),
+        graph.edge_type[keep].clone(),
+        graph.num_nodes,
+        graph.num_relations,
+    )
 
 
-def _pair_states(model: NBFNet, graph: RelationalGraph, src: Tensor, rel: Tensor,
-                 cand: Tensor) -> tuple[Tensor, Tensor]:
+def _pair_states(
+    model: NBFNet, graph: RelationalGraph, src: Tensor, rel: Tensor, cand: Tensor
+) -> tuple[Tensor, Tensor]:
     """Logits ``[B, C]`` and pair representations ``[B, C, d]`` of candidates ``cand``."""
     states = model.bellman_ford(graph, src, rel)
     ar = torch.arange(src.shape[0], device=src.device).unsqueeze(1)
     return model.score_states(states, cand, rel), states[cand, ar]
 
 
-def nbfnet_unlearn_loss(student: NBFNet, teacher: NBFNet, destroyer: NBFNet,
-                        graph: RelationalGraph, retained: tuple[Tensor, Tensor, Tensor],
-                        deleted: tuple[Tensor, Tensor, Tensor], *, alpha: float, beta: float,
-                        temperature: float) -> tuple[Tensor, Tensor, Tensor]:
+def nbfnet_unlearn_loss(
+    student: NBFNet,
+    teacher: NBFNet,
+    destroyer: NBFNet,
+    graph: RelationalGraph,
+    retained: tuple[Tensor, Tensor, Tensor],
+    deleted: tuple[Tensor, Tensor, Tensor],
+    *,
+    alpha: float,
+    beta: float,
+    temperature: float,
+) -> tuple[Tensor, Tensor, Tensor]:
     """The D2DGN objective for one NBFNet batch (Zhu et al., 2021 for the model).
 
     Retained queries ``(src_b, rel_b)`` score candidates ``cand_b`` (the answer and sampled
@@ -85,21 +102,27 @@ def nbfnet_unlearn_loss(student: NBFNet, teacher: NBFNet, destroyer: NBFNet,
     dsrc, drel, dans = deleted
     b = src.shape[0]
     dcand = dans.unsqueeze(1).expand(-1, cand.shape[1]) if b else dans.unsqueeze(1)
-    all_logits, all_feat = _pair_states(student, graph, torch.cat([src, dsrc]),
-                                        torch.cat([rel, drel]), torch.cat([cand, dcand]))
+    all_logits, all_feat = _pair_states(
+        student, graph, torch.cat([src, dsrc]), torch.cat([rel, drel]), torch.cat([cand, dcand])
+    )
     with torch.no_grad():
-        t_logits, t_feat = (_pair_states(teacher, graph, src, rel, cand) if b
-                            else (all_logits[:0], all_feat[:0]))
-        d_logits = (destroyer(graph, dsrc, dans.unsqueeze(1), drel)[:, 0] if dsrc.numel()
-                    else all_logits[:0, 0])
+        t_logits, t_feat = (
+            _pair_states(teacher, graph, src, rel, cand) if b else (all_logits[:0], all_feat[:0])
+        )
+        d_logits = (
+            destroyer(graph, dsrc, dans.unsqueeze(1), drel)[:, 0]
+            if dsrc.numel()
+            else all_logits[:0, 0]
+        )
     l_r = bernoulli_kl(t_logits, all_logits[:b], temperature=temperature)
     l_r = l_r + beta * embedding_distance(all_feat[:b], t_feat)
     l_f = bernoulli_kl(d_logits, all_logits[b:, 0], temperature=temperature)
     return d2d_objective(l_r, l_f, alpha=alpha), l_r, l_f
 
 
-def _flip_queries(triples: Tensor, gen: torch.Generator, *, task: str,
-                  inverse_offset: int) -> tuple[Tensor, Tensor, Tensor]:
+def _flip_queries(
+    triples: Tensor, gen: torch.Generator, *, task: str, inverse_offset: int
+) -> tuple[Tensor, Tensor, Tensor]:
     """``(src, rel, answer)``: tail queries, or head queries via the inverse, one coin each."""
     h, r, t = triples.t()
     flip = torch.rand(len(h), generator=gen, device=h.device) < 0.5
@@ -107,11 +130,18 @@ def _flip_queries(triples: Tensor, gen: torch.Generator, *, task: str,
     return torch.where(flip, t, h), rel, torch.where(flip, h, t)
 
 
-def unlearn_nbfnet(teacher: NBFNet, graph: RelationalGraph, train_triples: Tensor,
-                   deleted: Tensor, cfg: UnlearnConfig, *, task: str = "link",
-                   device: torch.device | str = "cpu",
-                   make_model: Callable[[], NBFNet] | None = None,
-                   log: Callable[[str], Any] = print) -> UnlearnResult:
+def unlearn_nbfnet(
+    teacher: NBFNet,
+    graph: RelationalGraph,
+    train_triples: Tensor,
+    deleted: Tensor,
+    cfg: UnlearnConfig,
+    *,
+    task: str = "link",
+    device: torch.device | str = "cpu",
+    make_model: Callable[[], NBFNet] | None = None,
+    log: Callable[[str], Any] = print,
+) -> UnlearnResult:
     """Distill-to-delete for a trained NBFNet: edge deletion (``link``) or triples (``kg``).
 
     The retained graph is ``graph`` without the deleted triples and their inverses. Each step
@@ -138,8 +168,9 @@ def unlearn_nbfnet(teacher: NBFNet, graph: RelationalGraph, train_triples: Tenso
     if task not in ("link", "kg"):
         raise ValueError(f"task must be 'link' or 'kg', got {task!r}")
     with torch_threads(cfg.threads):
-        return _unlearn_nbfnet(teacher, graph, train_triples, deleted, cfg, task,
-                               torch.device(device), make_model, log)
+        return _unlearn_nbfnet(
+            teacher, graph, train_triples, deleted, cfg, task, torch.device(device), make_model, log
+        )
 
 
 def _fresh_copy(teacher: NBFNet, seed: int) -> NBFNet:
@@ -153,10 +184,17 @@ def _fresh_copy(teacher: NBFNet, seed: int) -> NBFNet:
     return model
 
 
-def _unlearn_nbfnet(teacher: NBFNet, graph: RelationalGraph, train_triples: Tensor,
-                    deleted: Tensor, cfg: UnlearnConfig, task: str, dev: torch.device,
-                    make_model: Callable[[], NBFNet] | None,
-                    log: Callable[[str], Any]) -> UnlearnResult:
+def _unlearn_nbfnet(
+    teacher: NBFNet,
+    graph: RelationalGraph,
+    train_triples: Tensor,
+    deleted: Tensor,
+    cfg: UnlearnConfig,
+    task: str,
+    dev: torch.device,
+    make_model: Callable[[], NBFNet] | None,
+    log: Callable[[str], Any],
+) -> UnlearnResult:
     t0 = time.perf_counter()
     triples = train_triples.to(dev)
     mask = torch.zeros(len(triples), dtype=torch.bool, device=dev)
@@ -191,8 +229,16 @@ def _unlearn_nbfnet(teacher: NBFNet, graph: RelationalGraph, train_triples: Tens
         dpick = pick_rows(len(gone), cfg.deleted_batch_size, gen, dev)
         dsrc, drel, dans = _flip_queries(gone[dpick], gen, task=task, inverse_offset=off)
         total, l_r, l_f = nbfnet_unlearn_loss(
-            student, teacher_dev, destroyer, g, (src, rel, cand), (dsrc, drel, dans),
-            alpha=cfg.alpha, beta=cfg.beta, temperature=cfg.temperature)
+            student,
+            teacher_dev,
+            destroyer,
+            g,
+            (src, rel, cand),
+            (dsrc, drel, dans),
+            alpha=cfg.alpha,
+            beta=cfg.beta,
+            temperature=cfg.temperature,
+        )
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
@@ -204,6 +250,8 @@ def _unlearn_nbfnet(teacher: NBFNet, graph: RelationalGraph, train_triples: Tens
     student.eval()
     seconds = time.perf_counter() - t0
     if losses:
-        log(f"unlearn nbfnet: {step} steps in {seconds:.1f}s; loss {losses[0][0]:.5f} -> "
-            f"{losses[-1][0]:.5f} (L_r {losses[-1][1]:.5f}, L_f {losses[-1][2]:.5f})")
+        log(
+            f"unlearn nbfnet: {step} steps in {seconds:.1f}s; loss {losses[0][0]:.5f} -> "
+            f"{losses[-1][0]:.5f} (L_r {losses[-1][1]:.5f}, L_f {losses[-1][2]:.5f})"
+        )
     return UnlearnResult(seconds=seconds, steps=step, losses=losses, model=student, graph=g)

@@ -69,11 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         ctx.close()
     if result.status == "already_applied":
-        print(f"forget: every request already applied ({', '.join(result.skipped)}); "
-              "nothing changed")
+        print(
+            f"forget: every request already applied ({', '.join(result.skipped)}); nothing changed"
+        )
         return 0
-    print(f"forget applied {', '.join(result.applied)} in {result.seconds:.1f} s: "
-          f"{result.version}")
+    print(f"forget applied {', '.join(result.applied)} in {result.seconds:.1f} s: {result.version}")
     if result.skipped:
         print(f"  already applied, skipped: {', '.join(result.skipped)}")
     print(f"  leaves retrained   {len(result.leaves_retrained)}/{result.leaves_total}")

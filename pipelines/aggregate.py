@@ -71,9 +71,7 @@ def weighted_mean_by_node(
     def finish(sums: np.ndarray, wsum: np.ndarray) -> np.ndarray:
         return sums / np.where(wsum == 0, 1.0, wsum)[:, None] if normalise else sums
 
-    return reduce_by_node(
-        rows, dim=dim, partitions=partitions, weight_vectors=True, finish=finish
-    )
+    return reduce_by_node(rows, dim=dim, partitions=partitions, weight_vectors=True, finish=finish)
 
 
 def lightgcn_propagate(

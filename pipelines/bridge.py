@@ -256,7 +256,11 @@ def _leaf_config(settings: LeafTrainSettings, seed: int) -> Any:
 
 
 def leaf_log(
-    leaf_id: int, result: Any, started: float, device: Any, settings: LeafTrainSettings,
+    leaf_id: int,
+    result: Any,
+    started: float,
+    device: Any,
+    settings: LeafTrainSettings,
     **sizes: int,
 ) -> dict[str, Any]:
     """The JSON log row of one trained leaf: sizes, epochs, loss curve, seconds, device.
@@ -304,8 +308,16 @@ def train_leaf(pdf: pd.DataFrame, settings: LeafTrainSettings) -> pd.DataFrame:
     )
     user_vecs = result.user_emb.detach().cpu().numpy()
     item_vecs = result.item_emb.detach().cpu().numpy()
-    log = leaf_log(leaf_id, result, started, device, settings, users=len(users_global),
-                   items=len(items_global), interactions=len(pdf))
+    log = leaf_log(
+        leaf_id,
+        result,
+        started,
+        device,
+        settings,
+        users=len(users_global),
+        items=len(items_global),
+        interactions=len(pdf),
+    )
     n_u, n_i = len(users_global), len(items_global)
     out = pd.DataFrame(
         {
@@ -400,7 +412,8 @@ def train_leaf_from_arrow(
         _start_matrix(init.column(VECTOR), settings.dim),
         settings,
         round_index,
-        init.column(REPLICAS).to_numpy().astype(np.int64) if REPLICAS in init.schema.names
+        init.column(REPLICAS).to_numpy().astype(np.int64)
+        if REPLICAS in init.schema.names
         else None,
     )
     arrays = {name: pa.array(values, WEIGHTED_ROWS_ARROW_SCHEMA.field(name).type)

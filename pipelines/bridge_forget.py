@@ -127,8 +127,16 @@ def unlearn_leaf_from(
     changed = bool((~keep).any() or gone[USER].any() or gone[ITEM].any())
     if keep.any() and changed:
         result = unlearn_lightgcn(
-            torch.from_numpy(teacher), users_local, items_local, n_u, n_i, deletion, cfg,
-            layers=settings.layers, device=device, log=lambda *a, **k: None,
+            torch.from_numpy(teacher),
+            users_local,
+            items_local,
+            n_u,
+            n_i,
+            deletion,
+            cfg,
+            layers=settings.layers,
+            device=device,
+            log=lambda *a, **k: None,
         )
         assert result.ego_emb is not None
         ego = result.ego_emb.numpy()
@@ -153,8 +161,11 @@ def unlearn_leaf_from(
         "device": str(device),
     }
     kinds = np.where(rows < n_u, USER, ITEM)
-    node_ids = np.where(rows < n_u, users_global[np.minimum(rows, n_u - 1)],
-                        items_global[np.clip(rows - n_u, 0, max(n_i - 1, 0))])
+    node_ids = np.where(
+        rows < n_u,
+        users_global[np.minimum(rows, n_u - 1)],
+        items_global[np.clip(rows - n_u, 0, max(n_i - 1, 0))],
+    )
     return pd.DataFrame(
         {
             LEAF_ID: np.full(len(rows), leaf_id, dtype=np.int64),
@@ -181,9 +192,7 @@ def unlearn_leaves_from(
         return unlearn_leaf_from(edges, init, settings)
 
     edges = leaf_edges.select(*[F.col(c).alias(c) for c in (LEAF_ID, USER, ITEM, DELETED)])
-    init = leaf_init.select(
-        *[F.col(c).alias(c) for c in (LEAF_ID, KIND, NODE_ID, VECTOR, DELETED)]
-    )
+    init = leaf_init.select(*[F.col(c).alias(c) for c in (LEAF_ID, KIND, NODE_ID, VECTOR, DELETED)])
     return (
         edges.groupBy(LEAF_ID)
         .cogroup(init.groupBy(LEAF_ID))

@@ -138,7 +138,7 @@ def audit_path(run_dir: Path, request_id: str) -> Path:
 def applied_request_ids(run_dir: str | Path) -> set[str]:
     """Request ids with an audit record (already applied)."""
     root = Path(run_dir) / AUDIT
-    return {p.stem[len("forget-"):] for p in root.glob("forget-*.json")}
+    return {p.stem[len("forget-") :] for p in root.glob("forget-*.json")}
 
 
 # --------------------------------------------------------------------------- resolution
@@ -150,16 +150,18 @@ class _Resolved:
     unknown: dict[str, int]  # request id -> unknown rows
 
 
-def _resolve(spark: SparkSession, requests: Requests, dictionary: DataFrame,
-             train_pairs: DataFrame) -> _Resolved:
+def _resolve(
+    spark: SparkSession, requests: Requests, dictionary: DataFrame, train_pairs: DataFrame
+) -> _Resolved:
     """Dense ids of the requested elements (small: collected to the driver)."""
     rows = requests.rows
     wanted = pd.concat(
         [
             pd.DataFrame({NODE_KIND: "user", ORIGINAL_ID: rows.loc[rows[KIND] != "item", ID]}),
             pd.DataFrame({NODE_KIND: "item", ORIGINAL_ID: rows.loc[rows[KIND] == "item", ID]}),
-            pd.DataFrame({NODE_KIND: "item", ORIGINAL_ID: rows.loc[rows[KIND] == "edge",
-                                                                    OTHER_ID]}),
+            pd.DataFrame(
+                {NODE_KIND: "item", ORIGINAL_ID: rows.loc[rows[KIND] == "edge", OTHER_ID]}
+            ),
         ]
     ).drop_duplicates()
     wanted_df = spark.createDataFrame(wanted, f"{NODE_KIND} string, {ORIGINAL_ID} string")
@@ -183,8 +185,10 @@ def _resolve(spark: SparkSession, requests: Requests, dictionary: DataFrame,
             unknown[rid] = unknown.get(rid, 0) + 1
     if edges:  # an edge that is no interaction of the run is unknown too
         pairs = spark.createDataFrame(sorted(edges), f"{USER} long, {ITEM} long")
-        real = {(int(r[USER]), int(r[ITEM]))
-                for r in train_pairs.join(F.broadcast(pairs), [USER, ITEM]).distinct().collect()}
+        real = {
+            (int(r[USER]), int(r[ITEM]))
+            for r in train_pairs.join(F.broadcast(pairs), [USER, ITEM]).distinct().collect()
+        }
         for r in rows[rows[KIND] == "edge"].itertuples(index=False):
             u, i = found.get(("user", r.id)), found.get(("item", r.other_id))
             if u is not None and i is not None and (u, i) not in real:
@@ -195,8 +199,13 @@ def _resolve(spark: SparkSession, requests: Requests, dictionary: DataFrame,
         edges=frozenset(edges),
         user_ids=frozenset(rows.loc[rows[KIND] == "user", ID]),
         item_ids=frozenset(rows.loc[rows[KIND] == "item", ID]),
-        edge_ids=frozenset(zip(rows.loc[rows[KIND] == "edge", ID],
-                               rows.loc[rows[KIND] == "edge", OTHER_ID], strict=True)),
+        edge_ids=frozenset(
+            zip(
+                rows.loc[rows[KIND] == "edge", ID],
+                rows.loc[rows[KIND] == "edge", OTHER_ID],
+                strict=True,
+            )
+        ),
     )
     return _Resolved(deleted, unknown)
 
@@ -212,8 +221,9 @@ def _edge_frame(spark: SparkSession, edges: frozenset[tuple[int, int]]) -> DataF
     return spark.createDataFrame(sorted(edges), f"{USER} long, {ITEM} long")
 
 
-def drop_deleted_edges(spark: SparkSession, df: DataFrame, d: DeletedSet, *,
-                       user: str = USER, item: str = ITEM) -> DataFrame:
+def drop_deleted_edges(
+    spark: SparkSession, df: DataFrame, d: DeletedSet, *, user: str = USER, item: str = ITEM
+) -> DataFrame:
     """Rows of ``df`` whose user, item and (user, item) are all retained.
 
     Schema:
@@ -257,8 +267,11 @@ def _deleted_flag(spark: SparkSession, df: DataFrame, d: DeletedSet) -> DataFram
     if d.edges:
         bad = _edge_frame(spark, d.edges).withColumn("_edge_gone", F.lit(True))
         out = out.join(F.broadcast(bad), [USER, ITEM], "left").select(
-            LEAF_ID, USER, ITEM, (F.col(DELETED) | F.coalesce("_edge_gone", F.lit(False)))
-            .alias(DELETED))
+            LEAF_ID,
+            USER,
+            ITEM,
+            (F.col(DELETED) | F.coalesce("_edge_gone", F.lit(False))).alias(DELETED),
+        )
     return out
 
 
@@ -297,11 +310,11 @@ def _ingest_body(spark: SparkSession, cur: Path, d: DeletedSet, out: Path) -> di
     src = cur / "ingest"
     counts: dict[str, Any] = {}
     inter = spark.read.parquet(str(src / "interactions"))
-    counts["accepted"] = _write_counts(drop_deleted_edges(spark, inter, d),
-                                       out / "interactions")
+    counts["accepted"] = _write_counts(drop_deleted_edges(spark, inter, d), out / "interactions")
     dictionary = spark.read.parquet(str(src / "dictionary"))
-    counts["dictionary"] = _write_counts(drop_deleted_nodes(spark, dictionary, d),
-                                         out / "dictionary")
+    counts["dictionary"] = _write_counts(
+        drop_deleted_nodes(spark, dictionary, d), out / "dictionary"
+    )
     if (src / "rejected").is_dir():
         rejected = spark.read.parquet(str(src / "rejected"))
         counts["rejected"] = _write_counts(_scrub_raw(rejected, d), out / "rejected")
@@ -330,22 +343,30 @@ class _Unlearned:
     leaf_logs: list[dict[str, Any]]
 
 
-def _affected_leaves(spark: SparkSession, cur: Path, flagged: DataFrame,
-                     d: DeletedSet) -> set[int]:
-    leaves = {int(r[LEAF_ID]) for r in
-              flagged.where(F.col(DELETED)).select(LEAF_ID).distinct().collect()}
+def _affected_leaves(spark: SparkSession, cur: Path, flagged: DataFrame, d: DeletedSet) -> set[int]:
+    leaves = {
+        int(r[LEAF_ID]) for r in flagged.where(F.col(DELETED)).select(LEAF_ID).distinct().collect()
+    }
     for name in ("assignment", "halo_nodes"):
         path = cur / "partition" / name
         if path.is_dir() and (d.users or d.items):
             table = spark.read.parquet(str(path))
-            holders = table.join(drop_deleted_nodes(spark, table, d), [NODE_KIND, NODE_ID, LEAF_ID],
-                                 "left_anti")
+            holders = table.join(
+                drop_deleted_nodes(spark, table, d), [NODE_KIND, NODE_ID, LEAF_ID], "left_anti"
+            )
             leaves |= {int(r[LEAF_ID]) for r in holders.select(LEAF_ID).distinct().collect()}
     return leaves
 
 
-def _train_body(spark: SparkSession, cfg: PipelineConfig, cur: Path, d: DeletedSet,
-                settings: ForgetSettings, out: Path, state: _Unlearned) -> dict[str, Any]:
+def _train_body(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    cur: Path,
+    d: DeletedSet,
+    settings: ForgetSettings,
+    out: Path,
+    state: _Unlearned,
+) -> dict[str, Any]:
     """New ego table: affected leaves unlearned, other leaves' vectors kept, shared re-averaged."""
     parts = cfg.spark.shuffle_partitions
     edges = _deleted_flag(spark, leaf_interactions(spark, cur), d).persist()
@@ -356,36 +377,60 @@ def _train_body(spark: SparkSession, cfg: PipelineConfig, cur: Path, d: DeletedS
         ego = spark.read.parquet(str(cur / "train" / EGO))
         members = leaf_nodes(edges.select(LEAF_ID, USER, ITEM))
         gone_nodes = [("user", int(x)) for x in d.users] + [("item", int(x)) for x in d.items]
-        gone = spark.createDataFrame(gone_nodes, f"{NODE_KIND} string, {NODE_ID} long") \
-            .withColumn("_gone", F.lit(True))
+        gone = spark.createDataFrame(gone_nodes, f"{NODE_KIND} string, {NODE_ID} long").withColumn(
+            "_gone", F.lit(True)
+        )
         init = (
             members.join(ego, [NODE_KIND, NODE_ID])
             .join(F.broadcast(gone), [NODE_KIND, NODE_ID], "left")
-            .select(LEAF_ID, NODE_KIND, NODE_ID, VECTOR,
-                    F.coalesce("_gone", F.lit(False)).alias(DELETED))
+            .select(
+                LEAF_ID,
+                NODE_KIND,
+                NODE_ID,
+                VECTOR,
+                F.coalesce("_gone", F.lit(False)).alias(DELETED),
+            )
         )
         ids = [int(x) for x in state.leaves_retrained]
         hit = F.col(LEAF_ID).isin(ids) if ids else F.lit(False)
         leaf_settings = LeafForgetSettings(
-            dim=cfg.model.dim, layers=cfg.model.layers, steps=settings.steps, lr=settings.lr,
-            alpha=settings.alpha, beta=settings.beta, batch_size=settings.batch_size,
-            seed=cfg.run.seed, device=cfg.train.device, threads=cfg.train.threads,
+            dim=cfg.model.dim,
+            layers=cfg.model.layers,
+            steps=settings.steps,
+            lr=settings.lr,
+            alpha=settings.alpha,
+            beta=settings.beta,
+            batch_size=settings.batch_size,
+            seed=cfg.run.seed,
+            device=cfg.train.device,
+            threads=cfg.train.threads,
             trainable_hops=settings.trainable_hops,
         )
         unlearned = unlearn_leaves_from(edges.where(hit), init.where(hit), leaf_settings).persist()
         kept_edges = edges.where(~hit & ~F.col(DELETED))
-        w_user = kept_edges.groupBy(LEAF_ID, F.col(USER).alias(NODE_ID)).count() \
+        w_user = (
+            kept_edges.groupBy(LEAF_ID, F.col(USER).alias(NODE_ID))
+            .count()
             .withColumn(NODE_KIND, F.lit(USER))
-        w_item = kept_edges.groupBy(LEAF_ID, F.col(ITEM).alias(NODE_ID)).count() \
+        )
+        w_item = (
+            kept_edges.groupBy(LEAF_ID, F.col(ITEM).alias(NODE_ID))
+            .count()
             .withColumn(NODE_KIND, F.lit(ITEM))
-        kept = w_user.unionByName(w_item).join(ego, [NODE_KIND, NODE_ID]).select(
-            NODE_KIND, NODE_ID, F.col("count").cast("double").alias("w"), VECTOR)
+        )
+        kept = (
+            w_user.unionByName(w_item)
+            .join(ego, [NODE_KIND, NODE_ID])
+            .select(NODE_KIND, NODE_ID, F.col("count").cast("double").alias("w"), VECTOR)
+        )
         rows = unlearned.select(NODE_KIND, NODE_ID, "w", VECTOR).unionByName(kept)
         new_ego = weighted_mean_by_node(rows, dim=cfg.model.dim, partitions=parts)
         n = _write_counts(new_ego.select(NODE_KIND, NODE_ID, VECTOR), out / EGO)
         state.leaf_logs = sorted(
-            (json.loads(r[LEAF_LOG]) for r in
-             unlearned.where(F.col(LEAF_LOG).isNotNull()).select(LEAF_LOG).collect()),
+            (
+                json.loads(r[LEAF_LOG])
+                for r in unlearned.where(F.col(LEAF_LOG).isNotNull()).select(LEAF_LOG).collect()
+            ),
             key=lambda x: x["leaf_id"],
         )
         unlearned.unpersist()
@@ -400,16 +445,18 @@ def _train_body(spark: SparkSession, cfg: PipelineConfig, cur: Path, d: DeletedS
     return out_counts
 
 
-def _drop_deleted_recommendations(spark: SparkSession, out: Path, tombstones: Path,
-                                  d: DeletedSet) -> None:
+def _drop_deleted_recommendations(
+    spark: SparkSession, out: Path, tombstones: Path, d: DeletedSet
+) -> None:
     """Remove recommendations equal to an edge deleted by this or an earlier batch (a deleted
     pair is no longer a 'seen' training pair, so the model may recommend it again)."""
     path = out / "recommendations"
     if not path.is_dir():
         return
     recs = spark.read.parquet(str(path))
-    kept = drop_tombstoned(spark, recs, tombstones, user_col="user_id", item_col="item_id",
-                           extra_keys=d.keys)
+    kept = drop_tombstoned(
+        spark, recs, tombstones, user_col="user_id", item_col="item_id", extra_keys=d.keys
+    )
     if kept.count() == recs.count():
         return
     tmp = out / f".recommendations.tmp-{uuid.uuid4().hex[:8]}"
@@ -456,15 +503,21 @@ def _check_trained_config(cur: Path, cfg: PipelineConfig) -> None:
         return
     recorded = (trained.get("extra") or {}).get(TRAINED_CONFIG)
     if recorded is None:  # a run from before configs were recorded: only the hash is known
-        raise ForgetError(f"{cur / 'train'}: trained with another config (sections "
-                          f"{', '.join(_TRAINED)} differ); pass the run's config")
+        raise ForgetError(
+            f"{cur / 'train'}: trained with another config (sections "
+            f"{', '.join(_TRAINED)} differ); pass the run's config"
+        )
     diffs = trained_config_differences(recorded, cfg)
     if diffs:
         shown = "; ".join(diffs[:8]) + (f"; and {len(diffs) - 8} more" if len(diffs) > 8 else "")
-        raise ForgetError(f"{cur / 'train'}: trained with another config ({shown}); "
-                          "pass the run's config")
-    log.info("forget: config matches the run's key by key, apart from %s and fields added "
-             "since (at their defaults); accepted", ", ".join(sorted(EXECUTION_ONLY)))
+        raise ForgetError(
+            f"{cur / 'train'}: trained with another config ({shown}); pass the run's config"
+        )
+    log.info(
+        "forget: config matches the run's key by key, apart from %s and fields added "
+        "since (at their defaults); accepted",
+        ", ".join(sorted(EXECUTION_ONLY)),
+    )
 
 
 def forget(
@@ -494,20 +547,30 @@ def forget(
     done = applied_request_ids(run_dir)
     new_ids = set(requests.request_ids) - done
     if not new_ids:
-        return ForgetResult("already_applied", None, [], sorted(done & set(requests.request_ids)),
-                            seconds=time.perf_counter() - started)
+        return ForgetResult(
+            "already_applied",
+            None,
+            [],
+            sorted(done & set(requests.request_ids)),
+            seconds=time.perf_counter() - started,
+        )
     todo = requests.only(new_ids)
     cur = current_version(run_dir)
     for needed in ("ingest", "train", "aggregate"):
         if read_marker(cur, needed) is None:
-            raise ForgetError(f"{cur / needed}: stage '{needed}' has not finished; "
-                              "forget needs a finished run")
+            raise ForgetError(
+                f"{cur / needed}: stage '{needed}' has not finished; forget needs a finished run"
+            )
     _check_trained_config(cur, cfg)
     dictionary = spark.read.parquet(str(cur / "ingest" / "dictionary"))
     inter = spark.read.parquet(str(cur / "ingest" / "interactions"))
     resolved = _resolve(spark, todo, dictionary, inter.select(USER, ITEM))
-    tomb = [(k, tombstone_key(k, a, b), rid) for rid, k, a, b in
-            todo.rows[[REQUEST_ID, KIND, ID, OTHER_ID]].itertuples(index=False, name=None)]
+    tomb = [
+        (k, tombstone_key(k, a, b), rid)
+        for rid, k, a, b in todo.rows[[REQUEST_ID, KIND, ID, OTHER_ID]].itertuples(
+            index=False, name=None
+        )
+    ]
     batch_keys = frozenset(t[1] for t in tomb)
     tombstones = tombstones_folder(run_dir, cfg.ingest.tombstones_dir)
     d = dataclasses.replace(resolved.deleted, keys=batch_keys | read_tombstone_keys(tombstones))
@@ -516,10 +579,14 @@ def forget(
     try:
         _stage(vdir, cur, "ingest", lambda out: _ingest_body(spark, cur, d, out), spark)
         if read_marker(cur, "partition") is not None:
-            _stage(vdir, cur, "partition", lambda out: _partition_body(spark, cur, d, out),
-                   spark)
-        _stage(vdir, cur, "train",
-               lambda out: _train_body(spark, cfg, cur, d, settings, out, state), spark)
+            _stage(vdir, cur, "partition", lambda out: _partition_body(spark, cur, d, out), spark)
+        _stage(
+            vdir,
+            cur,
+            "train",
+            lambda out: _train_body(spark, cfg, cur, d, settings, out, state),
+            spark,
+        )
         for name in STAGES:  # every downstream stage the run has, by the run's own bodies
             if name in ("ingest", "partition", "train") or read_marker(cur, name) is None:
                 continue
@@ -541,14 +608,19 @@ def forget(
         if not report.ok:
             raise VerificationFailed(
                 f"{len(report.leaks)} leak(s) in the new version (discarded): "
-                + "; ".join(report.leaks[:5]))
+                + "; ".join(report.leaks[:5])
+            )
     except BaseException:
         shutil.rmtree(vdir, ignore_errors=True)
         raise
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    write_tombstones(tombstones, final.name,
-                     pd.DataFrame(tomb, columns=["kind", "key", "request_id"])
-                     .assign(applied_at=now).drop_duplicates("key"))
+    write_tombstones(
+        tombstones,
+        final.name,
+        pd.DataFrame(tomb, columns=["kind", "key", "request_id"])
+        .assign(applied_at=now)
+        .drop_duplicates("key"),
+    )
     previous = cur
     meta = {
         "version": final.name,
@@ -583,10 +655,22 @@ def forget(
         os.replace(tmp, audit_path(run_dir, rid))
     if settings.purge_previous:
         purge_version(run_dir, previous)
-    log.info("forget: %s applied, version %s, leaves %s/%d, %.1f s", sorted(new_ids),
-             final.name, state.leaves_retrained, state.leaves_total, seconds)
+    log.info(
+        "forget: %s applied, version %s, leaves %s/%d, %.1f s",
+        sorted(new_ids),
+        final.name,
+        state.leaves_retrained,
+        state.leaves_total,
+        seconds,
+    )
     return ForgetResult(
-        "applied", final, sorted(new_ids), sorted(done & set(requests.request_ids)),
-        state.leaves_retrained, state.leaves_total, report.as_dict(),
-        dict(resolved.unknown), seconds,
+        "applied",
+        final,
+        sorted(new_ids),
+        sorted(done & set(requests.request_ids)),
+        state.leaves_retrained,
+        state.leaves_total,
+        report.as_dict(),
+        dict(resolved.unknown),
+        seconds,
     )

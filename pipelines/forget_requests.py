@@ -84,8 +84,9 @@ def read_requests(path: str | Path) -> Requests:
     df = _load(path)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
-        raise RequestFileError(f"{path}: missing column(s) {', '.join(missing)} "
-                               f"(expected {', '.join(COLUMNS)})")
+        raise RequestFileError(
+            f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(COLUMNS)})"
+        )
     extra = [str(c) for c in df.columns if c not in COLUMNS]
     if extra:
         raise RequestFileError(f"{path}: unknown column(s) {', '.join(extra)}")
@@ -100,8 +101,10 @@ def read_requests(path: str | Path) -> Requests:
         where = f"{path}: row {n}"
         rid, kind, first, other, ts = (getattr(row, c) for c in COLUMNS)
         if not _SAFE_ID.match(rid):
-            raise RequestFileError(f"{where}: {REQUEST_ID}: {rid!r} is not 1-128 characters "
-                                   "of letters, digits, '.', '_' or '-'")
+            raise RequestFileError(
+                f"{where}: {REQUEST_ID}: {rid!r} is not 1-128 characters "
+                "of letters, digits, '.', '_' or '-'"
+            )
         if kind not in KINDS:
             raise RequestFileError(f"{where}: {KIND}: {kind!r} is not one of {', '.join(KINDS)}")
         if not first:
@@ -111,8 +114,9 @@ def read_requests(path: str | Path) -> Requests:
         if kind != "edge" and other:
             raise RequestFileError(f"{where}: {OTHER_ID}: must be empty for a {kind} request")
         if not ts or not _parse_timestamp(ts):
-            raise RequestFileError(f"{where}: {TIMESTAMP}: {ts!r} is not an ISO 8601 date-time "
-                                   "or epoch seconds")
+            raise RequestFileError(
+                f"{where}: {TIMESTAMP}: {ts!r} is not an ISO 8601 date-time or epoch seconds"
+            )
     kinds = df.groupby(REQUEST_ID)[TIMESTAMP].nunique()
     if (kinds > 1).any():
         rid = str(kinds[kinds > 1].index[0])

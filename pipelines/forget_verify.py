@@ -137,8 +137,7 @@ def _check_table(cols: dict[str, list[Any]], d: DeletedSet, ann_map: bool) -> di
     return hits
 
 
-def raw_names_deleted(raw: Any, ids: frozenset[str],
-                      edges: frozenset[tuple[str, str]]) -> bool:
+def raw_names_deleted(raw: Any, ids: frozenset[str], edges: frozenset[tuple[str, str]]) -> bool:
     """Whether a raw input line has a token equal to a deleted id, or both ids of an edge."""
     if raw is None:
         return False
@@ -146,12 +145,15 @@ def raw_names_deleted(raw: Any, ids: frozenset[str],
     return bool(tokens & ids) or any(u in tokens and i in tokens for u, i in edges)
 
 
-def _check_keys(cols: dict[str, list[Any]], keys: frozenset[str], kinds: list[Any] | None,
-                add: Any) -> None:
+def _check_keys(
+    cols: dict[str, list[Any]], keys: frozenset[str], kinds: list[Any] | None, add: Any
+) -> None:
     def hits(kind_of: list[Any], values: list[Any]) -> int:
-        return sum(1 for k, v in zip(kind_of, values, strict=True)
-                   if v is not None and k in (USER, ITEM)
-                   and tombstone_key(str(k), str(v)) in keys)
+        return sum(
+            1
+            for k, v in zip(kind_of, values, strict=True)
+            if v is not None and k in (USER, ITEM) and tombstone_key(str(k), str(v)) in keys
+        )
 
     for c in USER_ORIG:
         if c in cols:
@@ -162,9 +164,11 @@ def _check_keys(cols: dict[str, list[Any]], keys: frozenset[str], kinds: list[An
     if kinds is not None and ORIGINAL_ID in cols:
         add("kind,original_id (tombstoned)", hits(kinds, cols[ORIGINAL_ID]))
     if "user_id" in cols and "item_id" in cols:
-        n = sum(1 for u, i in zip(cols["user_id"], cols["item_id"], strict=True)
-                if u is not None and i is not None
-                and tombstone_key("edge", str(u), str(i)) in keys)
+        n = sum(
+            1
+            for u, i in zip(cols["user_id"], cols["item_id"], strict=True)
+            if u is not None and i is not None and tombstone_key("edge", str(u), str(i)) in keys
+        )
         add("user_id,item_id (tombstoned)", n)
 
 

@@ -26,8 +26,16 @@ from typing import Any
 CURRENT = "CURRENT"
 VERSIONS = "versions"
 VERSION_MARKER = "_VERSION.json"
-BASE_STAGES = ("ingest", "partition", "train", "aggregate", "recommend", "evaluate", "export",
-               "_work")
+BASE_STAGES = (
+    "ingest",
+    "partition",
+    "train",
+    "aggregate",
+    "recommend",
+    "evaluate",
+    "export",
+    "_work",
+)
 
 
 def current_pointer(run_dir: str | Path) -> str | None:

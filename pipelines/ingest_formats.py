@@ -168,7 +168,6 @@ def resolve_columns(available: list[str], layout: Layout) -> tuple[dict[str, str
             mapping[col] = hit
     if missing:
         return mapping, (
-            f"wrong schema: missing column(s) {', '.join(missing)} "
-            f"(found: {', '.join(available)})"
+            f"wrong schema: missing column(s) {', '.join(missing)} (found: {', '.join(available)})"
         )
     return mapping, None

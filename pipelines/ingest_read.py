@@ -246,8 +246,10 @@ def read_parquet(
         *[F.col(mapping[c]).cast("string").alias(c) for c in layout.columns],
     )
     try:
-        per_file = {unquote(r[_FP]): (r[_FP], r["n"]) for r in
-                    picked.groupBy(_FP).agg(F.count(F.lit(1)).alias("n")).collect()}
+        per_file = {
+            unquote(r[_FP]): (r[_FP], r["n"])
+            for r in picked.groupBy(_FP).agg(F.count(F.lit(1)).alias("n")).collect()
+        }
     except Exception as exc:
         raise IngestError(
             f"{what} {files[0].display}: cannot read as Parquet ({short_error(exc)})"

@@ -177,9 +177,9 @@ def _check_lightgcn(lines: DataFrame, *, numeric: bool) -> DataFrame:
     staged = lines.select(SOURCE_FILE, LINE_NUMBER, value, parts.alias("_p")).select(
         SOURCE_FILE, LINE_NUMBER, value, "_p", _reason(*line_rules).alias("_lr")
     )
-    items = F.when(
-        F.col("_lr").isNull(), F.slice("_p", 2, F.size("_p") - 1)
-    ).otherwise(F.array(F.lit(None).cast("string")))
+    items = F.when(F.col("_lr").isNull(), F.slice("_p", 2, F.size("_p") - 1)).otherwise(
+        F.array(F.lit(None).cast("string"))
+    )
     exploded = staged.select(
         SOURCE_FILE, LINE_NUMBER, value, "_p", "_lr", F.posexplode(items).alias(SEQ, "_item")
     )

@@ -71,8 +71,13 @@ __all__ = ["IngestError", "check_counts", "ingest", "map_back", "read_ingested"]
 log = logging.getLogger("graphpipe.ingest")
 
 TABLES = ("edges", "interactions", "dictionary", "rejected")
-PLURAL = {"node": "nodes", "user": "users", "item": "items", "entity": "entities",
-          "relation": "relations"}
+PLURAL = {
+    "node": "nodes",
+    "user": "users",
+    "item": "items",
+    "entity": "entities",
+    "relation": "relations",
+}
 _STATUS = "_status"
 
 
@@ -91,9 +96,7 @@ def _read_checked(
     return check_lines(text.lines, layout, pattern=pattern, numeric=numeric), text.lines_skipped
 
 
-def _map_ids(
-    ok: DataFrame, dictionary: DataFrame, layout: Layout
-) -> tuple[DataFrame, DataFrame]:
+def _map_ids(ok: DataFrame, dictionary: DataFrame, layout: Layout) -> tuple[DataFrame, DataFrame]:
     """Dense ids for the good rows; returns (mapped rows, test rows with unknown ids)."""
     unknown = None
     for col in layout.id_columns:
@@ -199,9 +202,13 @@ def ingest(
             flagged_rows = _apply_tombstones(spark, read, layout, tombstones)
             flagged_rows = flagged_rows.persist(StorageLevel.MEMORY_AND_DISK)
             persisted.append(flagged_rows)
-            tally = flagged_rows.groupBy(
-                (F.col(REASON).isNull() & (F.col(SPLIT) == TRAIN)).alias("ok"), TOMBSTONED
-            ).count().collect()
+            tally = (
+                flagged_rows.groupBy(
+                    (F.col(REASON).isNull() & (F.col(SPLIT) == TRAIN)).alias("ok"), TOMBSTONED
+                )
+                .count()
+                .collect()
+            )
             counts["rows_read"] = sum(int(r["count"]) for r in tally)
             counts["tombstoned"] = sum(int(r["count"]) for r in tally if r[TOMBSTONED])
             rows = flagged_rows.where(~F.col(TOMBSTONED)).drop(TOMBSTONED)
@@ -216,8 +223,9 @@ def ingest(
             dictionary = spark.read.parquet(str(out_dir / "dictionary"))
             for kind in layout.output_kinds:
                 counts[PLURAL[kind]] = sizes.get(kind, 0)
-        with stage_timer("ingest: map ids, remove duplicates and self-loops", logger=log,
-                         spark=spark):
+        with stage_timer(
+            "ingest: map ids, remove duplicates and self-loops", logger=log, spark=spark
+        ):
             mapped, unknown = _map_ids(rows.where(F.col(REASON).isNull()), dictionary, layout)
             flagged = _flag(mapped, layout, cfg).persist(StorageLevel.MEMORY_AND_DISK)
             persisted.append(flagged)
@@ -230,8 +238,10 @@ def ingest(
             accepted = flagged.where(F.col(_STATUS) == "accepted")
             accepted.select(*_output_columns(layout)).write.parquet(str(out_dir / layout.table))
             rejected_cols = [SOURCE_FILE, LINE_NUMBER, RAW, REASON, RAW_BYTES]
-            rejected = rows.where(F.col(REASON).isNotNull()).select(*rejected_cols).unionByName(
-                unknown.select(*rejected_cols)
+            rejected = (
+                rows.where(F.col(REASON).isNotNull())
+                .select(*rejected_cols)
+                .unionByName(unknown.select(*rejected_cols))
             )
             rejected.write.parquet(str(out_dir / "rejected"))
             written = spark.read.parquet(str(out_dir / "rejected"))
@@ -244,8 +254,14 @@ def ingest(
     counts["self_loops_removed"] = by_status["self_loop"]
     for split, _ in sources:
         counts.setdefault(f"accepted_{split}", 0)
-    first = ["rows_read", "accepted", "rejected", "duplicates_removed", "self_loops_removed",
-             "tombstoned"]
+    first = [
+        "rows_read",
+        "accepted",
+        "rejected",
+        "duplicates_removed",
+        "self_loops_removed",
+        "tombstoned",
+    ]
     counts = {**{k: counts[k] for k in first}, **counts}
     check_counts(counts)
     if counts["accepted"] == 0:

@@ -113,19 +113,13 @@ def iter_rounds(
     sizes = {int(r[LEAF_ID]): int(r["count"]) for r in typed.groupBy(LEAF_ID).count().collect()}
     keys = slot_keys(spark, balanced_slots(sizes, partitions), partitions)
     # a map literal (one entry per leaf), not a join: no broadcast stage in every round
-    key_of_leaf = F.create_map(
-        *[F.lit(x).cast("long") for kv in sorted(keys.items()) for x in kv]
-    )
-    leaf_edges = _cached_by_key(
-        typed.withColumn(SLOT_KEY, key_of_leaf[F.col(LEAF_ID)]), partitions
-    )
+    key_of_leaf = F.create_map(*[F.lit(x).cast("long") for kv in sorted(keys.items()) for x in kv])
+    leaf_edges = _cached_by_key(typed.withColumn(SLOT_KEY, key_of_leaf[F.col(LEAF_ID)]), partitions)
     try:
         rows_path = work_dir / "rounds" / "0"
         if not (rows_path / "_SUCCESS").exists():
             # no vectors: round 1's leaves start their nodes from the seeded vectors themselves
-            round_zero_rows(leaf_nodes(leaf_edges)).write.mode("overwrite").parquet(
-                str(rows_path)
-            )
+            round_zero_rows(leaf_nodes(leaf_edges)).write.mode("overwrite").parquet(str(rows_path))
         setup_seconds = time.perf_counter() - started  # charged to the first round that runs
         r = 0
         while rounds is None or r < rounds:
@@ -148,8 +142,7 @@ def iter_rounds(
                 r,
                 len(round_logs),
                 seconds,
-                sum(x["losses"][-1] for x in round_logs if x["losses"])
-                / max(1, len(round_logs)),
+                sum(x["losses"][-1] for x in round_logs if x["losses"]) / max(1, len(round_logs)),
             )
             yield TrainingRound(r, out_path, round_logs, seconds, False)
     finally:

@@ -68,7 +68,12 @@ def assign_leaves(
         # small enough for one task: the numpy partitioner takes the fine graph itself, no
         # Spark coarsening or refinement (Gowalla k = 16: cut 0.326 vs 0.328, 54 s vs 239 s)
         state, how = _initial(
-            spark, Level(adjacency, nodes, active), k, settings, ck, settings.max_direct_edges,
+            spark,
+            Level(adjacency, nodes, active),
+            k,
+            settings,
+            ck,
+            settings.max_direct_edges,
             rows=fine_rows,
         )
         state = ck.write(state, "assigned")

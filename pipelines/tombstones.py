@@ -119,9 +119,7 @@ def flag_tombstoned(
         tagged = tagged.join(F.broadcast(found), name, "left")
         hits.append(F.coalesce(F.col(f"{name}_hit"), F.lit(False)))
     flag = hits[0] | hits[1] | hits[2]
-    return tagged.withColumn(TOMBSTONED, flag).drop(
-        *hashes, *(f"{name}_hit" for name in hashes)
-    )
+    return tagged.withColumn(TOMBSTONED, flag).drop(*hashes, *(f"{name}_hit" for name in hashes))
 
 
 def drop_tombstoned(
@@ -143,8 +141,9 @@ def drop_tombstoned(
         rows: ``<user_col>``, ``<item_col>`` (original ids, castable to string) among others.
         returns: the same columns, tombstoned rows removed.
     """
-    flagged = flag_tombstoned(spark, rows, folder, user_col=user_col, item_col=item_col,
-                              extra_keys=extra_keys)
+    flagged = flag_tombstoned(
+        spark, rows, folder, user_col=user_col, item_col=item_col, extra_keys=extra_keys
+    )
     if flagged is None:
         return rows
     return flagged.where(~F.col(TOMBSTONED)).drop(TOMBSTONED)

@@ -115,11 +115,7 @@ def train_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Pat
     """Body of the ``train`` stage (see the module docstring)."""
     leaf_edges = leaf_interactions(spark, run_dir)
     check_leaf_sizes(leaf_edges, cfg.partition.max_edges_per_leaf)
-    work_dir = (
-        run_dir
-        / "_work"
-        / f"train-{cfg.section_hash(*TRAINED_SECTIONS)}"
-    )
+    work_dir = run_dir / "_work" / f"train-{cfg.section_hash(*TRAINED_SECTIONS)}"
     work_dir.mkdir(parents=True, exist_ok=True)
     result = train_partitioned(
         spark,

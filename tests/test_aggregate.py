@@ -97,7 +97,10 @@ def test_replica_means_writes_the_weighted_mean_back_onto_every_replica():
     # every row counts its node's replicas: the items are shared by two leaves, the user is not
     replicas = {(r.kind, r.node_id, r.leaf_id): r.replicas for r in out.itertuples(index=False)}
     assert replicas == {
-        ("item", 1, 0): 2, ("item", 1, 2): 2, ("item", 7, 0): 2, ("item", 7, 1): 2,
+        ("item", 1, 0): 2,
+        ("item", 1, 2): 2,
+        ("item", 7, 0): 2,
+        ("item", 7, 1): 2,
         ("user", 1, 0): 1,
     }
     # the leaves' logs stay on the row they came with

@@ -93,9 +93,9 @@ def test_train_leaf_from_arrow_equals_the_pandas_seam():
 
     edges = _leaf(3)
     nodes = _leaf_nodes(edges).sample(frac=1.0, random_state=0)  # start rows in any order
-    init = nodes.assign(
-        leaf_id=3, vector=vectors_to_bytes(seeded_vectors(nodes, dim=8, seed=1))
-    )[["leaf_id", "kind", "node_id", "vector"]]
+    init = nodes.assign(leaf_id=3, vector=vectors_to_bytes(seeded_vectors(nodes, dim=8, seed=1)))[
+        ["leaf_id", "kind", "node_id", "vector"]
+    ]
     want = train_leaf_from(edges, init, SETTINGS, round_index=2)
     got = _arrow_leaf(edges, init, SETTINGS, 2).to_pandas()
     assert list(got.columns) == list(want.columns)
@@ -150,8 +150,10 @@ def test_empty_start_vectors_mean_the_seeded_start():
 
     edges = _leaf(3)
     nodes = pd.DataFrame(
-        {"kind": ["user"] * 3 + ["item"] * 2,
-         "node_id": list(edges["user"].unique()[:3]) + list(edges["item"].unique()[:2])}
+        {
+            "kind": ["user"] * 3 + ["item"] * 2,
+            "node_id": list(edges["user"].unique()[:3]) + list(edges["item"].unique()[:2]),
+        }
     )  # fmt: skip — the start rows name only some nodes; all of a leaf's nodes are seeded
     seeded = _leaf_nodes(edges)
     explicit = seeded.assign(

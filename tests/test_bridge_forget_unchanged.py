@@ -15,12 +15,24 @@ from pipelines.bridge_forget import LeafForgetSettings, unlearn_leaf_from
 
 def _leaf(deleted_edge: bool) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     # Leaf 3: users 0, 1; items 10, 11; edges (0,10) (0,11) (1,10).
-    edges = pd.DataFrame({"leaf_id": [3, 3, 3], "user": [0, 0, 1], "item": [10, 11, 10],
-                          "deleted": [False, deleted_edge, False]})
+    edges = pd.DataFrame(
+        {
+            "leaf_id": [3, 3, 3],
+            "user": [0, 0, 1],
+            "item": [10, 11, 10],
+            "deleted": [False, deleted_edge, False],
+        }
+    )
     vecs = (np.arange(16, dtype=np.float32).reshape(4, 4) - 7) / 10
-    init = pd.DataFrame({"leaf_id": [3] * 4, "kind": ["user", "user", "item", "item"],
-                         "node_id": [0, 1, 10, 11], "vector": vectors_to_bytes(vecs),
-                         "deleted": [False] * 4})
+    init = pd.DataFrame(
+        {
+            "leaf_id": [3] * 4,
+            "kind": ["user", "user", "item", "item"],
+            "node_id": [0, 1, 10, 11],
+            "vector": vectors_to_bytes(vecs),
+            "deleted": [False] * 4,
+        }
+    )
     return edges, init, vecs
 
 
@@ -28,8 +40,17 @@ def test_no_deletion_is_a_fixed_point_of_unlearn_lightgcn():
     users, items = np.array([0, 0, 1]), np.array([0, 1, 0])
     teacher = torch.from_numpy(_leaf(False)[2])
     cfg = UnlearnConfig(steps=1, lr=0.05, batch_size=2, seed=1, threads=1)
-    res = unlearn_lightgcn(teacher, users, items, 2, 2, lightgcn_deletion(users, items), cfg,
-                           layers=1, log=lambda *a: None)
+    res = unlearn_lightgcn(
+        teacher,
+        users,
+        items,
+        2,
+        2,
+        lightgcn_deletion(users, items),
+        cfg,
+        layers=1,
+        log=lambda *a: None,
+    )
     # The objective is exactly 0 at the start (student == teacher, no deleted terms). Its
     # gradient is 0 up to float rounding, which Adam normalises into a step of about lr, so
     # running the steps would only add drift: the bridge skips them.
@@ -43,7 +64,11 @@ def test_unchanged_leaf_skips_steps_and_returns_teacher_rows():
     settings = LeafForgetSettings(dim=4, layers=1, steps=5, threads=1, device="cpu")
     out = unlearn_leaf_from(edges, init, settings)
     assert list(zip(out["node_id"], out["w"], strict=True)) == [
-        (0, 2.0), (1, 1.0), (10, 2.0), (11, 1.0)]
+        (0, 2.0),
+        (1, 1.0),
+        (10, 2.0),
+        (11, 1.0),
+    ]
     np.testing.assert_array_equal(bytes_to_matrix(list(out["vector"]), 4), vecs)
     log = json.loads(out["leaf_log"].iloc[0])
     assert (log["unchanged"], log["steps"], log["forgotten_interactions"]) == (True, 0, 0)

@@ -93,12 +93,14 @@ def _parquet_files(root: Path) -> list[Path]:
 
 
 def _table(path: Path) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(f) for f in sorted(path.glob("*.parquet"))],
-                     ignore_index=True)
+    return pd.concat(
+        [pd.read_parquet(f) for f in sorted(path.glob("*.parquet"))], ignore_index=True
+    )
 
 
-def _assert_erased(version: Path, users: set[str], items: set[str],
-                   edges: set[tuple[str, str]]) -> dict[str, int]:
+def _assert_erased(
+    version: Path, users: set[str], items: set[str], edges: set[tuple[str, str]]
+) -> dict[str, int]:
     """Independent of pipelines.forget_verify: every Parquet file, every id column; every
     other file as text. Returns the rows seen per table folder."""
     dictionary = _table(version / "ingest" / "dictionary")
@@ -133,8 +135,9 @@ def _dense(run_dir: Path, kind: str, original: str) -> int:
     return int(d.loc[(d["kind"] == kind) & (d["original_id"] == original), "node_id"].iloc[0])
 
 
-def _dense_hits(version: Path, users: set[int], items: set[int],
-                edges: set[tuple[int, int]]) -> int:
+def _dense_hits(
+    version: Path, users: set[int], items: set[int], edges: set[tuple[int, int]]
+) -> int:
     hits = 0
     for f in _parquet_files(version):
         df = pd.read_parquet(f)
@@ -167,18 +170,29 @@ def test_forget_two_batches_shared_item_idempotent(finished_run, tmp_path, capsy
     assignment = _table(run_dir / "partition" / "assignment")
     halo = _table(run_dir / "partition" / "halo_nodes")
     # The shared item is held by users of both leaves.
-    item_users = inter0.loc[(inter0["item"] == next(iter(before["items"]))) &
-                            (inter0["split"] == "train"), "user"]
-    leaf_of = dict(zip(assignment.loc[assignment["kind"] == "user", "node_id"],
-                       assignment.loc[assignment["kind"] == "user", "leaf_id"], strict=True))
+    item_users = inter0.loc[
+        (inter0["item"] == next(iter(before["items"]))) & (inter0["split"] == "train"), "user"
+    ]
+    leaf_of = dict(
+        zip(
+            assignment.loc[assignment["kind"] == "user", "node_id"],
+            assignment.loc[assignment["kind"] == "user", "leaf_id"],
+            strict=True,
+        )
+    )
     assert {leaf_of[u] for u in item_users} == {0, 1}
 
     # Batch 1: user 105 (with all 8 interactions), the shared item 900 (8 users), the edge
     # (101, first item of 101), and an unknown user.
-    req1 = _requests(tmp_path / "batch1.csv", [
-        ("del-user", "user", "105", ""), ("del-user", "user", "no-such-user", ""),
-        ("del-item", "item", str(SHARED_ITEM), ""), ("del-edge", "edge", "101", str(held[101][0])),
-    ])
+    req1 = _requests(
+        tmp_path / "batch1.csv",
+        [
+            ("del-user", "user", "105", ""),
+            ("del-user", "user", "no-such-user", ""),
+            ("del-item", "item", str(SHARED_ITEM), ""),
+            ("del-edge", "edge", "101", str(held[101][0])),
+        ],
+    )
     assert forget.main([*argv, "--requests", str(req1), "--steps", "3"]) == 0
     out = capsys.readouterr().out
     assert "leaves retrained   2/2" in out and "unknown elements   1" in out
@@ -187,14 +201,27 @@ def test_forget_two_batches_shared_item_idempotent(finished_run, tmp_path, capsy
     assert v1 == run_dir / "versions" / "v1"
     # The superseded base is purged: its files held the deleted data.
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "CURRENT", "audit", "config.yaml", "tombstones", "versions"]
+        "CURRENT",
+        "audit",
+        "config.yaml",
+        "tombstones",
+        "versions",
+    ]
     users, items = {"105"}, {str(SHARED_ITEM)}
     edges = {("101", str(held[101][0]))}
     seen = _assert_erased(v1, users, items, edges)
     assert _dense_hits(v1, before["users"], before["items"], before["edges"]) == 0
-    for table in ("ingest/dictionary", "ingest/interactions", "partition/assignment",
-                  "train/ego", "aggregate/embeddings", "recommend/recommendations",
-                  "export/embeddings", "export/seen", "export/ann"):
+    for table in (
+        "ingest/dictionary",
+        "ingest/interactions",
+        "partition/assignment",
+        "train/ego",
+        "aggregate/embeddings",
+        "recommend/recommendations",
+        "export/embeddings",
+        "export/seen",
+        "export/ann",
+    ):
         assert seen.get(table, 0) > 0, table
     assert not (v1 / "_work").exists()
     # Exact counts: every interaction (train and test) of user 105 and of item 900, and the
@@ -209,22 +236,36 @@ def test_forget_two_batches_shared_item_idempotent(finished_run, tmp_path, capsy
     emb = _table(v1 / "aggregate" / "embeddings")
     kinds0 = (emb0["kind"] == "user").sum(), (emb0["kind"] == "item").sum()
     assert ((emb["kind"] == "user").sum(), (emb["kind"] == "item").sum()) == (
-        kinds0[0] - 1, kinds0[1] - 1)
+        kinds0[0] - 1,
+        kinds0[1] - 1,
+    )
     recs = _table(v1 / "recommend" / "recommendations")
     assert set(recs["user_id"]) == {str(u) for u in range(100, 140)} - users
     meta = json.loads((v1 / "_VERSION.json").read_text())
     assert meta["leaves_retrained"] == [0, 1] and meta["verification"]["leaks"] == 0
     audit = json.loads((run_dir / "audit" / "forget-del-user.json").read_text())
-    assert set(audit) == {"request_id", "requested_at", "applied_at", "version", "elements",
-                          "unknown", "leaves_retrained", "leaves_total", "verification",
-                          "seconds"}
+    assert set(audit) == {
+        "request_id",
+        "requested_at",
+        "applied_at",
+        "version",
+        "elements",
+        "unknown",
+        "leaves_retrained",
+        "leaves_total",
+        "verification",
+        "seconds",
+    }
     assert (audit["elements"], audit["unknown"], audit["leaves_total"]) == (2, 1, 2)
     assert audit["verification"]["passed"] is True
-    assert "\"105\"" not in json.dumps(audit)
+    assert '"105"' not in json.dumps(audit)
     tomb = pd.read_parquet(run_dir / "tombstones" / "batch-v1.parquet")
     assert set(tomb["key"]) == {
-        tombstone_key("user", "105"), tombstone_key("user", "no-such-user"),
-        tombstone_key("item", str(SHARED_ITEM)), tombstone_key("edge", "101", str(held[101][0]))}
+        tombstone_key("user", "105"),
+        tombstone_key("user", "no-such-user"),
+        tombstone_key("item", str(SHARED_ITEM)),
+        tombstone_key("edge", "101", str(held[101][0])),
+    }
     ego1 = _table(v1 / "train" / "ego")
 
     # The same file again: nothing changes.
@@ -239,7 +280,8 @@ def test_forget_two_batches_shared_item_idempotent(finished_run, tmp_path, capsy
     target = next(u for u in range(110, 140) if u % 5 != 0)
     dense_t = _dense(v1, "user", str(target))
     expected = {int(leaf_of[dense_t])} | set(
-        halo.loc[(halo["kind"] == "user") & (halo["node_id"] == dense_t), "leaf_id"].astype(int))
+        halo.loc[(halo["kind"] == "user") & (halo["node_id"] == dense_t), "leaf_id"].astype(int)
+    )
     req2 = _requests(tmp_path / "batch2.csv", [("del-2", "user", str(target), "")])
     assert forget.main([*argv, "--requests", str(req2), "--steps", "3"]) == 0
     capsys.readouterr()
@@ -263,8 +305,11 @@ def test_forget_two_batches_shared_item_idempotent(finished_run, tmp_path, capsy
         keys += [("item", i) for i in only_other]
         assert keys and all(a[k] == b[k] for k in keys)
     assert sorted(p.name for p in (run_dir / "audit").iterdir()) == [
-        "forget-del-2.json", "forget-del-edge.json", "forget-del-item.json",
-        "forget-del-user.json"]
+        "forget-del-2.json",
+        "forget-del-edge.json",
+        "forget-del-item.json",
+        "forget-del-user.json",
+    ]
 
     # Jobs given the run dir work on its current version: the pipeline resumes v2 (every stage
     # already done there), writes no base stage folder back, and reports v2's metrics.
@@ -274,7 +319,12 @@ def test_forget_two_batches_shared_item_idempotent(finished_run, tmp_path, capsy
     assert f"outputs in {v2}" in out and "done " not in out
     assert {p: p.read_bytes() for p in v2.glob("*/_STAGE.json")} == markers
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "CURRENT", "audit", "config.yaml", "tombstones", "versions"]
+        "CURRENT",
+        "audit",
+        "config.yaml",
+        "tombstones",
+        "versions",
+    ]
 
     # A later ingest (tomorrow's scheduled run: a new run dir, the same tombstone folder)
     # drops every row naming a deleted user, item or edge, counts them, and keeps none of
@@ -286,8 +336,9 @@ def test_forget_two_batches_shared_item_idempotent(finished_run, tmp_path, capsy
         for line in (root / name).read_text().split("\n"):
             if line:
                 u, *its = line.split()
-                expected += sum(u in gone_users or i == gone_item or (u, i) == gone_edge
-                                for i in its)
+                expected += sum(
+                    u in gone_users or i == gone_item or (u, i) == gone_edge for i in its
+                )
     later = tmp_path / "later"
     tomb_dir = run_dir / "tombstones"
     assert ingest.main([*_argv(root, later), "--set", f"ingest.tombstones_dir={tomb_dir}"]) == 0
@@ -306,8 +357,10 @@ def test_forget_two_batches_shared_item_idempotent(finished_run, tmp_path, capsy
 @pytest.mark.parametrize(
     ("content", "needle"),
     [
-        ("request_id,kind,id,other_id,timestamp\nr1,user,5,,2026-11-27\nr2,node,5,,2026-11-27\n",
-         "row 2: kind"),
+        (
+            "request_id,kind,id,other_id,timestamp\nr1,user,5,,2026-11-27\nr2,node,5,,2026-11-27\n",
+            "row 2: kind",
+        ),
         ("request_id,kind,id,other_id,timestamp\nr1,edge,5,,2026-11-27\n", "row 1: other_id"),
         ("request_id,kind,id,other_id,timestamp\nr 1,user,5,,2026-11-27\n", "row 1: request_id"),
         ("request_id,kind,id,other_id,timestamp\nr1,user,5,,yesterday\n", "row 1: timestamp"),
@@ -329,29 +382,48 @@ def test_bad_request_file_changes_nothing(tmp_path, capsys, content, needle):
 
 
 def test_read_requests_parquet_and_csv(tmp_path):
-    df = pd.DataFrame({"request_id": ["a", "a", "b"], "kind": ["user", "user", "edge"],
-                       "id": ["1", "2", "1"], "other_id": [None, None, "9"],
-                       "timestamp": ["1764212400", "1764212400", "2026-11-27T03:00:00Z"]})
+    df = pd.DataFrame(
+        {
+            "request_id": ["a", "a", "b"],
+            "kind": ["user", "user", "edge"],
+            "id": ["1", "2", "1"],
+            "other_id": [None, None, "9"],
+            "timestamp": ["1764212400", "1764212400", "2026-11-27T03:00:00Z"],
+        }
+    )
     df.to_parquet(tmp_path / "r.parquet")
     got = read_requests(tmp_path / "r.parquet")
     assert got.request_ids == ["a", "b"]
     assert list(got.rows["other_id"]) == ["", "", "9"]
     with pytest.raises(RequestFileError, match="no such request file"):
         read_requests(tmp_path / "missing.csv")
-    (tmp_path / "t.csv").write_text("request_id,kind,id,other_id,timestamp\n"
-                                    "a,user,1,,2026-11-27\na,user,2,,2026-11-28\n")
+    (tmp_path / "t.csv").write_text(
+        "request_id,kind,id,other_id,timestamp\na,user,1,,2026-11-27\na,user,2,,2026-11-28\n"
+    )
     with pytest.raises(RequestFileError, match="different timestamps"):
         read_requests(tmp_path / "t.csv")
 
 
 def _leaf_frames():
     # Leaf 7: users 0,1; items 10,11; edges (0,10) (0,11) (1,10); user 1 deleted.
-    edges = pd.DataFrame({"leaf_id": [7, 7, 7], "user": [0, 0, 1], "item": [10, 11, 10],
-                          "deleted": [False, False, False]})
+    edges = pd.DataFrame(
+        {
+            "leaf_id": [7, 7, 7],
+            "user": [0, 0, 1],
+            "item": [10, 11, 10],
+            "deleted": [False, False, False],
+        }
+    )
     vecs = np.arange(16, dtype=np.float32).reshape(4, 4) / 10
-    init = pd.DataFrame({"leaf_id": [7] * 4, "kind": ["user", "user", "item", "item"],
-                         "node_id": [0, 1, 10, 11], "vector": vectors_to_bytes(vecs),
-                         "deleted": [False, True, False, False]})
+    init = pd.DataFrame(
+        {
+            "leaf_id": [7] * 4,
+            "kind": ["user", "user", "item", "item"],
+            "node_id": [0, 1, 10, 11],
+            "vector": vectors_to_bytes(vecs),
+            "deleted": [False, True, False, False],
+        }
+    )
     return edges, init, vecs
 
 
@@ -360,7 +432,10 @@ def test_unlearn_leaf_drops_deleted_nodes_and_weights_retained():
     settings = LeafForgetSettings(dim=4, layers=1, steps=0, threads=1, device="cpu")
     out = unlearn_leaf_from(edges, init, settings)
     assert list(zip(out["kind"], out["node_id"], out["w"], strict=True)) == [
-        ("user", 0, 2.0), ("item", 10, 1.0), ("item", 11, 1.0)]
+        ("user", 0, 2.0),
+        ("item", 10, 1.0),
+        ("item", 11, 1.0),
+    ]
     # Zero steps: the retained nodes keep the teacher's vectors exactly.
     np.testing.assert_array_equal(bytes_to_matrix(list(out["vector"]), 4), vecs[[0, 2, 3]])
     log = json.loads(out["leaf_log"].iloc[0])
@@ -373,28 +448,44 @@ def test_unlearn_leaf_drops_deleted_nodes_and_weights_retained():
     edges["deleted"] = [False, True, False]
     init["deleted"] = False
     out = unlearn_leaf_from(edges, init, settings)
-    assert list(zip(out["node_id"], out["w"], strict=True)) == [
-        (0, 1.0), (1, 1.0), (10, 2.0)]
+    assert list(zip(out["node_id"], out["w"], strict=True)) == [(0, 1.0), (1, 1.0), (10, 2.0)]
 
 
 def test_verify_finds_a_planted_leak(tmp_path):
-    d = DeletedSet(users=frozenset({5}), items=frozenset({9}), edges=frozenset({(1, 2)}),
-                   user_ids=frozenset({"u5"}), item_ids=frozenset({"i9"}),
-                   edge_ids=frozenset({("u1", "i2")}))
+    d = DeletedSet(
+        users=frozenset({5}),
+        items=frozenset({9}),
+        edges=frozenset({(1, 2)}),
+        user_ids=frozenset({"u5"}),
+        item_ids=frozenset({"i9"}),
+        edge_ids=frozenset({("u1", "i2")}),
+    )
     clean = tmp_path / "v"
     (clean / "t").mkdir(parents=True)
-    pq.write_table(pa.table({"user": [1, 2], "item": [3, 2], "user_id": ["u1", "u2"],
-                             "item_id": ["i3", "i2"]}), clean / "t" / "part-0.parquet")
+    pq.write_table(
+        pa.table(
+            {"user": [1, 2], "item": [3, 2], "user_id": ["u1", "u2"], "item_id": ["i3", "i2"]}
+        ),
+        clean / "t" / "part-0.parquet",
+    )
     (clean / "m.json").write_text(json.dumps({"users": 5, "note": "ok"}))
     (clean / "t" / "_SUCCESS").write_text("")
     report = verify_erased(clean, d)
-    assert report.ok and report.as_dict() == {"files_scanned": 2, "files_skipped": 1,
-                                              "parquet_rows_scanned": 2, "leaks": 0,
-                                              "passed": True}
+    assert report.ok and report.as_dict() == {
+        "files_scanned": 2,
+        "files_skipped": 1,
+        "parquet_rows_scanned": 2,
+        "leaks": 0,
+        "passed": True,
+    }
     cases = [
-        {"user": [5]}, {"similar": [9]}, {"user": [1], "item": [2]},
-        {"kind": ["user"], "node_id": [5]}, {"kind": ["item"], "original_id": ["i9"]},
-        {"user_id": ["u1"], "item_id": ["i2"]}, {"raw": ["u7 i9 i3"]},
+        {"user": [5]},
+        {"similar": [9]},
+        {"user": [1], "item": [2]},
+        {"kind": ["user"], "node_id": [5]},
+        {"kind": ["item"], "original_id": ["i9"]},
+        {"user_id": ["u1"], "item_id": ["i2"]},
+        {"raw": ["u7 i9 i3"]},
     ]
     for i, cols in enumerate(cases):
         bad = tmp_path / f"bad{i}"
@@ -406,10 +497,13 @@ def test_verify_finds_a_planted_leak(tmp_path):
     (bad / "log.json").write_text(json.dumps([{"id": "u5"}]))
     assert not verify_erased(bad, d).ok
     # Earlier batches are checked through their tombstone hashes only.
-    old = DeletedSet(keys=frozenset({tombstone_key("user", "u2"),
-                                     tombstone_key("edge", "u1", "i3")}))
+    old = DeletedSet(
+        keys=frozenset({tombstone_key("user", "u2"), tombstone_key("edge", "u1", "i3")})
+    )
     assert sorted(x.split(": ")[1] for x in verify_erased(clean, old).leaks) == [
-        "column user_id (tombstoned)", "column user_id,item_id (tombstoned)"]
+        "column user_id (tombstoned)",
+        "column user_id,item_id (tombstoned)",
+    ]
     # A user row with the dense id of a deleted item is no leak (ids are per kind).
     ok = tmp_path / "kinds"
     shutil.copytree(clean, ok)
@@ -418,14 +512,23 @@ def test_verify_finds_a_planted_leak(tmp_path):
 
 
 def test_tombstones_filter_later_ingests(spark, tmp_path):
-    rows = pd.DataFrame({"kind": ["user", "item", "edge"],
-                         "key": [tombstone_key("user", "a"), tombstone_key("item", "x"),
-                                 tombstone_key("edge", "b", "y")],
-                         "request_id": ["r1", "r1", "r2"], "applied_at": ["t"] * 3})
+    rows = pd.DataFrame(
+        {
+            "kind": ["user", "item", "edge"],
+            "key": [
+                tombstone_key("user", "a"),
+                tombstone_key("item", "x"),
+                tombstone_key("edge", "b", "y"),
+            ],
+            "request_id": ["r1", "r1", "r2"],
+            "applied_at": ["t"] * 3,
+        }
+    )
     write_tombstones(tmp_path, "v1", rows)
     df = spark.createDataFrame(
         [("a", "y", 1), ("b", "x", 2), ("b", "y", 3), ("b", "z", 4), ("c", "y", 5)],
-        "user string, item string, line int")
+        "user string, item string, line int",
+    )
     kept = drop_tombstoned(spark, df, tmp_path).orderBy("line").collect()
     assert [r["line"] for r in kept] == [4, 5]
     assert drop_tombstoned(spark, df, tmp_path / "none") is df
@@ -436,7 +539,8 @@ def test_scrub_raw_drops_lines_naming_deleted_ids(spark):
 
     df = spark.createDataFrame(
         [(1, "u1 i2"), (2, "u1 i3"), (3, "u5\ti3"), (4, None), (5, "u1,i2,i7")],
-        "line int, raw string")
+        "line int, raw string",
+    )
     d = DeletedSet(user_ids=frozenset({"u5"}), edge_ids=frozenset({("u1", "i2")}))
     # 329 edges: one Column expression per edge overflowed Spark's analyser; Python sets do not.
     many = frozenset({("u1", "i2")} | {(f"x{k}", f"y{k}") for k in range(329)})

@@ -86,8 +86,17 @@ def test_aggregate_exact_on_three_nodes(backend: str) -> None:
     w = torch.tensor([[2.0, 1.0], [-1.0, 3.0]])
     dev = _dev(backend)
     idx = GraphIndex.build(ei.to(dev), et.to(dev), 3, 2)
-    out = relational_aggregate(x.to(dev), w.to(dev), idx, idx.view(None), kind="distmult", dim=2,
-                               with_sq=True, with_minmax=True, backend=backend)
+    out = relational_aggregate(
+        x.to(dev),
+        w.to(dev),
+        idx,
+        idx.view(None),
+        kind="distmult",
+        dim=2,
+        with_sq=True,
+        with_minmax=True,
+        backend=backend,
+    )
     out = type(out)(*(o.cpu() for o in out))
     # node 1 gets 0->1 r0: [2, 2] and 2->1 r1: [2, 1.5]
     # node 2 gets 1->2 r0: [6, -1], 0->2 r1: [-1, 6], 2->2 r0: [-4, 0.5]
@@ -116,12 +125,15 @@ def test_aggregate_matches_loop_and_gradients_agree(backend: str, kind: str) -> 
         idx = GraphIndex.build(ei.to(dev), et.to(dev), n, r)
         x, w = x0.to(dev).requires_grad_(), w0.to(dev).requires_grad_()
         view = idx.view(keep.to(dev))
-        out = relational_aggregate(x, w, idx, view, kind=kind, dim=c, with_sq=True,
-                                   with_minmax=True, backend=be)
+        out = relational_aggregate(
+            x, w, idx, view, kind=kind, dim=c, with_sq=True, with_minmax=True, backend=be
+        )
         for got, ref in zip(out, want, strict=True):
             torch.testing.assert_close(got.cpu(), ref)
-        loss = sum((torch.nan_to_num(o, posinf=0.0, neginf=0.0) * k.to(dev)).sum()
-                   for o, k in zip(out, coef, strict=True))
+        loss = sum(
+            (torch.nan_to_num(o, posinf=0.0, neginf=0.0) * k.to(dev)).sum()
+            for o, k in zip(out, coef, strict=True)
+        )
         loss.backward()
         grads[be] = (x.grad.cpu(), w.grad.cpu())
         assert view.degree.long().tolist() == torch.bincount(ei[1][keep], minlength=n).tolist()
@@ -148,8 +160,9 @@ def test_conv_layer_matches_paper_formulas(aggregate: str) -> None:
     logd = deg.log()
     scale = logd / logd.mean()
     for v in range(n):
-        msgs = [boundary[v]] + [x[int(ei[0, e])] * rel[int(et[e])]
-                                for e in range(ei.shape[1]) if int(ei[1, e]) == v]
+        msgs = [boundary[v]] + [
+            x[int(ei[0, e])] * rel[int(et[e])] for e in range(ei.shape[1]) if int(ei[1, e]) == v
+        ]
         msg = torch.stack(msgs)  # [deg, b, d]
         if aggregate == "sum":
             agg = msg.sum(0)
@@ -203,8 +216,7 @@ def test_inverse_relations() -> None:
 
 def test_homogeneous_graph_both_directions_and_loops() -> None:
     g = homogeneous_graph(torch.tensor([[0, 2]]), 3)
-    assert sorted(map(tuple, g.edge_index.t().tolist())) == [(0, 0), (0, 2), (1, 1), (2, 0),
-                                                            (2, 2)]
+    assert sorted(map(tuple, g.edge_index.t().tolist())) == [(0, 0), (0, 2), (1, 1), (2, 0), (2, 2)]
     assert g.num_relations == 1 and g.edge_type.sum() == 0
 
 
@@ -220,8 +232,13 @@ def test_remove_easy_edges() -> None:
 def test_strict_negatives_avoid_true_answers() -> None:
     g = kg_graph(torch.tensor([[0, 0, 1], [0, 0, 2], [0, 0, 3]]), 6, 1)
     sampler = NegativeSampler(g)
-    neg = sampler.sample(torch.tensor([0] * 50), torch.tensor([0] * 50), torch.tensor([1] * 50),
-                         4, generator=torch.Generator().manual_seed(0))
+    neg = sampler.sample(
+        torch.tensor([0] * 50),
+        torch.tensor([0] * 50),
+        torch.tensor([1] * 50),
+        4,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert set(neg.unique().tolist()) <= {0, 4, 5}
 
 
@@ -250,15 +267,18 @@ def test_evaluate_kg_both_directions_filtered() -> None:
     train = torch.tensor([[0, 0, 1], [0, 0, 3]])
     test = torch.tensor([[0, 0, 2]])
     graph = kg_graph(train, 4, 1)
-    model = _FixedScores({
-        (0, 0): [0.0, 0.9, 0.5, 0.8],  # tail query (0, r, ?): 1 and 3 are filtered -> rank 1
-        (2, 1): [0.3, 0.6, 0.1, 0.2],  # head query (2, r^-1, ?): node 1 beats 0 -> rank 2
-    })
+    model = _FixedScores(
+        {
+            (0, 0): [0.0, 0.9, 0.5, 0.8],  # tail query (0, r, ?): 1 and 3 are filtered -> rank 1
+            (2, 1): [0.3, 0.6, 0.1, 0.2],  # head query (2, r^-1, ?): node 1 beats 0 -> rank 2
+        }
+    )
     m = evaluate_kg(model, graph, test, filter_triples=torch.cat([train, test]), batch_size=1)
     assert m["mrr"] == pytest.approx((1.0 + 0.5) / 2)
     assert (m["hits@1"], m["hits@3"], m["queries"]) == (0.5, 1.0, 2.0)
-    mask = AnswerFilter(torch.cat([train, test]), 4, 1).mask(torch.tensor([0, 2]),
-                                                             torch.tensor([0, 1]), 4)
+    mask = AnswerFilter(torch.cat([train, test]), 4, 1).mask(
+        torch.tensor([0, 2]), torch.tensor([0, 1]), 4
+    )
     assert mask.tolist() == [[False, True, True, True], [True, False, False, False]]
 
 
@@ -299,8 +319,9 @@ def _toy_kg() -> RelationalGraph:
 
 
 def test_tiny_training_decreases_loss_and_is_deterministic() -> None:
-    cfg = NBFNetTrainConfig(dim=8, layers=2, batch_size=16, epochs=3, num_negative=4,
-                            log_every=0, seed=3, threads=1)
+    cfg = NBFNetTrainConfig(
+        dim=8, layers=2, batch_size=16, epochs=3, num_negative=4, log_every=0, seed=3, threads=1
+    )
     graph = _toy_kg()
     a = fit_nbfnet(graph, cfg)
     b = fit_nbfnet(graph, cfg)
@@ -356,9 +377,19 @@ def test_link_training_with_negative_sources_runs_and_learns() -> None:
     ring = torch.stack([torch.arange(20), (torch.arange(20) + 1) % 20], 1)
     pairs = torch.sort(ring, dim=1).values
     graph = homogeneous_graph(pairs, 20)
-    cfg = NBFNetTrainConfig(task="link", dependent=False, dim=8, layers=2, batch_size=5,
-                            epochs=3, num_negative=3, negative_sources=1.0, log_every=0,
-                            adversarial_temperature=0.0, threads=1)
+    cfg = NBFNetTrainConfig(
+        task="link",
+        dependent=False,
+        dim=8,
+        layers=2,
+        batch_size=5,
+        epochs=3,
+        num_negative=3,
+        negative_sources=1.0,
+        log_every=0,
+        adversarial_temperature=0.0,
+        threads=1,
+    )
     res = fit_nbfnet(graph, cfg)
     assert res.steps == 12 and res.queries == 60
     assert sum(res.losses[-3:]) < sum(res.losses[:3])
@@ -391,21 +422,34 @@ def test_symmetric_pair_training_matches_the_reference_link_loss() -> None:
     ring = torch.stack([torch.arange(20), (torch.arange(20) + 1) % 20], 1)
     chords = torch.tensor([[0, 10], [5, 15]])
     graph = homogeneous_graph(torch.cat([ring, chords]), 20)
-    cfg = NBFNetTrainConfig(task="link", dependent=False, dim=8, layers=2, batch_size=4,
-                            epochs=4, num_negative=2, symmetric=True, log_every=0,
-                            adversarial_temperature=0.0, threads=1)
+    cfg = NBFNetTrainConfig(
+        task="link",
+        dependent=False,
+        dim=8,
+        layers=2,
+        batch_size=4,
+        epochs=4,
+        num_negative=2,
+        symmetric=True,
+        log_every=0,
+        adversarial_temperature=0.0,
+        threads=1,
+    )
     torch.manual_seed(0)
     model = build_model(graph.num_relations, cfg)
     src, ans = torch.tensor([0, 3, 5, 9]), torch.tensor([1, 4, 15, 10])
     # A symmetric pair score does not depend on the pair's direction.
     zero = torch.zeros(4, dtype=torch.long)
-    torch.testing.assert_close(model.pair_scores(graph, src, ans, zero, symmetric=True),
-                               model.pair_scores(graph, ans, src, zero, symmetric=True))
+    torch.testing.assert_close(
+        model.pair_scores(graph, src, ans, zero, symmetric=True),
+        model.pair_scores(graph, ans, src, zero, symmetric=True),
+    )
     # The loss: positives against K random non-edge pairs each, both directions, with every
     # pair's edges removed, reproduced by hand from the same random stream.
     sampler = NegativeSampler(graph)
-    loss = symmetric_pair_loss(model, graph, sampler, src, ans, cfg, torch.Generator()
-                               .manual_seed(7), torch.device("cpu"))
+    loss = symmetric_pair_loss(
+        model, graph, sampler, src, ans, cfg, torch.Generator().manual_seed(7), torch.device("cpu")
+    )
     gen = torch.Generator().manual_seed(7)
     xs = torch.randint(20, (8,), generator=gen)
     ys = sampler.sample(xs, torch.zeros_like(xs), xs, 1, generator=gen)[:, 0]
@@ -418,7 +462,8 @@ def test_symmetric_pair_training_matches_the_reference_link_loss() -> None:
     logits = model.pair_scores(graph, h, t, torch.zeros_like(h), symmetric=True, keep=keep)
     table = torch.cat([logits[:4, None], logits[4:].view(4, 2)], 1)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(
-        table, torch.tensor([[1.0, 0.0, 0.0]]).expand(4, 3), reduction="none")
+        table, torch.tensor([[1.0, 0.0, 0.0]]).expand(4, 3), reduction="none"
+    )
     expected = ((bce[:, 0] + 0.5 * bce[:, 1:].sum(1)) / 2).mean()
     torch.testing.assert_close(loss, expected)
     res = fit_nbfnet(graph, cfg)
@@ -438,8 +483,19 @@ def test_two_thread_training_is_bit_identical_with_a_seed():
     heads, rels, tails = (torch.randint(0, k, (m,), generator=gen) for k in (n, r, n))
     triples = torch.stack([heads, rels, tails], dim=1)
     graph = kg_graph(triples, n, r)
-    cfg = NBFNetTrainConfig(task="kg", dependent=True, num_negative=8, batch_size=4, dim=16,
-                            layers=3, seed=0, max_steps=3, epochs=100, log_every=0, threads=2)
+    cfg = NBFNetTrainConfig(
+        task="kg",
+        dependent=True,
+        num_negative=8,
+        batch_size=4,
+        dim=16,
+        layers=3,
+        seed=0,
+        max_steps=3,
+        epochs=100,
+        log_every=0,
+        threads=2,
+    )
     runs = [fit_nbfnet(graph, cfg, train_triples=triples).model.state_dict() for _ in range(2)]
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     # the setting is scoped to the training call

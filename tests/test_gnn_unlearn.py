@@ -62,7 +62,8 @@ def test_bernoulli_kl_and_embedding_distance_hand_values() -> None:
     assert float(bernoulli_kl(t, s)) == pytest.approx(expected, rel=1e-6)
     # temperature 2 divides the logits and multiplies by 4
     assert float(bernoulli_kl(t, s, temperature=2.0)) == pytest.approx(
-        4 * (_kl(math.log(3.0) / 2, 0.0)) / 2, rel=1e-6)
+        4 * (_kl(math.log(3.0) / 2, 0.0)) / 2, rel=1e-6
+    )
     a = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
     b = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
     assert float(embedding_distance(a, b)) == pytest.approx((5.0 + 25.0) / 2)
@@ -77,8 +78,17 @@ def test_lightgcn_loss_against_its_formula() -> None:
     du, di = torch.tensor([1]), torch.tensor([1])
     gone = torch.tensor([1])
     total, l_r, l_f = lightgcn_unlearn_loss(
-        final, teacher, destroyer, 2, (users, pos, neg), (du, di), gone,
-        alpha=0.3, beta=0.5, temperature=1.0)
+        final,
+        teacher,
+        destroyer,
+        2,
+        (users, pos, neg),
+        (du, di),
+        gone,
+        alpha=0.3,
+        beta=0.5,
+        temperature=1.0,
+    )
     # retained logits: student (u0, i0) = 1, (u0, i2) = 0.5; teacher 2 and 2
     kl_r = (_kl(2.0, 1.0) + _kl(2.0, 0.5)) / 2
     # embeddings of rows u0, i0, i2: squared distances 1, 1, 4.25
@@ -108,8 +118,9 @@ def test_delete_triples_removes_both_directions() -> None:
     r = delete_triples(g, torch.tensor([[1, 0, 2]]), inverse_offset=0)
     pairs = set(map(tuple, r.edge_index.t().tolist()))
     assert pairs == {(0, 1), (1, 0), (2, 3), (3, 2), (0, 0), (1, 1), (2, 2), (3, 3)}
-    kg = RelationalGraph(torch.tensor([[0, 1, 1, 2], [1, 2, 0, 1]]), torch.tensor([0, 1, 2, 3]),
-                         3, 4)  # relations 0, 1 and inverses 2, 3
+    kg = RelationalGraph(
+        torch.tensor([[0, 1, 1, 2], [1, 2, 0, 1]]), torch.tensor([0, 1, 2, 3]), 3, 4
+    )  # relations 0, 1 and inverses 2, 3
     r = delete_triples(kg, torch.tensor([[0, 0, 1]]), inverse_offset=2)
     assert r.edge_index.t().tolist() == [[1, 2], [2, 1]]
     assert r.edge_type.tolist() == [1, 3]
@@ -158,8 +169,7 @@ def test_deleted_auroc_nbfnet_is_an_auroc_over_same_source_pairs() -> None:
 # ---------------------------------------------------------------- LightGCN unlearning
 def _trained_toy() -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     users, items = _two_communities()
-    cfg = LightGCNTrainConfig(epochs=40, batch_size=64, lr=0.05, dim=8, layers=2, seed=0,
-                              threads=1)
+    cfg = LightGCNTrainConfig(epochs=40, batch_size=64, lr=0.05, dim=8, layers=2, seed=0, threads=1)
     res = fit_lightgcn(users, items, 40, 24, cfg, log=lambda *a: None)
     assert res.ego_emb is not None
     return users, items, res.ego_emb
@@ -171,8 +181,9 @@ def test_lightgcn_deleted_edge_scores_fall(device: str) -> None:
     picked = sample_deleted_edges(len(users), 0.1, seed=0)
     deletion = lightgcn_deletion(users, items, edges=picked)
     cfg = UnlearnConfig(alpha=0.5, steps=40, lr=0.01, batch_size=256, seed=0, threads=1)
-    res = unlearn_lightgcn(ego, users, items, 40, 24, deletion, cfg, layers=2, device=device,
-                           log=lambda *a: None)
+    res = unlearn_lightgcn(
+        ego, users, items, 40, 24, deletion, cfg, layers=2, device=device, log=lambda *a: None
+    )
     with torch.no_grad():
         before = lightgcn_propagate(build_norm_adj(users, items, 40, 24), ego, 2)
     du, di = users[picked], items[picked]
@@ -194,8 +205,9 @@ def test_lightgcn_user_deletion_pulls_users_to_destroyer_and_is_deterministic() 
     cfg = UnlearnConfig(alpha=0.5, steps=30, lr=0.02, batch_size=128, seed=5, threads=1)
     a = unlearn_lightgcn(ego, users, items, 40, 24, deletion, cfg, layers=2, log=lambda *x: None)
     b = unlearn_lightgcn(ego, users, items, 40, 24, deletion, cfg, layers=2, log=lambda *x: None)
-    c = unlearn_lightgcn(ego, users, items, 40, 24, deletion, cfg.replace(seed=6), layers=2,
-                         log=lambda *x: None)
+    c = unlearn_lightgcn(
+        ego, users, items, 40, 24, deletion, cfg.replace(seed=6), layers=2, log=lambda *x: None
+    )
     assert a.ego_emb is not None and b.ego_emb is not None and c.ego_emb is not None
     assert torch.equal(a.ego_emb, b.ego_emb)
     assert not torch.equal(a.ego_emb, c.ego_emb)
@@ -215,8 +227,9 @@ def _nbf(seed: int) -> NBFNet:
 
 
 def _toy_graph() -> tuple[RelationalGraph, torch.Tensor]:
-    edges = torch.tensor([[0, 1], [1, 2], [2, 3], [3, 0], [4, 5], [5, 6], [6, 7], [7, 4],
-                          [0, 2], [4, 6]])
+    edges = torch.tensor(
+        [[0, 1], [1, 2], [2, 3], [3, 0], [4, 5], [5, 6], [6, 7], [7, 4], [0, 2], [4, 6]]
+    )
     triples = torch.stack([edges[:, 0], torch.zeros(10, dtype=torch.long), edges[:, 1]], 1)
     return homogeneous_graph(edges, 8), triples
 
@@ -226,9 +239,16 @@ def test_nbfnet_gradients_reach_every_student_parameter() -> None:
     student, teacher, destroyer = _nbf(0), _nbf(1), _nbf(2)
     cand = torch.tensor([[1, 5, 6], [2, 7, 4]])
     total, l_r, l_f = nbfnet_unlearn_loss(
-        student, teacher, destroyer, g, (torch.tensor([0, 1]), torch.tensor([0, 0]), cand),
+        student,
+        teacher,
+        destroyer,
+        g,
+        (torch.tensor([0, 1]), torch.tensor([0, 0]), cand),
         (torch.tensor([4]), torch.tensor([0]), torch.tensor([5])),
-        alpha=0.5, beta=1.0, temperature=1.0)
+        alpha=0.5,
+        beta=1.0,
+        temperature=1.0,
+    )
     total.backward()
     for name, p in student.named_parameters():
         assert p.grad is not None, name
@@ -243,15 +263,42 @@ def test_nbfnet_unlearning_moves_deleted_logits_to_destroyer(device: str) -> Non
     g, triples = _toy_graph()
     teacher = _nbf(0)
     deleted = torch.tensor([4, 9])
-    cfg = UnlearnConfig(alpha=0.2, steps=12, lr=0.02, batch_size=4, deleted_batch_size=2,
-                        num_negative=2, seed=0, threads=1)
-    res = unlearn_nbfnet(teacher, g, triples, deleted, cfg, task="link", device=device,
-                         make_model=_nbf_unseeded, log=lambda *a: None)
-    again = unlearn_nbfnet(teacher, g, triples, deleted, cfg, task="link", device=device,
-                           make_model=_nbf_unseeded, log=lambda *a: None)
+    cfg = UnlearnConfig(
+        alpha=0.2,
+        steps=12,
+        lr=0.02,
+        batch_size=4,
+        deleted_batch_size=2,
+        num_negative=2,
+        seed=0,
+        threads=1,
+    )
+    res = unlearn_nbfnet(
+        teacher,
+        g,
+        triples,
+        deleted,
+        cfg,
+        task="link",
+        device=device,
+        make_model=_nbf_unseeded,
+        log=lambda *a: None,
+    )
+    again = unlearn_nbfnet(
+        teacher,
+        g,
+        triples,
+        deleted,
+        cfg,
+        task="link",
+        device=device,
+        make_model=_nbf_unseeded,
+        log=lambda *a: None,
+    )
     assert res.model is not None and again.model is not None and res.graph is not None
-    for (k, v), w in zip(res.model.state_dict().items(), again.model.state_dict().values(),
-                         strict=True):
+    for (k, v), w in zip(
+        res.model.state_dict().items(), again.model.state_dict().values(), strict=True
+    ):
         if device == "cpu":
             assert torch.equal(v, w), k
         else:  # CUDA's index_add_ adds with atomics: same to rounding, not bit for bit
@@ -278,8 +325,10 @@ def _nbf_unseeded() -> NBFNet:
 
 
 def test_no_pyspark_import() -> None:
-    code = ("import sys, gnn.unlearn, gnn.unlearn_eval, gnn.unlearn_nbfnet; "
-            "sys.exit(any(m.split('.')[0] == 'pyspark' for m in sys.modules))")
+    code = (
+        "import sys, gnn.unlearn, gnn.unlearn_eval, gnn.unlearn_nbfnet; "
+        "sys.exit(any(m.split('.')[0] == 'pyspark' for m in sys.modules))"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
@@ -294,16 +343,26 @@ def test_nbfnet_triple_deletion_on_a_kg() -> None:
 
     torch.manual_seed(0)
     teacher = make()
-    cfg = UnlearnConfig(steps=3, lr=0.01, batch_size=4, deleted_batch_size=1, num_negative=2,
-                        threads=1)
-    res = unlearn_nbfnet(teacher, g, triples, torch.tensor([4]), cfg, task="kg",
-                         make_model=make, log=lambda *a: None)
+    cfg = UnlearnConfig(
+        steps=3, lr=0.01, batch_size=4, deleted_batch_size=1, num_negative=2, threads=1
+    )
+    res = unlearn_nbfnet(
+        teacher, g, triples, torch.tensor([4]), cfg, task="kg", make_model=make, log=lambda *a: None
+    )
     assert res.graph is not None and res.model is not None
-    kept = set(zip(res.graph.edge_index[0].tolist(), res.graph.edge_type.tolist(),
-                   res.graph.edge_index[1].tolist(), strict=True))
+    kept = set(
+        zip(
+            res.graph.edge_index[0].tolist(),
+            res.graph.edge_type.tolist(),
+            res.graph.edge_index[1].tolist(),
+            strict=True,
+        )
+    )
     assert (0, 1, 2) not in kept and (2, 3, 0) not in kept
     assert len(kept) == 2 * 6 - 2
     assert res.steps == 3 and all(math.isfinite(x) for row in res.losses for x in row)
-    changed = [not torch.equal(a, b) for a, b in zip(res.model.state_dict().values(),
-                                                      teacher.state_dict().values(), strict=True)]
+    changed = [
+        not torch.equal(a, b)
+        for a, b in zip(res.model.state_dict().values(), teacher.state_dict().values(), strict=True)
+    ]
     assert any(changed)

@@ -90,18 +90,36 @@ def test_edges_csv_every_bad_row_quarantined(spark, tmp_path):
     (tmp_path / "edges.csv").write_bytes(EDGES_CSV)
     (tmp_path / "test.tsv").write_bytes(EDGES_TEST_TSV)
     counts, tables = run(
-        spark, tmp_path / "out", train_path=str(tmp_path / "edges.csv"),
-        test_path=str(tmp_path / "test.tsv"), format="edges", header=True, weighted=True,
+        spark,
+        tmp_path / "out",
+        train_path=str(tmp_path / "edges.csv"),
+        test_path=str(tmp_path / "test.tsv"),
+        format="edges",
+        header=True,
+        weighted=True,
     )
     assert rejected(tables) == EDGES_REJECTED
     # Dense ids in numeric order of the training ids 1, 2, 3, 6.
     assert dictionary(tables, "node") == [("1", 0), ("2", 1), ("3", 2), ("6", 3)]
     assert rows_of(tables["edges"], "split", "src", "dst", "weight") == [
-        ("test", 0, 1, 0.7), ("train", 0, 1, 0.5), ("train", 1, 2, 1.5), ("train", 3, 0, 2.0)]
+        ("test", 0, 1, 0.7),
+        ("train", 0, 1, 0.5),
+        ("train", 1, 2, 1.5),
+        ("train", 3, 0, 2.0),
+    ]
     # 14 data rows in train (17 lines - header, comment, blank) + 4 in test (5 - header).
-    assert counts == {"rows_read": 18, "accepted": 4, "rejected": 10, "duplicates_removed": 2,
-                      "self_loops_removed": 2, "tombstoned": 0, "lines_skipped": 4, "nodes": 4,
-                      "accepted_train": 3, "accepted_test": 1}
+    assert counts == {
+        "rows_read": 18,
+        "accepted": 4,
+        "rejected": 10,
+        "duplicates_removed": 2,
+        "self_loops_removed": 2,
+        "tombstoned": 0,
+        "lines_skipped": 4,
+        "nodes": 4,
+        "accepted_train": 3,
+        "accepted_test": 1,
+    }
     bad = {r.line_number: r for r in tables["rejected"].collect()}
     assert bad[6].raw == "4,5"  # CRLF stripped
     assert bad[12].raw == "4,\ufffd5,1"
@@ -151,15 +169,18 @@ def test_line_numbers_exact_across_file_splits(spark, tmp_path):
 def test_parquet_folder_with_aliases(spark, tmp_path):
     folder = tmp_path / "pq"
     folder.mkdir()
-    table = pa.table({
-        "source": pa.array([1, None, 2, 3, 2], pa.int64()),
-        "target": pa.array([2, 3, 3, 1, 1], pa.int64()),
-        "weight": pa.array([1.0, 1.0, -2.0, math.nan, 0.0]),
-    })
+    table = pa.table(
+        {
+            "source": pa.array([1, None, 2, 3, 2], pa.int64()),
+            "target": pa.array([2, 3, 3, 1, 1], pa.int64()),
+            "weight": pa.array([1.0, 1.0, -2.0, math.nan, 0.0]),
+        }
+    )
     pq.write_table(table, folder / "part-0.parquet")
     (folder / "_SUCCESS").write_bytes(b"")
-    counts, tables = run(spark, tmp_path / "out", train_path=str(folder), format="edges",
-                         weighted=True)
+    counts, tables = run(
+        spark, tmp_path / "out", train_path=str(folder), format="edges", weighted=True
+    )
     assert rejected(tables) == {
         ("part-0.parquet", 2, "empty id"),
         ("part-0.parquet", 3, "negative weight"),
@@ -185,8 +206,12 @@ def test_kg_triples_tsv_with_test_split(spark, tmp_path):
         "/m/a\t/r/q\t/m/b\n"  # 3 unknown relation
     )
     counts, tables = run(
-        spark, tmp_path / "out", train_path=str(tmp_path / "train.tsv"),
-        test_path=str(tmp_path / "test.tsv"), format="triples", numeric_ids=False,
+        spark,
+        tmp_path / "out",
+        train_path=str(tmp_path / "train.tsv"),
+        test_path=str(tmp_path / "test.tsv"),
+        format="triples",
+        numeric_ids=False,
     )
     assert rejected(tables) == {
         ("train.tsv", 3, "wrong column count (expected 3, got 2)"),
@@ -197,7 +222,10 @@ def test_kg_triples_tsv_with_test_split(spark, tmp_path):
     assert dictionary(tables, "entity") == [("/m/a", 0), ("/m/b", 1), ("/m/c", 2)]
     assert dictionary(tables, "relation") == [("/r/x", 0), ("/r/y", 1)]
     assert rows_of(tables["edges"], "split", "src", "rel", "dst") == [
-        ("test", 0, 0, 2), ("train", 0, 0, 1), ("train", 1, 1, 2)]
+        ("test", 0, 0, 2),
+        ("train", 0, 0, 1),
+        ("train", 1, 1, 2),
+    ]
     assert counts["entities"] == 3 and counts["relations"] == 2 and counts["rows_read"] == 7
 
 
@@ -211,8 +239,13 @@ def test_lightgcn_lines_pairs_and_unknown_test_ids(spark, tmp_path):
         "  14 5  \n"  # 5: surrounding spaces are fine
     )
     (tmp_path / "test.txt").write_text("10 8 7\n12 5\n11 99\n")
-    counts, tables = run(spark, tmp_path / "out", train_path=str(tmp_path / "train.txt"),
-                         test_path=str(tmp_path / "test.txt"), format="lightgcn")
+    counts, tables = run(
+        spark,
+        tmp_path / "out",
+        train_path=str(tmp_path / "train.txt"),
+        test_path=str(tmp_path / "test.txt"),
+        format="lightgcn",
+    )
     assert rejected(tables) == {
         ("train.txt", 2, "non-numeric id"),
         ("train.txt", 3, "non-numeric id"),
@@ -220,18 +253,33 @@ def test_lightgcn_lines_pairs_and_unknown_test_ids(spark, tmp_path):
         ("test.txt", 2, "unknown user in test"),
         ("test.txt", 3, "unknown item in test"),
     }
-    raws = {(Path(r.source_file).name, r.line_number): r.raw
-            for r in tables["rejected"].collect()}
+    raws = {(Path(r.source_file).name, r.line_number): r.raw for r in tables["rejected"].collect()}
     assert raws[("train.txt", 2)] == "11 x9" and raws[("train.txt", 3)] == "u12 1 2 3"
     assert dictionary(tables, "user") == [("10", 0), ("11", 1), ("14", 2)]
     assert dictionary(tables, "item") == [("5", 0), ("7", 1), ("8", 2)]
     assert rows_of(tables["interactions"], "split", "user", "item") == [
-        ("test", 0, 1), ("test", 0, 2),
-        ("train", 0, 0), ("train", 0, 1), ("train", 1, 1), ("train", 1, 2), ("train", 2, 0)]
+        ("test", 0, 1),
+        ("test", 0, 2),
+        ("train", 0, 0),
+        ("train", 0, 1),
+        ("train", 1, 1),
+        ("train", 1, 2),
+        ("train", 2, 0),
+    ]
     # rows: train 3 + 3 + 1 + 1 + 1 = 9, test 2 + 1 + 1 = 4.
-    assert counts == {"rows_read": 13, "accepted": 7, "rejected": 5, "duplicates_removed": 1,
-                      "self_loops_removed": 0, "tombstoned": 0, "lines_skipped": 0, "users": 3,
-                      "items": 3, "accepted_train": 5, "accepted_test": 2}
+    assert counts == {
+        "rows_read": 13,
+        "accepted": 7,
+        "rejected": 5,
+        "duplicates_removed": 1,
+        "self_loops_removed": 0,
+        "tombstoned": 0,
+        "lines_skipped": 0,
+        "users": 3,
+        "items": 3,
+        "accepted_train": 5,
+        "accepted_test": 2,
+    }
 
 
 def test_pairs_csv_header_timestamps_string_ids_round_trip(spark, tmp_path):
@@ -241,19 +289,32 @@ def test_pairs_csv_header_timestamps_string_ids_round_trip(spark, tmp_path):
         "carol,,400\n"  # 5 empty id
         "dave,book,yesterday\n"  # 6 non-numeric timestamp
     )
-    counts, tables = run(spark, tmp_path / "out", train_path=str(tmp_path / "pairs.csv"),
-                         format="pairs", header=True, numeric_ids=False, timestamped=True)
-    assert rejected(tables) == {("pairs.csv", 5, "empty id"),
-                                ("pairs.csv", 6, "non-numeric timestamp")}
+    counts, tables = run(
+        spark,
+        tmp_path / "out",
+        train_path=str(tmp_path / "pairs.csv"),
+        format="pairs",
+        header=True,
+        numeric_ids=False,
+        timestamped=True,
+    )
+    assert rejected(tables) == {
+        ("pairs.csv", 5, "empty id"),
+        ("pairs.csv", 6, "non-numeric timestamp"),
+    }
     assert dictionary(tables, "user") == [("alice", 0), ("bob", 1)]
     assert dictionary(tables, "item") == [("book", 0), ("film", 1)]
     df = tables["interactions"]
     assert df.columns == ["user", "item", "ts", "split"]
-    back = map_back(map_back(df, tables["dictionary"], "user", "user"),
-                    tables["dictionary"], "item", "item")
+    back = map_back(
+        map_back(df, tables["dictionary"], "user", "user"), tables["dictionary"], "item", "item"
+    )
     assert back.columns == df.columns
     assert rows_of(back, "user", "item", "ts") == [
-        ("alice", "book", 100), ("alice", "film", 300), ("bob", "film", 200)]
+        ("alice", "book", 100),
+        ("alice", "film", 300),
+        ("bob", "film", 200),
+    ]
     assert counts["accepted"] == 3 and counts["rejected"] == 2 and counts["rows_read"] == 5
 
 
@@ -262,18 +323,25 @@ def test_gowalla_lines_map_to_themselves(spark, tmp_path, data_dir):
     test = (data_dir / "gowalla" / "test.txt").read_text().splitlines()[:5]
     (tmp_path / "train.txt").write_text("\n".join(train) + "\n")
     (tmp_path / "test.txt").write_text("\n".join(test) + "\n")
-    counts, tables = run(spark, tmp_path / "out", train_path=str(tmp_path / "train.txt"),
-                         test_path=str(tmp_path / "test.txt"))
-    pairs = {s: [(int(t[0]), int(i)) for t in (ln.split() for ln in lines) for i in t[1:]]
-             for s, lines in (("train", train), ("test", test))}
+    counts, tables = run(
+        spark,
+        tmp_path / "out",
+        train_path=str(tmp_path / "train.txt"),
+        test_path=str(tmp_path / "test.txt"),
+    )
+    pairs = {
+        s: [(int(t[0]), int(i)) for t in (ln.split() for ln in lines) for i in t[1:]]
+        for s, lines in (("train", train), ("test", test))
+    }
     items = {i for _, i in pairs["train"]}
     assert items == set(range(len(items)))  # the first users' items are 0..n-1: identity
     d = tables["dictionary"].collect()
     assert d and all(r.original_id == str(r.node_id) for r in d)
     got = rows_of(tables["interactions"], "split", "user", "item")
     known = [p for p in pairs["test"] if p[1] in items]
-    assert got == sorted([("train", u, i) for u, i in pairs["train"]]
-                         + [("test", u, i) for u, i in known])
+    assert got == sorted(
+        [("train", u, i) for u, i in pairs["train"]] + [("test", u, i) for u, i in known]
+    )
     assert counts["rejected"] == len(pairs["test"]) - len(known)
     assert counts["users"] == 5 and counts["items"] == len(items)
     assert {r.reason for r in tables["rejected"].collect()} == {"unknown item in test"}
@@ -326,9 +394,20 @@ def test_job_policies_off_marker_and_skip_on_rerun(spark, tmp_path, capsys):
     """Policies off here; on in the edge-list test above (same self-loop and duplicate)."""
     edges = _write(tmp_path, "e.txt", b"1 2\n2 3\n3 3\n1 2\n")
     run_dir = tmp_path / "run"
-    argv = ["--run-dir", str(run_dir), "--set", f"ingest.train_path={edges}",
-            "--set", "ingest.format=edges", "--set", "spark.shuffle_partitions=4",
-            "--set", "ingest.drop_duplicates=false", "--set", "ingest.drop_self_loops=false"]
+    argv = [
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        f"ingest.train_path={edges}",
+        "--set",
+        "ingest.format=edges",
+        "--set",
+        "spark.shuffle_partitions=4",
+        "--set",
+        "ingest.drop_duplicates=false",
+        "--set",
+        "ingest.drop_self_loops=false",
+    ]
     assert ingest_main(argv) == 0
     marker = json.loads((run_dir / "ingest" / MARKER).read_text())
     check_counts(marker["counts"])
@@ -344,8 +423,14 @@ def test_job_policies_off_marker_and_skip_on_rerun(spark, tmp_path, capsys):
 
 def test_job_bad_input_exit_code_2(spark, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    argv = ["--run-dir", str(run_dir), "--set", f"ingest.train_path={tmp_path / 'gone.txt'}",
-            "--set", "spark.shuffle_partitions=4"]
+    argv = [
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        f"ingest.train_path={tmp_path / 'gone.txt'}",
+        "--set",
+        "spark.shuffle_partitions=4",
+    ]
     assert ingest_main(argv) == 2
     err = capsys.readouterr().err
     assert "gone.txt: not found" in err and "Traceback" not in err

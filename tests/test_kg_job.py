@@ -140,5 +140,8 @@ def test_kg_job_runs_one_stage_when_asked(spark, ring_kg, tmp_path, capsys):
     # the whole job on top skips all four stages
     assert kg.main(_argv(ring_kg, run_dir)) == 0
     assert _skipped(capsys.readouterr().out) == {
-        "ingest", "partition", "nbfnet-train", "nbfnet-evaluate"
+        "ingest",
+        "partition",
+        "nbfnet-train",
+        "nbfnet-evaluate",
     }

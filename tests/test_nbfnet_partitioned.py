@@ -40,8 +40,9 @@ def _both(*edges: tuple[int, int]) -> set[tuple[int, int]]:
 
 
 def test_halo_mask_counts_hops_over_either_direction():
-    g = RelationalGraph(torch.tensor([[0, 2, 3], [1, 1, 4]]), torch.zeros(3, dtype=torch.long),
-                        6, 1)
+    g = RelationalGraph(
+        torch.tensor([[0, 2, 3], [1, 1, 4]]), torch.zeros(3, dtype=torch.long), 6, 1
+    )
     core = torch.tensor([True, False, False, False, False, False])
     assert halo_mask(g, core, 0).tolist() == core.tolist()
     assert halo_mask(g, core, 1).tolist() == [True, True, False, False, False, False]
@@ -59,8 +60,10 @@ def test_leaf_subgraphs_by_hand():
     assert b.nodes.tolist() == [2, 3, 4, 5] and b.core.tolist() == [False, True, True, True]
     assert _pairs(b) == _both((2, 3), (3, 4), (4, 5))
     assert a.to_local.tolist() == [0, 1, 2, 3, -1, -1]
-    assert pg1.stats() == [{"leaf_id": 0, "core_nodes": 3, "nodes": 4, "edges": 6},
-                           {"leaf_id": 1, "core_nodes": 3, "nodes": 4, "edges": 6}]
+    assert pg1.stats() == [
+        {"leaf_id": 0, "core_nodes": 3, "nodes": 4, "edges": 6},
+        {"leaf_id": 1, "core_nodes": 3, "nodes": 4, "edges": 6},
+    ]
     a0, b0 = PartitionedGraph(g, HALVES, halo_hops=0).leaves
     assert _pairs(a0) == _both((0, 1), (1, 2)) and _pairs(b0) == _both((3, 4), (4, 5))
     a2 = PartitionedGraph(g, HALVES, halo_hops=2).leaves[0]
@@ -73,8 +76,9 @@ def test_outward_halo_edges_drop_the_edges_among_the_outermost_halo_nodes():
     edges = torch.tensor([[0, 2], [1, 3], [2, 3], [3, 4], [3, 5], [4, 5]])
     g = homogeneous_graph(edges, 6, self_loops=False)
     cut = torch.tensor([0, 0, 1, 1, 1, 1])
-    ind1, out1 = (PartitionedGraph(g, cut, halo_hops=1, halo_edges=e).leaves
-                  for e in ("induced", "outward"))
+    ind1, out1 = (
+        PartitionedGraph(g, cut, halo_hops=1, halo_edges=e).leaves for e in ("induced", "outward")
+    )
     assert ind1[0].nodes.tolist() == out1[0].nodes.tolist() == [0, 1, 2, 3]
     assert _pairs(ind1[0]) == _both((0, 2), (1, 3), (2, 3))
     assert _pairs(out1[0]) == _both((0, 2), (1, 3))
@@ -130,11 +134,22 @@ def test_scores_outside_the_subgraph_are_lowest_and_inside_match_the_leaf_graph(
         ref1 = model.score_all(pg.leaves[1].graph, torch.tensor([3]), r[:1])[0]
     torch.testing.assert_close(s[0, :4], ref0)
     torch.testing.assert_close(s[1, 2:], ref1)
-    p = pair_scores_partitioned(model, pg, torch.tensor([0, 0, 4]), torch.tensor([5, 2, 3]),
-                                torch.zeros(3, dtype=torch.long), symmetric=True)
+    p = pair_scores_partitioned(
+        model,
+        pg,
+        torch.tensor([0, 0, 4]),
+        torch.tensor([5, 2, 3]),
+        torch.zeros(3, dtype=torch.long),
+        symmetric=True,
+    )
     with torch.no_grad():
-        ref = model.pair_scores(pg.leaves[1].graph, torch.tensor([2]), torch.tensor([1]),
-                                torch.zeros(1, dtype=torch.long), symmetric=True)
+        ref = model.pair_scores(
+            pg.leaves[1].graph,
+            torch.tensor([2]),
+            torch.tensor([1]),
+            torch.zeros(1, dtype=torch.long),
+            symmetric=True,
+        )
     assert p[0] == float("-inf") and math.isfinite(float(p[1]))
     torch.testing.assert_close(p[2:], ref)
 
@@ -194,30 +209,50 @@ def test_pair_scope_runs_each_pair_on_the_union_of_its_two_leaves():
     assert nodes.tolist() == [0, 1, 2, 3, 4, 5, 6]  # {0..3} | {2..6}
     # outward halo edges (the default): node 6 is halo only, so its self-loop is not kept
     assert set(map(tuple, nodes[sub.edge_index].t().tolist())) == (
-        _both(*[(i, i + 1) for i in range(6)]) | {(i, i) for i in range(6)})
+        _both(*[(i, i + 1) for i in range(6)]) | {(i, i) for i in range(6)}
+    )
     assert pair_subgraph(pg, 2, 2)[1] is pg.leaves[2].graph
     model, zero = _model(1), torch.zeros(3, dtype=torch.long)
     h, t = torch.tensor([0, 4, 7]), torch.tensor([4, 0, 8])
     p = pair_scores_partitioned(model, pg, h, t, zero, symmetric=True, scope="pair")
     with torch.no_grad():  # (0, 4) and (4, 0): leaves 0 and 1; (7, 8): leaf 2 alone
-        ref = model.pair_scores(sub, torch.tensor([0, 4]), torch.tensor([4, 0]), zero[:2],
-                                symmetric=True)
-        own = model.pair_scores(pg.leaves[2].graph, pg.leaves[2].to_local[h[2:]],
-                                pg.leaves[2].to_local[t[2:]], zero[:1], symmetric=True)
+        ref = model.pair_scores(
+            sub, torch.tensor([0, 4]), torch.tensor([4, 0]), zero[:2], symmetric=True
+        )
+        own = model.pair_scores(
+            pg.leaves[2].graph,
+            pg.leaves[2].to_local[h[2:]],
+            pg.leaves[2].to_local[t[2:]],
+            zero[:1],
+            symmetric=True,
+        )
     torch.testing.assert_close(p[:2], ref)
     torch.testing.assert_close(p[2:], own)
     src = pair_scores_partitioned(model, pg, h, t, zero, symmetric=True, scope="source")
     assert src[0] == float("-inf") and torch.isfinite(p).all()  # 4 is outside 0's leaf + halo
     # two leaves: every pair's scope is the whole graph, so scores equal the full-graph ones
     halves = PartitionedGraph(homogeneous_graph(PATH, 6), HALVES, halo_hops=1)
-    whole = pair_scores_partitioned(model, halves, torch.tensor([0, 5]), torch.tensor([5, 1]),
-                                    zero[:2], symmetric=True, scope="pair")
+    whole = pair_scores_partitioned(
+        model,
+        halves,
+        torch.tensor([0, 5]),
+        torch.tensor([5, 1]),
+        zero[:2],
+        symmetric=True,
+        scope="pair",
+    )
     with torch.no_grad():
-        full = model.pair_scores(homogeneous_graph(PATH, 6), torch.tensor([0, 5]),
-                                 torch.tensor([5, 1]), zero[:2], symmetric=True)
+        full = model.pair_scores(
+            homogeneous_graph(PATH, 6),
+            torch.tensor([0, 5]),
+            torch.tensor([5, 1]),
+            zero[:2],
+            symmetric=True,
+        )
     torch.testing.assert_close(whole, full)
-    m = evaluate_link_auc_partitioned(model, halves, torch.tensor([[0, 5]]),
-                                      torch.tensor([[1, 4]]), scope="pair")
+    m = evaluate_link_auc_partitioned(
+        model, halves, torch.tensor([[0, 5]]), torch.tensor([[1, 4]]), scope="pair"
+    )
     assert m["coverage_pos"] == 1.0 and m["coverage_neg"] == 1.0 and m["passes"] == 4.0
     try:
         pair_scores_partitioned(model, pg, h, t, zero, scope="leaf")
@@ -228,8 +263,18 @@ def test_pair_scope_runs_each_pair_on_the_union_of_its_two_leaves():
 
 
 def _cfg(**kw) -> NBFNetTrainConfig:
-    base = dict(task="link", dim=4, layers=2, dependent=False, batch_size=2, num_negative=2,
-                adversarial_temperature=0.0, epochs=3, log_every=0, seed=0)
+    base = dict(
+        task="link",
+        dim=4,
+        layers=2,
+        dependent=False,
+        batch_size=2,
+        num_negative=2,
+        adversarial_temperature=0.0,
+        epochs=3,
+        log_every=0,
+        seed=0,
+    )
     base.update(kw)
     return NBFNetTrainConfig(**base)
 
@@ -246,8 +291,11 @@ def test_one_parameter_set_gets_gradients_from_every_leaf():
 
     def on_step(leaf: int, model: NBFNet) -> None:
         params.add(tuple(id(p) for p in model.parameters()))
-        names = {n for n, p in model.named_parameters()
-                 if p.grad is not None and bool(p.grad.abs().sum() > 0)}
+        names = {
+            n
+            for n, p in model.named_parameters()
+            if p.grad is not None and bool(p.grad.abs().sum() > 0)
+        }
         seen.setdefault(leaf, set()).update(names)
 
     res = fit_partitioned(pg, _cfg(), on_step=on_step, log=lambda _: None)
@@ -293,23 +341,49 @@ def test_bench_reuses_the_full_checkpoint_and_runs_both_halo_edge_rules(tmp_path
     # a cached two-leaf assignment (the bench's cache layout), so neither Spark nor pymetis runs
     cache.mkdir()
     torch.save(torch.arange(24) // 12, cache / "kg-spark-k2-s0.pt")
-    argv = ["--triples", str(data), "--k", "2", "--halo-edges", "induced,outward",
-            "--assignment-cache", str(cache), "--device", "cpu", "--epochs", "1",
-            "--layers", "2", "--dim", "8", "--batch-size", "4", "--full-checkpoint", str(ckpt),
-            "--json"]
+    argv = [
+        "--triples",
+        str(data),
+        "--k",
+        "2",
+        "--halo-edges",
+        "induced,outward",
+        "--assignment-cache",
+        str(cache),
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--layers",
+        "2",
+        "--dim",
+        "8",
+        "--batch-size",
+        "4",
+        "--full-checkpoint",
+        str(ckpt),
+        "--json",
+    ]
     assert main(argv) == 0
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert ckpt.is_file()
     assert sorted(r["halo_edges"] for r in first["results"]) == [
-        "induced", "induced", "outward", "outward"]
+        "induced",
+        "induced",
+        "outward",
+        "outward",
+    ]
     by_rule = {(r["halo_edges"], r["model"]): r for r in first["results"]}
     for r in first["results"]:  # the restriction keeps at most the full model's MRR
         assert 0.0 <= r["restriction_ceiling_mrr"] <= first["full"]["mrr"]
         assert r["restriction_ceiling_loss"] == pytest.approx(
-            1 - r["restriction_ceiling_mrr"] / first["full"]["mrr"])
+            1 - r["restriction_ceiling_mrr"] / first["full"]["mrr"]
+        )
     # the outward rule keeps no more edges than the induced one
-    assert (by_rule["outward", "full"]["mean_subgraph_edges"]
-            <= by_rule["induced", "full"]["mean_subgraph_edges"])
+    assert (
+        by_rule["outward", "full"]["mean_subgraph_edges"]
+        <= by_rule["induced", "full"]["mean_subgraph_edges"]
+    )
     assert main(argv) == 0
     second = capsys.readouterr().out
     assert "read from" in second
@@ -323,8 +397,10 @@ def test_bench_reuses_the_full_checkpoint_and_runs_both_halo_edge_rules(tmp_path
     ceilings = json.loads(only.strip().splitlines()[-1])["ceilings"]
     assert [(c["k"], c["halo_edges"]) for c in ceilings] == [(2, "induced"), (2, "outward")]
     for c in ceilings:
-        assert c["restriction_ceiling_mrr"] == by_rule[c["halo_edges"], "partitioned"][
-            "restriction_ceiling_mrr"]
+        assert (
+            c["restriction_ceiling_mrr"]
+            == by_rule[c["halo_edges"], "partitioned"]["restriction_ceiling_mrr"]
+        )
         assert c["coverage"] == by_rule[c["halo_edges"], "partitioned"]["coverage"]
     with pytest.raises(SystemExit, match="trained with"):
         main([*argv[:-1], "--dim", "4", "--json"])

@@ -124,7 +124,12 @@ def test_k8s_command_with_gpus_and_without():
 
 
 def _submit_standalone(
-    cluster, dist: Path, cwd: Path, job: str, config: Path, run_dir: Path  # noqa: F811
+    cluster,  # noqa: F811
+    dist: Path,
+    cwd: Path,
+    job: str,
+    config: Path,
+    run_dir: Path,
 ) -> subprocess.CompletedProcess[str]:
     """``deploy/spark-submit/submit.sh standalone <master> <job>``: two 1-core executors."""
     env = _env(
@@ -230,8 +235,9 @@ def test_partitioned_pipeline_on_the_standalone_cluster(spark, cluster, dist, tm
     assert len(executors) >= 1
 
     def table(run: Path, name: str) -> pd.DataFrame:
-        return pd.concat([pd.read_parquet(f) for f in sorted((run / name).glob("*.parquet"))],
-                         ignore_index=True)
+        return pd.concat(
+            [pd.read_parquet(f) for f in sorted((run / name).glob("*.parquet"))], ignore_index=True
+        )
 
     part = json.loads((on_cluster / "partition" / "_STAGE.json").read_text())
     assignment = table(on_cluster, "partition/assignment")
@@ -239,11 +245,18 @@ def test_partitioned_pipeline_on_the_standalone_cluster(spark, cluster, dist, tm
     assert len(table(on_cluster, "partition/halo_nodes")) > 0, part
     logs = table(on_cluster, "train/leaf_logs")
     assert sorted(set(zip(logs["leaf_id"], logs["round"], strict=True))) == [
-        (0, 1), (0, 2), (1, 1), (1, 2)]
+        (0, 1),
+        (0, 2),
+        (1, 1),
+        (1, 2),
+    ]
     emb = table(on_cluster, "aggregate/embeddings")
     n_users, n_items = 32, int(len(set(table(on_cluster, "ingest/dictionary")["node_id"])))
-    assert (emb["kind"] == "user").sum() == n_users and len(emb) == n_users + (
-        table(on_cluster, "ingest/dictionary")["kind"] == "item").sum() and n_items > 0
+    assert (
+        (emb["kind"] == "user").sum() == n_users
+        and len(emb) == n_users + (table(on_cluster, "ingest/dictionary")["kind"] == "item").sum()
+        and n_items > 0
+    )
     recs = table(on_cluster, "recommend/recommendations")
     assert len(recs) == n_users * 5
     metrics = json.loads((on_cluster / "evaluate" / "metrics.json").read_text())
@@ -252,11 +265,16 @@ def test_partitioned_pipeline_on_the_standalone_cluster(spark, cluster, dist, tm
     # The same config on local Spark (the test session) gives the same global table.
     local = tmp_path / "local-run"
     assert pipeline.main(["--config", str(config), "--run-dir", str(local)]) == 0
-    assert table(local, "partition/assignment").sort_values(["kind", "node_id"]).reset_index(
-        drop=True).equals(assignment.sort_values(["kind", "node_id"]).reset_index(drop=True))
+    assert (
+        table(local, "partition/assignment")
+        .sort_values(["kind", "node_id"])
+        .reset_index(drop=True)
+        .equals(assignment.sort_values(["kind", "node_id"]).reset_index(drop=True))
+    )
     mine = emb.sort_values(["kind", "node_id"]).reset_index(drop=True)
-    theirs = table(local, "aggregate/embeddings").sort_values(["kind", "node_id"]).reset_index(
-        drop=True)
+    theirs = (
+        table(local, "aggregate/embeddings").sort_values(["kind", "node_id"]).reset_index(drop=True)
+    )
     assert mine[["kind", "node_id"]].equals(theirs[["kind", "node_id"]])
     a = np.stack([np.frombuffer(v, dtype=np.float32) for v in mine["vector"]])
     b = np.stack([np.frombuffer(v, dtype=np.float32) for v in theirs["vector"]])

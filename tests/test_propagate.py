@@ -26,8 +26,10 @@ def test_layer_matches_the_dense_normalised_product(spark, buckets):
     n, dim = 40, 5
     # a hub (node 0) receives from everyone, plus random distinct edges; node 39 has no vector
     edges = [(u, 0) for u in range(1, n)]
-    extra = {(int(u), int(v)) for u, v in zip(rng.integers(0, n, 150), rng.integers(0, n, 150),
-                                              strict=True)}
+    extra = {
+        (int(u), int(v))
+        for u, v in zip(rng.integers(0, n, 150), rng.integers(0, n, 150), strict=True)
+    }
     edges += sorted(extra - set(edges))
     x = rng.normal(size=(n - 1, dim)).astype(np.float32)
     e_df = bucket_edges(spark.createDataFrame(edges, "u long, v long"), buckets=buckets)

@@ -35,13 +35,21 @@ def test_rows_outside_the_ball_keep_the_teacher_vectors_exactly() -> None:
     ego = torch.randn(8, 4, generator=rng) * 0.1
     deletion = lightgcn_deletion(USERS, ITEMS, edges=np.array([3]))
     cfg = UnlearnConfig(steps=20, lr=0.05, batch_size=4, seed=0, threads=1, trainable_hops=0)
-    res = unlearn_lightgcn(ego, USERS, ITEMS, 4, 4, deletion, cfg, layers=2,
-                           log=lambda *a: None)
+    res = unlearn_lightgcn(ego, USERS, ITEMS, 4, 4, deletion, cfg, layers=2, log=lambda *a: None)
     assert res.ego_emb is not None
     moved = (res.ego_emb - ego).abs().sum(dim=1) > 0
     assert _rows(moved.numpy()) == [2, 5]
-    everything = unlearn_lightgcn(ego, USERS, ITEMS, 4, 4, deletion,
-                                  cfg.replace(trainable_hops=-1), layers=2, log=lambda *a: None)
+    everything = unlearn_lightgcn(
+        ego,
+        USERS,
+        ITEMS,
+        4,
+        4,
+        deletion,
+        cfg.replace(trainable_hops=-1),
+        layers=2,
+        log=lambda *a: None,
+    )
     assert everything.ego_emb is not None
     assert bool(((everything.ego_emb - ego).abs().sum(dim=1) > 0).all())
 

@@ -65,9 +65,19 @@ class GeneralizedRelationalConv(nn.Module):
         backend: aggregation backend, see :func:`relational_aggregate`.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, num_relations: int, query_dim: int, *,
-                 message: str = "distmult", aggregate: str = "pna", layer_norm: bool = True,
-                 dependent: bool = True, backend: str = "auto") -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        num_relations: int,
+        query_dim: int,
+        *,
+        message: str = "distmult",
+        aggregate: str = "pna",
+        layer_norm: bool = True,
+        dependent: bool = True,
+        backend: str = "auto",
+    ) -> None:
         super().__init__()
         if aggregate not in AGGREGATES:
             raise ValueError(f"unknown aggregate {aggregate!r}; expected one of {AGGREGATES}")
@@ -110,9 +120,16 @@ class GeneralizedRelationalConv(nn.Module):
         n, b, d = x.shape
         pna = self.aggregate == "pna"
         agg = relational_aggregate(
-            x.reshape(n, b * d), self.relation_vectors(query), ctx.graph_index, ctx.view,
-            kind=self.message, dim=d, with_sq=pna, with_minmax=self.aggregate in ("max", "pna"),
-            backend=self.backend)
+            x.reshape(n, b * d),
+            self.relation_vectors(query),
+            ctx.graph_index,
+            ctx.view,
+            kind=self.message,
+            dim=d,
+            with_sq=pna,
+            with_minmax=self.aggregate in ("max", "pna"),
+            backend=self.backend,
+        )
         deg = ctx.degree.view(n, 1, 1)
         mx = agg.max.view(n, b, d) if agg.max is not None else boundary
         if self.aggregate == "sum":
@@ -126,8 +143,15 @@ class GeneralizedRelationalConv(nn.Module):
             mean = (agg.sum.view(n, b, d) + boundary) / deg
             sq_mean = (agg.sq.view(n, b, d) + boundary * boundary) / deg
             std = (sq_mean - mean * mean).clamp(min=_EPS).sqrt()
-            feats = torch.cat([mean, torch.maximum(mx, boundary),
-                               torch.minimum(agg.min.view(n, b, d), boundary), std], dim=-1)
+            feats = torch.cat(
+                [
+                    mean,
+                    torch.maximum(mx, boundary),
+                    torch.minimum(agg.min.view(n, b, d), boundary),
+                    std,
+                ],
+                dim=-1,
+            )
             y = self.lin_agg(feats).view(n, b, 3, self.out_dim)
             s = ctx.scale.view(n, 1, 1)
             update = y[:, :, 0] + s * y[:, :, 1] + y[:, :, 2] / s.clamp(min=1e-2)

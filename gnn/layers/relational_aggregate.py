@@ -137,8 +137,9 @@ class GraphIndex:
     seg_type: Tensor
 
     @staticmethod
-    def build(edge_index: Tensor, edge_type: Tensor, num_nodes: int, num_relations: int
-              ) -> GraphIndex:
+    def build(
+        edge_index: Tensor, edge_type: Tensor, num_nodes: int, num_relations: int
+    ) -> GraphIndex:
         """Sort the edges three ways (stable, so ties keep input order).
 
         Shapes:
@@ -161,11 +162,20 @@ class GraphIndex:
                 seg_type.append(r)
         dev = edge_index.device
         return GraphIndex(
-            num_nodes=num_nodes, num_relations=num_relations, perm=perm,
-            src=src, dst=dst, typ=typ, indptr_dst=indptr_dst,
-            order_src=order_src, indptr_src=indptr_src,
-            dst_by_src=dst[order_src], typ_by_src=typ[order_src],
-            order_typ=order_typ, src_by_type=src[order_typ], dst_by_type=dst[order_typ],
+            num_nodes=num_nodes,
+            num_relations=num_relations,
+            perm=perm,
+            src=src,
+            dst=dst,
+            typ=typ,
+            indptr_dst=indptr_dst,
+            order_src=order_src,
+            indptr_src=indptr_src,
+            dst_by_src=dst[order_src],
+            typ_by_src=typ[order_src],
+            order_typ=order_typ,
+            src_by_type=src[order_typ],
+            dst_by_type=dst[order_typ],
             seg_start=torch.tensor(seg_start, dtype=torch.long, device=dev),
             seg_end=torch.tensor(seg_end, dtype=torch.long, device=dev),
             seg_type=torch.tensor(seg_type, dtype=torch.long, device=dev),
@@ -190,8 +200,16 @@ class GraphIndex:
         pos = kc.nonzero().squeeze(1)
         dst = self.dst[pos]
         degree = torch.bincount(dst, minlength=n).float()
-        return EdgeView(self.src[pos], dst, self.typ[pos], pos, kc,
-                        kc[self.order_src], kc[self.order_typ], degree)
+        return EdgeView(
+            self.src[pos],
+            dst,
+            self.typ[pos],
+            pos,
+            kc,
+            kc[self.order_src],
+            kc[self.order_typ],
+            degree,
+        )
 
 
 def _indptr(sorted_index: Tensor, n: int) -> Tensor:
@@ -247,7 +265,8 @@ def relational_aggregate(
     if backend not in ("torch", "triton"):
         raise ValueError(f"unknown backend {backend!r}")
     s, q, mx, mn = _FusedAggregate.apply(
-        x, w, index, view, kind, with_sq, with_minmax, backend, chunk_edges)
+        x, w, index, view, kind, with_sq, with_minmax, backend, chunk_edges
+    )
     return AggregateOut(s, q, mx, mn)
 
 
@@ -260,8 +279,9 @@ def _auto_backend(x: Tensor, view: EdgeView, kind: str) -> str:
     return "naive" if small else "torch"
 
 
-def _naive(x: Tensor, w: Tensor, view: EdgeView, kind: str, dim: int, with_sq: bool,
-           with_minmax: bool) -> AggregateOut:
+def _naive(
+    x: Tensor, w: Tensor, view: EdgeView, kind: str, dim: int, with_sq: bool, with_minmax: bool
+) -> AggregateOut:
     n, c = x.shape
     m = message(x[view.src], w[view.typ], kind, dim=dim)
     dst = view.dst
@@ -294,10 +314,12 @@ class _FusedAggregate(torch.autograd.Function):
             from gnn.layers import relational_aggregate_triton as tk
 
             s, q, mx, mn, amx, amn = tk.forward(
-                x, w, index, view, kind, with_sq, with_minmax, need_arg=need_arg)
+                x, w, index, view, kind, with_sq, with_minmax, need_arg=need_arg
+            )
         else:
             s, q, mx, mn, amx, amn = _torch_forward(
-                x, w, view, kind, with_sq, with_minmax, chunk, need_arg=need_arg)
+                x, w, view, kind, with_sq, with_minmax, chunk, need_arg=need_arg
+            )
         ctx.save_for_backward(x, w, amx, amn)
         ctx.meta = (index, view, kind, with_sq, with_minmax, backend, chunk)
         return s, q, mx, mn
@@ -321,8 +343,17 @@ class _FusedAggregate(torch.autograd.Function):
         return gx, gw, None, None, None, None, None, None, None
 
 
-def _torch_forward(x: Tensor, w: Tensor, view: EdgeView, kind: str, with_sq: bool,
-                   with_minmax: bool, chunk: int, *, need_arg: bool):
+def _torch_forward(
+    x: Tensor,
+    w: Tensor,
+    view: EdgeView,
+    kind: str,
+    with_sq: bool,
+    with_minmax: bool,
+    chunk: int,
+    *,
+    need_arg: bool,
+):
     n, c = x.shape
     s = x.new_zeros(n, c)
     q = x.new_zeros(n, c) if with_sq else None
@@ -330,7 +361,7 @@ def _torch_forward(x: Tensor, w: Tensor, view: EdgeView, kind: str, with_sq: boo
     mn = x.new_full((n, c), float("inf")) if with_minmax else None
     e = view.src.numel()
     for a in range(0, e, chunk):
-        src, dst, typ = view.src[a:a + chunk], view.dst[a:a + chunk], view.typ[a:a + chunk]
+        src, dst, typ = view.src[a : a + chunk], view.dst[a : a + chunk], view.typ[a : a + chunk]
         m = message(x[src], w[typ], kind, dim=1)
         s.index_add_(0, dst, m)
         if q is not None:
@@ -345,8 +376,12 @@ def _torch_forward(x: Tensor, w: Tensor, view: EdgeView, kind: str, with_sq: boo
         amx = torch.full((n, c), big, dtype=torch.long, device=x.device)
         amn = torch.full((n, c), big, dtype=torch.long, device=x.device)
         for a in range(0, e, chunk):
-            src, dst, typ = view.src[a:a + chunk], view.dst[a:a + chunk], view.typ[a:a + chunk]
-            pos = view.pos[a:a + chunk].unsqueeze(1)
+            src, dst, typ = (
+                view.src[a : a + chunk],
+                view.dst[a : a + chunk],
+                view.typ[a : a + chunk],
+            )
+            pos = view.pos[a : a + chunk].unsqueeze(1)
             m = message(x[src], w[typ], kind, dim=1)
             idx = dst.unsqueeze(1).expand_as(m)
             amx.scatter_reduce_(0, idx, torch.where(m == mx[dst], pos, big), "amin")
@@ -356,12 +391,13 @@ def _torch_forward(x: Tensor, w: Tensor, view: EdgeView, kind: str, with_sq: boo
     return s, q, mx, mn, amx, amn
 
 
-def _torch_backward(x: Tensor, w: Tensor, a: Tensor, b: Tensor | None, view: EdgeView,
-                    kind: str, chunk: int) -> tuple[Tensor, Tensor]:
+def _torch_backward(
+    x: Tensor, w: Tensor, a: Tensor, b: Tensor | None, view: EdgeView, kind: str, chunk: int
+) -> tuple[Tensor, Tensor]:
     gx = torch.zeros_like(x)
     gw = torch.zeros_like(w)
     for s in range(0, view.src.numel(), chunk):
-        src, dst, typ = view.src[s:s + chunk], view.dst[s:s + chunk], view.typ[s:s + chunk]
+        src, dst, typ = view.src[s : s + chunk], view.dst[s : s + chunk], view.typ[s : s + chunk]
         xs, ws = x[src], w[typ]
         g = a[dst]
         if b is not None:
@@ -372,8 +408,16 @@ def _torch_backward(x: Tensor, w: Tensor, a: Tensor, b: Tensor | None, view: Edg
     return gx, gw
 
 
-def _extreme_backward(x: Tensor, w: Tensor, g: Tensor, arg: Tensor, index: GraphIndex,
-                      kind: str, gx: Tensor, gw: Tensor) -> None:
+def _extreme_backward(
+    x: Tensor,
+    w: Tensor,
+    g: Tensor,
+    arg: Tensor,
+    index: GraphIndex,
+    kind: str,
+    gx: Tensor,
+    gw: Tensor,
+) -> None:
     """Route the max (or min) gradient to the one message that attained it."""
     n, c = x.shape
     flat = arg.reshape(-1)

@@ -28,11 +28,28 @@ _KIND = {"distmult": 0, "transe": 1}
 
 
 @triton.jit
-def _fwd_kernel(x_ptr, w_ptr, src_ptr, typ_ptr, keep_ptr, indptr_ptr,
-                s_ptr, q_ptr, mx_ptr, mn_ptr, amx_ptr, amn_ptr, C,
-                KIND: tl.constexpr, HAS_KEEP: tl.constexpr, WITH_SQ: tl.constexpr,
-                WITH_MINMAX: tl.constexpr, WITH_ARG: tl.constexpr,
-                EB: tl.constexpr, BC: tl.constexpr):
+def _fwd_kernel(
+    x_ptr,
+    w_ptr,
+    src_ptr,
+    typ_ptr,
+    keep_ptr,
+    indptr_ptr,
+    s_ptr,
+    q_ptr,
+    mx_ptr,
+    mn_ptr,
+    amx_ptr,
+    amn_ptr,
+    C,
+    KIND: tl.constexpr,
+    HAS_KEEP: tl.constexpr,
+    WITH_SQ: tl.constexpr,
+    WITH_MINMAX: tl.constexpr,
+    WITH_ARG: tl.constexpr,
+    EB: tl.constexpr,
+    BC: tl.constexpr,
+):
     v = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BC + tl.arange(0, BC)
     cmask = cols < C
@@ -82,9 +99,23 @@ def _fwd_kernel(x_ptr, w_ptr, src_ptr, typ_ptr, keep_ptr, indptr_ptr,
 
 
 @triton.jit
-def _bwd_x_kernel(x_ptr, w_ptr, a_ptr, b_ptr, dst_ptr, typ_ptr, keep_ptr, indptr_ptr, gx_ptr, C,
-                  KIND: tl.constexpr, HAS_KEEP: tl.constexpr, HAS_B: tl.constexpr,
-                  EB: tl.constexpr, BC: tl.constexpr):
+def _bwd_x_kernel(
+    x_ptr,
+    w_ptr,
+    a_ptr,
+    b_ptr,
+    dst_ptr,
+    typ_ptr,
+    keep_ptr,
+    indptr_ptr,
+    gx_ptr,
+    C,
+    KIND: tl.constexpr,
+    HAS_KEEP: tl.constexpr,
+    HAS_B: tl.constexpr,
+    EB: tl.constexpr,
+    BC: tl.constexpr,
+):
     u = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BC + tl.arange(0, BC)
     cmask = cols < C
@@ -116,10 +147,25 @@ def _bwd_x_kernel(x_ptr, w_ptr, a_ptr, b_ptr, dst_ptr, typ_ptr, keep_ptr, indptr
 
 
 @triton.jit
-def _bwd_w_kernel(x_ptr, w_ptr, a_ptr, b_ptr, src_ptr, dst_ptr, keep_ptr,
-                  seg_start_ptr, seg_end_ptr, seg_type_ptr, gw_ptr, C,
-                  KIND: tl.constexpr, HAS_KEEP: tl.constexpr, HAS_B: tl.constexpr,
-                  EB: tl.constexpr, BC: tl.constexpr):
+def _bwd_w_kernel(
+    x_ptr,
+    w_ptr,
+    a_ptr,
+    b_ptr,
+    src_ptr,
+    dst_ptr,
+    keep_ptr,
+    seg_start_ptr,
+    seg_end_ptr,
+    seg_type_ptr,
+    gw_ptr,
+    C,
+    KIND: tl.constexpr,
+    HAS_KEEP: tl.constexpr,
+    HAS_B: tl.constexpr,
+    EB: tl.constexpr,
+    BC: tl.constexpr,
+):
     sid = tl.program_id(0)
     cols = tl.program_id(1) * BC + tl.arange(0, BC)
     cmask = cols < C
@@ -157,8 +203,17 @@ def _keep(mask: Tensor | None, like: Tensor) -> tuple[Tensor, bool]:
     return mask.to(torch.uint8), True
 
 
-def forward(x: Tensor, w: Tensor, index: GraphIndex, view: EdgeView, kind: str, with_sq: bool,
-            with_minmax: bool, *, need_arg: bool):
+def forward(
+    x: Tensor,
+    w: Tensor,
+    index: GraphIndex,
+    view: EdgeView,
+    kind: str,
+    with_sq: bool,
+    with_minmax: bool,
+    *,
+    need_arg: bool,
+):
     """Fused forward; returns ``(sum, sq, max, min, argmax, argmin)`` (``None`` when unused).
 
     Shapes:
@@ -174,16 +229,41 @@ def forward(x: Tensor, w: Tensor, index: GraphIndex, view: EdgeView, kind: str, 
     amn = torch.empty(n, c, dtype=torch.int32, device=x.device) if with_arg else s
     keep, has_keep = _keep(view.keep, index.src)
     grid = (n, triton.cdiv(c, _BC))
-    _fwd_kernel[grid](x, w, index.src, index.typ, keep, index.indptr_dst,
-                      s, q, mx, mn, amx, amn, c,
-                      KIND=_KIND[kind], HAS_KEEP=has_keep, WITH_SQ=with_sq,
-                      WITH_MINMAX=with_minmax, WITH_ARG=with_arg, EB=_EB, BC=_BC)
-    return (s, q if with_sq else None, mx if with_minmax else None,
-            mn if with_minmax else None, amx if with_arg else None, amn if with_arg else None)
+    _fwd_kernel[grid](
+        x,
+        w,
+        index.src,
+        index.typ,
+        keep,
+        index.indptr_dst,
+        s,
+        q,
+        mx,
+        mn,
+        amx,
+        amn,
+        c,
+        KIND=_KIND[kind],
+        HAS_KEEP=has_keep,
+        WITH_SQ=with_sq,
+        WITH_MINMAX=with_minmax,
+        WITH_ARG=with_arg,
+        EB=_EB,
+        BC=_BC,
+    )
+    return (
+        s,
+        q if with_sq else None,
+        mx if with_minmax else None,
+        mn if with_minmax else None,
+        amx if with_arg else None,
+        amn if with_arg else None,
+    )
 
 
-def backward(x: Tensor, w: Tensor, a: Tensor, b: Tensor | None, index: GraphIndex,
-             view: EdgeView, kind: str) -> tuple[Tensor, Tensor]:
+def backward(
+    x: Tensor, w: Tensor, a: Tensor, b: Tensor | None, index: GraphIndex, view: EdgeView, kind: str
+) -> tuple[Tensor, Tensor]:
     """Gradients of the sum / sum-of-squares part: ``dL/dm_e = a[v] + b[v] * m_e``.
 
     Shapes:
@@ -197,12 +277,41 @@ def backward(x: Tensor, w: Tensor, a: Tensor, b: Tensor | None, index: GraphInde
     keep_s, has_keep = _keep(view.keep_by_src, index.src)
     keep_t, _ = _keep(view.keep_by_type, index.src)
     _bwd_x_kernel[(n, triton.cdiv(c, _BC))](
-        x, w, a, bb, index.dst_by_src, index.typ_by_src, keep_s, index.indptr_src, gx, c,
-        KIND=_KIND[kind], HAS_KEEP=has_keep, HAS_B=has_b, EB=_EB, BC=_BC)
+        x,
+        w,
+        a,
+        bb,
+        index.dst_by_src,
+        index.typ_by_src,
+        keep_s,
+        index.indptr_src,
+        gx,
+        c,
+        KIND=_KIND[kind],
+        HAS_KEEP=has_keep,
+        HAS_B=has_b,
+        EB=_EB,
+        BC=_BC,
+    )
     nseg = int(index.seg_type.numel())
     if nseg:
         _bwd_w_kernel[(nseg, triton.cdiv(c, _BC))](
-            x, w, a, bb, index.src_by_type, index.dst_by_type, keep_t,
-            index.seg_start, index.seg_end, index.seg_type, gw, c,
-            KIND=_KIND[kind], HAS_KEEP=has_keep, HAS_B=has_b, EB=_EB, BC=_BC)
+            x,
+            w,
+            a,
+            bb,
+            index.src_by_type,
+            index.dst_by_type,
+            keep_t,
+            index.seg_start,
+            index.seg_end,
+            index.seg_type,
+            gw,
+            c,
+            KIND=_KIND[kind],
+            HAS_KEEP=has_keep,
+            HAS_B=has_b,
+            EB=_EB,
+            BC=_BC,
+        )
     return gx, gw

@@ -42,10 +42,20 @@ class NBFNet(nn.Module):
         backend: aggregation backend (``auto``: Triton on CUDA, chunked torch on CPU).
     """
 
-    def __init__(self, num_relations: int, *, dim: int = 32, layers: int = 6,
-                 message: str = "distmult", aggregate: str = "pna", short_cut: bool = True,
-                 layer_norm: bool = True, dependent: bool = True, mlp_layers: int = 2,
-                 backend: str = "auto") -> None:
+    def __init__(
+        self,
+        num_relations: int,
+        *,
+        dim: int = 32,
+        layers: int = 6,
+        message: str = "distmult",
+        aggregate: str = "pna",
+        short_cut: bool = True,
+        layer_norm: bool = True,
+        dependent: bool = True,
+        mlp_layers: int = 2,
+        backend: str = "auto",
+    ) -> None:
         super().__init__()
         if message not in MESSAGES:
             raise ValueError(f"message: unknown {message!r}; expected one of {MESSAGES}")
@@ -56,10 +66,19 @@ class NBFNet(nn.Module):
         self.num_relations, self.dim, self.short_cut = num_relations, dim, short_cut
         self.query = nn.Embedding(num_relations, dim)
         self.layers = nn.ModuleList(
-            GeneralizedRelationalConv(dim, dim, num_relations, dim, message=message,
-                                      aggregate=aggregate, layer_norm=layer_norm,
-                                      dependent=dependent, backend=backend)
-            for _ in range(layers))
+            GeneralizedRelationalConv(
+                dim,
+                dim,
+                num_relations,
+                dim,
+                message=message,
+                aggregate=aggregate,
+                layer_norm=layer_norm,
+                dependent=dependent,
+                backend=backend,
+            )
+            for _ in range(layers)
+        )
         feat = 2 * dim
         mlp: list[nn.Module] = []
         for _ in range(mlp_layers - 1):
@@ -67,8 +86,14 @@ class NBFNet(nn.Module):
         mlp.append(nn.Linear(feat, 1))
         self.mlp = nn.Sequential(*mlp)
 
-    def bellman_ford(self, graph: RelationalGraph, h_index: Tensor, r_index: Tensor, *,
-                     keep: Tensor | None = None) -> Tensor:
+    def bellman_ford(
+        self,
+        graph: RelationalGraph,
+        h_index: Tensor,
+        r_index: Tensor,
+        *,
+        keep: Tensor | None = None,
+    ) -> Tensor:
         """Node representations for a batch of queries ``(h_b, r_b, ?)``.
 
         Args:
@@ -107,8 +132,15 @@ class NBFNet(nn.Module):
         query = self.query(r_index).unsqueeze(1).expand(b, k, self.dim)
         return self.mlp(torch.cat([feat, query], dim=-1)).squeeze(-1)
 
-    def forward(self, graph: RelationalGraph, h_index: Tensor, t_index: Tensor,
-                r_index: Tensor, *, keep: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        graph: RelationalGraph,
+        h_index: Tensor,
+        t_index: Tensor,
+        r_index: Tensor,
+        *,
+        keep: Tensor | None = None,
+    ) -> Tensor:
         """Scores of ``(h_b, r_b, t_bk)``: one Bellman-Ford pass per row ``b``.
 
         Shapes:
@@ -117,9 +149,16 @@ class NBFNet(nn.Module):
         states = self.bellman_ford(graph, h_index, r_index, keep=keep)
         return self.score_states(states, t_index, r_index)
 
-    def pair_scores(self, graph: RelationalGraph, h_index: Tensor, t_index: Tensor,
-                    r_index: Tensor, *, symmetric: bool = False,
-                    keep: Tensor | None = None) -> Tensor:
+    def pair_scores(
+        self,
+        graph: RelationalGraph,
+        h_index: Tensor,
+        t_index: Tensor,
+        r_index: Tensor,
+        *,
+        symmetric: bool = False,
+        keep: Tensor | None = None,
+    ) -> Tensor:
         """Scores of single pairs ``(h_b, r_b, t_b)``.
 
         With ``symmetric`` the pair feature is the mean of ``h^T(h -> t)`` and ``h^T(t -> h)``
@@ -148,9 +187,14 @@ class NBFNet(nn.Module):
         return self.mlp(torch.cat([states, query], dim=-1)).squeeze(-1)
 
 
-def remove_easy_edges(graph: RelationalGraph, h_index: Tensor, t_index: Tensor, *,
-                      r_index: Tensor | None = None, inverse_offset: int | None = None
-                      ) -> Tensor:
+def remove_easy_edges(
+    graph: RelationalGraph,
+    h_index: Tensor,
+    t_index: Tensor,
+    *,
+    r_index: Tensor | None = None,
+    inverse_offset: int | None = None,
+) -> Tensor:
     """Mask that drops the edges a training query could read its answer from (NBFNet Sec. 4).
 
     With ``r_index=None`` every edge between ``h`` and ``t`` in either direction, of any
