@@ -26,7 +26,7 @@ Prints progress lines, a table, and a last JSON line ``{"full": {"auroc"|"mrr",
 "relative_loss", "queries_per_second", "speedup", ...}]}``; rows with ``model: "partitioned"``
 are the trained-per-leaf models, ``model: "full"`` the full model restricted to leaf + halo.
 Knowledge-graph rows also carry the restriction's ceiling
-(:func:`gnn.nbfnet_partitioned.restriction_ceiling`): ``restriction_ceiling_mrr`` is the full
+(:func:`gnn.nbfnet_partitioned_eval.restriction_ceiling`): ``restriction_ceiling_mrr`` is the full
 model's full-graph MRR with every query whose answer lies outside the source's leaf + halo
 counted as a miss, ``restriction_ceiling_loss`` its relative loss (what a partitioned model
 ranking every covered query as the full model does would lose), and
@@ -35,7 +35,7 @@ ranking every covered query as the full model does would lose), and
 e.g. for a full model read from ``--full-checkpoint``, without training partitioned models.
 
 Planetoid pairs can also run on their *pair scope* (``--scope source,pair``): the union of the
-two nodes' leaf + halo subgraphs (:func:`gnn.nbfnet_partitioned.pair_subgraph`), built inside
+two nodes' leaf + halo subgraphs (:func:`gnn.nbfnet_partitioned_eval.pair_subgraph`), built inside
 the timed loop; every row then carries ``scope`` and the mean nodes / edges of the subgraphs
 its pairs ran on.
 """
@@ -64,11 +64,10 @@ from gnn.kg import (
     load_triples_dir,
 )
 from gnn.nbfnet_eval import evaluate_link_auc, kg_metrics, kg_ranks
-from gnn.nbfnet_partitioned import (
-    PartitionedGraph,
+from gnn.nbfnet_partitioned import PartitionedGraph, fit_partitioned
+from gnn.nbfnet_partitioned_eval import (
     evaluate_kg_partitioned,
     evaluate_link_auc_partitioned,
-    fit_partitioned,
     pair_subgraph,
     restriction_ceiling,
 )
@@ -323,7 +322,7 @@ def _pairs(edge_index: Tensor) -> Tensor:
 
 
 def _ceiling_line(setting: str, c: dict[str, float], full_mrr: float) -> str:
-    """One progress line of :func:`gnn.nbfnet_partitioned.restriction_ceiling`'s figures."""
+    """One progress line of :func:`gnn.nbfnet_partitioned_eval.restriction_ceiling`'s figures."""
     return (
         f"[bench] {setting}: coverage {c['coverage']:.4f}, the full model keeps MRR "
         f"{c['ceiling_mrr']:.4f} of {full_mrr:.4f} (loss {c['ceiling_loss']:.1%}) with the "

@@ -6,7 +6,7 @@
 
 Ranks the same test queries (tail and head) of a KG three ways, with one parameter set: the
 full-graph model (:func:`gnn.nbfnet_eval.evaluate_kg`), the partitioned inference in this
-process (:func:`gnn.nbfnet_partitioned.evaluate_kg_partitioned`, each query on its source's
+process (:func:`gnn.nbfnet_partitioned_eval.evaluate_kg_partitioned`, each query on its source's
 leaf + 1-hop halo, outward edges) and the same partitioned inference as a Spark job
 (:func:`pipelines.nbfnet_spark.rank_queries` on ``local[N]``: one task per leaf builds its
 subgraph from the triples, the assignment and the leaf's halo edges). The two partitioned
@@ -40,7 +40,8 @@ import torch
 
 from gnn.kg import kg_graph, load_triples_dir
 from gnn.nbfnet_eval import evaluate_kg
-from gnn.nbfnet_partitioned import PartitionedGraph, evaluate_kg_partitioned, fit_partitioned
+from gnn.nbfnet_partitioned import PartitionedGraph, fit_partitioned
+from gnn.nbfnet_partitioned_eval import evaluate_kg_partitioned
 from gnn.nbfnet_train import NBFNetTrainConfig, build_model
 
 

@@ -13,7 +13,7 @@ edges the partitioner ships with the leaf (internal + cut edges: the ``outward``
 candidates outside it score ``-inf``. One Spark task per leaf (``applyInPandas`` grouped by
 leaf) builds that subgraph from the partition tables, loads the shared parameters and returns
 one filtered rank per query, so the ranks equal
-:func:`gnn.nbfnet_partitioned.evaluate_kg_partitioned`'s on the same leaves.
+:func:`gnn.nbfnet_partitioned_eval.evaluate_kg_partitioned`'s on the same leaves.
 
 Schema:
     triples ``(src, rel, dst)`` (training graph, relation ids without inverses), assignment

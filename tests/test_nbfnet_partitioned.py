@@ -10,14 +10,11 @@ import torch
 from gnn.kg import RelationalGraph, homogeneous_graph, kg_graph
 from gnn.models.nbfnet import NBFNet
 from gnn.nbfnet_eval import evaluate_kg, kg_ranks, rank_metrics
-from gnn.nbfnet_partitioned import (
-    PartitionedGraph,
+from gnn.nbfnet_partitioned import PartitionedGraph, fit_partitioned, halo_mask, leaf_queries
+from gnn.nbfnet_partitioned_eval import (
     answers_inside,
     evaluate_kg_partitioned,
     evaluate_link_auc_partitioned,
-    fit_partitioned,
-    halo_mask,
-    leaf_queries,
     pair_scores_partitioned,
     pair_subgraph,
     restriction_ceiling,

@@ -7,7 +7,8 @@ import torch
 
 from gnn.kg import kg_graph
 from gnn.nbfnet_eval import AnswerFilter, filtered_ranks
-from gnn.nbfnet_partitioned import PartitionedGraph, evaluate_kg_partitioned
+from gnn.nbfnet_partitioned import PartitionedGraph
+from gnn.nbfnet_partitioned_eval import evaluate_kg_partitioned
 from gnn.nbfnet_train import NBFNetTrainConfig, build_model
 from pipelines.nbfnet_spark import (
     NBFNetScoring,
