@@ -112,7 +112,7 @@ def settings(args: argparse.Namespace, train: Path, test: Path) -> list[str]:
 
 def embeddings(version: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Final user and item vectors by ORIGINAL id."""
-    from pipelines.bridge import bytes_to_matrix
+    from pipelines.vector_bytes import bytes_to_matrix
 
     emb = pd.read_parquet(version / "aggregate" / "embeddings")
     dic = pd.read_parquet(version / "ingest" / "dictionary")

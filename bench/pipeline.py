@@ -130,11 +130,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from pyspark.sql import functions as F
 
-    from pipelines.bridge import LeafTrainSettings, bytes_to_matrix
+    from pipelines.bridge import LeafTrainSettings
     from pipelines.leaf_training import iter_rounds
     from pipelines.partition import PartitionSettings, partition_interactions
     from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
     from pipelines.session import build_spark
+    from pipelines.vector_bytes import bytes_to_matrix
 
     spark = build_spark(
         "bench-pipeline",

@@ -29,8 +29,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from pipelines.aggregate import VECTOR_TABLE_SCHEMA
-from pipelines.bridge import vectors_to_bytes
 from pipelines.schema import DST, KIND, NODE_ID, SRC, VECTOR
+from pipelines.vector_bytes import vectors_to_bytes
 
 WALK = "walk"
 PEER_LABEL = "spark random walks + Word2Vec (GraphFrames JAR not served)"

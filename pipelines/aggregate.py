@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from pipelines.bridge import LEAF_LOG, REPLICAS, arrow_to_matrix, matrix_to_arrow, vectors_to_bytes
+from pipelines.bridge import LEAF_LOG, REPLICAS
 from pipelines.propagate import (
     VECTOR_TABLE_SCHEMA,
     bucket_edges,
@@ -36,6 +36,7 @@ from pipelines.propagate import (
 )
 from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
 from pipelines.seeded_init import seeded_vectors
+from pipelines.vector_bytes import arrow_to_matrix, matrix_to_arrow, vectors_to_bytes
 
 WEIGHT_COL = "w"
 

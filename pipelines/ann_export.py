@@ -21,9 +21,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.ann import AnnSettings, build_index, save_index
-from pipelines.bridge import bytes_to_matrix
 from pipelines.recommend_stage import embeddings_path, run_dictionary, run_interactions
 from pipelines.schema import ITEM, KIND, NODE_ID, ORIGINAL_ID, VECTOR
+from pipelines.vector_bytes import bytes_to_matrix
 
 EXPORT_SECTIONS = ("ingest", "run", "model", "train", "export")
 

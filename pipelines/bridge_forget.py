@@ -23,15 +23,9 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipelines.bridge import (
-    LEAF_LOG,
-    WEIGHTED_ROWS_SCHEMA,
-    bytes_to_matrix,
-    task_device,
-    task_threads,
-    vectors_to_bytes,
-)
+from pipelines.bridge import LEAF_LOG, WEIGHTED_ROWS_SCHEMA, task_device, task_threads
 from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
+from pipelines.vector_bytes import bytes_to_matrix, vectors_to_bytes
 
 DELETED = "deleted"
 

@@ -24,9 +24,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.aggregate import WEIGHT_COL
-from pipelines.bridge import sums_by_node, vectors_to_bytes
 from pipelines.propagate import VECTOR_TABLE_SCHEMA
 from pipelines.schema import DST, KIND, NODE_ID, SRC, VECTOR
+from pipelines.vector_bytes import sums_by_node, vectors_to_bytes
 
 DEFAULT_MAX_DIRECT_PAIRS = 2_000_000
 """Graphs with at most this many pairs are aggregated in one task (the partitioner's one-task

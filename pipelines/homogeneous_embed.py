@@ -32,7 +32,6 @@ from pipelines.bridge import (
     leaf_log,
     task_device,
     task_threads,
-    vectors_to_bytes,
 )
 from pipelines.homogeneous_direct import DEFAULT_MAX_DIRECT_PAIRS, aggregate_homogeneous_one_task
 from pipelines.leaf_slots import balanced_slots, slot_keys
@@ -42,6 +41,7 @@ from pipelines.partition_output import internal_and_halo_edges
 from pipelines.propagate import bucket_edges, propagate_layer
 from pipelines.schema import DST, KIND, LEAF_ID, NODE_ID, SRC, VECTOR
 from pipelines.seeded_init import KIND_CODES, seeded_normal
+from pipelines.vector_bytes import vectors_to_bytes
 
 NODE_KIND = "node"
 _SPLIT_PLAN_SCHEMA = T.StructType(

@@ -30,8 +30,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipelines.bridge import bytes_to_matrix, sums_by_node, vectors_to_bytes
 from pipelines.schema import KIND, NODE_ID, VECTOR
+from pipelines.vector_bytes import bytes_to_matrix, sums_by_node, vectors_to_bytes
 
 BUCKET_COL = "_bucket"
 COUNT = "w"

@@ -21,9 +21,9 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipelines.bridge import bytes_to_matrix
 from pipelines.schema import ITEM, RANK, SCORE, USER, VECTOR
 from pipelines.topk import topk_block
+from pipelines.vector_bytes import bytes_to_matrix
 
 __all__ = [
     "RECOMMENDATION_SCHEMA",

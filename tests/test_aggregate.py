@@ -12,8 +12,8 @@ from pipelines.aggregate import (
     replica_means,
     weighted_mean_by_node,
 )
-from pipelines.bridge import bytes_to_matrix, vectors_to_bytes
 from pipelines.seeded_init import seeded_normal
+from pipelines.vector_bytes import bytes_to_matrix, vectors_to_bytes
 
 
 def _table(df, dim):

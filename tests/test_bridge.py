@@ -6,14 +6,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pipelines.bridge import (
-    LEAF_LOG,
-    LeafTrainSettings,
-    bytes_to_matrix,
-    task_device,
-    task_threads,
-    train_leaf,
-)
+from pipelines.bridge import LEAF_LOG, LeafTrainSettings, task_device, task_threads, train_leaf
+from pipelines.vector_bytes import bytes_to_matrix
 
 
 def _leaf(leaf_id):
@@ -88,8 +82,9 @@ def test_empty_leaf_and_device_outside_spark():
 def test_train_leaf_from_arrow_equals_the_pandas_seam():
     import pyarrow as pa
 
-    from pipelines.bridge import train_leaf_from, train_leaf_from_arrow, vectors_to_bytes
+    from pipelines.bridge import train_leaf_from, train_leaf_from_arrow
     from pipelines.seeded_init import seeded_vectors
+    from pipelines.vector_bytes import vectors_to_bytes
 
     edges = _leaf(3)
     nodes = _leaf_nodes(edges).sample(frac=1.0, random_state=0)  # start rows in any order
@@ -114,8 +109,9 @@ def test_shared_step_moves_shared_nodes_by_eta_times_their_change():
 
     import pytest
 
-    from pipelines.bridge import train_leaf_from, vectors_to_bytes
+    from pipelines.bridge import train_leaf_from
     from pipelines.seeded_init import seeded_vectors
+    from pipelines.vector_bytes import vectors_to_bytes
 
     edges = _leaf(3)
     nodes = _leaf_nodes(edges, sort=True)
@@ -145,8 +141,9 @@ def test_shared_step_moves_shared_nodes_by_eta_times_their_change():
 
 def test_empty_start_vectors_mean_the_seeded_start():
 
-    from pipelines.bridge import train_leaf_from, vectors_to_bytes
+    from pipelines.bridge import train_leaf_from
     from pipelines.seeded_init import seeded_vectors
+    from pipelines.vector_bytes import vectors_to_bytes
 
     edges = _leaf(3)
     nodes = pd.DataFrame(

@@ -9,8 +9,8 @@ import pandas as pd
 import torch
 
 from gnn.unlearn import UnlearnConfig, lightgcn_deletion, unlearn_lightgcn
-from pipelines.bridge import bytes_to_matrix, vectors_to_bytes
 from pipelines.bridge_forget import LeafForgetSettings, unlearn_leaf_from
+from pipelines.vector_bytes import bytes_to_matrix, vectors_to_bytes
 
 
 def _leaf(deleted_edge: bool) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:

@@ -15,7 +15,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import export, forget, ingest, pipeline
-from pipelines.bridge import bytes_to_matrix, vectors_to_bytes
 from pipelines.bridge_forget import LeafForgetSettings, unlearn_leaf_from
 from pipelines.config import load_config
 from pipelines.forget import trained_config_differences
@@ -23,6 +22,7 @@ from pipelines.forget_requests import RequestFileError, read_requests
 from pipelines.forget_verify import DeletedSet, verify_erased
 from pipelines.forget_versions import current_version
 from pipelines.tombstones import drop_tombstoned, tombstone_key, write_tombstones
+from pipelines.vector_bytes import bytes_to_matrix, vectors_to_bytes
 
 SHARED_ITEM = 900  # held by users of every community, so by both leaves
 

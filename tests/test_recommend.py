@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from pipelines.bridge import bytes_to_matrix, vectors_to_bytes
 from pipelines.recommend import recommend_topk, similar_items, topk_block
+from pipelines.vector_bytes import bytes_to_matrix, vectors_to_bytes
 
 
 def brute_force_topk(users, items, item_ids, seen, k):

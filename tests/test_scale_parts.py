@@ -16,8 +16,9 @@ from gnn.homogeneous import (
     undirected_pairs,
 )
 from gnn.metrics import auroc
-from pipelines.bridge import LEAF_LOG, LeafTrainSettings, bytes_to_matrix, vectors_to_bytes
+from pipelines.bridge import LEAF_LOG, LeafTrainSettings
 from pipelines.seeded_init import KIND_CODES, seeded_normal
+from pipelines.vector_bytes import bytes_to_matrix, vectors_to_bytes
 
 R = 1 / math.sqrt(2)
 
