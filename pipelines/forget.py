@@ -38,45 +38,42 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 
-from pipelines.aggregate import weighted_mean_by_node
-from pipelines.bridge import LEAF_LOG
-from pipelines.bridge_forget import DELETED, LeafForgetSettings, unlearn_leaves_from
 from pipelines.config import PipelineConfig
+from pipelines.forget_filters import resolve_requests
 from pipelines.forget_requests import ID, KIND, OTHER_ID, REQUEST_ID, TIMESTAMP, Requests
-from pipelines.forget_verify import DeletedSet, raw_names_deleted, verify_erased
+from pipelines.forget_stages import (
+    ForgetSettings,
+    Unlearned,
+    drop_deleted_recommendations,
+    ingest_body,
+    partition_body,
+    train_body,
+)
+from pipelines.forget_verify import verify_erased
 from pipelines.forget_versions import (
     commit_version,
     current_version,
     new_version_dir,
     purge_version,
 )
-from pipelines.leaf_training import leaf_nodes
-from pipelines.schema import ITEM, LEAF_ID, NODE_ID, ORIGINAL_ID, USER, VECTOR
-from pipelines.schema import KIND as NODE_KIND
+from pipelines.schema import ITEM, USER
 from pipelines.stages import read_marker, run_stage
 from pipelines.tombstones import (
-    drop_tombstoned,
     read_tombstone_keys,
     tombstone_key,
     tombstones_folder,
     write_tombstones,
 )
 from pipelines.train_stage import (
-    EGO,
-    LEAF_LOGS,
     TRAINED_CONFIG,
     TRAINED_SECTIONS,
-    leaf_interactions,
 )
 
 log = logging.getLogger("graphpipe.forget")
@@ -95,27 +92,6 @@ class ForgetError(RuntimeError):
 
 class VerificationFailed(RuntimeError):
     """Deleted elements remained in the new version; it was discarded."""
-
-
-@dataclass(frozen=True)
-class ForgetSettings:
-    """Distill-to-delete knobs (:class:`gnn.unlearn.UnlearnConfig`) and the purge policy.
-
-    ``trainable_hops`` 0 (only deleted users and the endpoints of deleted interactions move;
-    the rest of the graph keeps the trained vectors) is the default because it was measured
-    better on full Gowalla, 0.5% of edges, 8 leaves, 30 steps (Recall@20 / deleted-edge AUROC;
-    rerun on the retained data 0.1401 / 0.9311): every row trainable 0.1315 / 0.9420 (utility
-    0.94), 1 hop 0.1312 / 0.9416, 0 hops 0.1391 / 0.9478 (at lr 1e-2: 0.1368 / 0.9255), no
-    distillation 0.1409 / 0.9601.
-    """
-
-    steps: int = 30
-    lr: float = 5e-3
-    alpha: float = 0.5
-    beta: float = 1.0
-    batch_size: int = 8192
-    trainable_hops: int = 0
-    purge_previous: bool = True
 
 
 @dataclass
@@ -139,330 +115,6 @@ def applied_request_ids(run_dir: str | Path) -> set[str]:
     """Request ids with an audit record (already applied)."""
     root = Path(run_dir) / AUDIT
     return {p.stem[len("forget-") :] for p in root.glob("forget-*.json")}
-
-
-# --------------------------------------------------------------------------- resolution
-
-
-@dataclass(frozen=True)
-class _Resolved:
-    deleted: DeletedSet
-    unknown: dict[str, int]  # request id -> unknown rows
-
-
-def _resolve(
-    spark: SparkSession, requests: Requests, dictionary: DataFrame, train_pairs: DataFrame
-) -> _Resolved:
-    """Dense ids of the requested elements (small: collected to the driver)."""
-    rows = requests.rows
-    wanted = pd.concat(
-        [
-            pd.DataFrame({NODE_KIND: "user", ORIGINAL_ID: rows.loc[rows[KIND] != "item", ID]}),
-            pd.DataFrame({NODE_KIND: "item", ORIGINAL_ID: rows.loc[rows[KIND] == "item", ID]}),
-            pd.DataFrame(
-                {NODE_KIND: "item", ORIGINAL_ID: rows.loc[rows[KIND] == "edge", OTHER_ID]}
-            ),
-        ]
-    ).drop_duplicates()
-    wanted_df = spark.createDataFrame(wanted, f"{NODE_KIND} string, {ORIGINAL_ID} string")
-    found = {
-        (r[NODE_KIND], r[ORIGINAL_ID]): int(r[NODE_ID])
-        for r in dictionary.join(F.broadcast(wanted_df), [NODE_KIND, ORIGINAL_ID]).collect()
-    }
-    users: set[int] = set()
-    items: set[int] = set()
-    edges: set[tuple[int, int]] = set()
-    unknown: dict[str, int] = {}
-    for r in rows.itertuples(index=False):
-        rid, kind, first, other = (getattr(r, c) for c in (REQUEST_ID, KIND, ID, OTHER_ID))
-        if kind == "user" and ("user", first) in found:
-            users.add(found[("user", first)])
-        elif kind == "item" and ("item", first) in found:
-            items.add(found[("item", first)])
-        elif kind == "edge" and ("user", first) in found and ("item", other) in found:
-            edges.add((found[("user", first)], found[("item", other)]))
-        else:
-            unknown[rid] = unknown.get(rid, 0) + 1
-    if edges:  # an edge that is no interaction of the run is unknown too
-        pairs = spark.createDataFrame(sorted(edges), f"{USER} long, {ITEM} long")
-        real = {
-            (int(r[USER]), int(r[ITEM]))
-            for r in train_pairs.join(F.broadcast(pairs), [USER, ITEM]).distinct().collect()
-        }
-        for r in rows[rows[KIND] == "edge"].itertuples(index=False):
-            u, i = found.get(("user", r.id)), found.get(("item", r.other_id))
-            if u is not None and i is not None and (u, i) not in real:
-                unknown[r.request_id] = unknown.get(r.request_id, 0) + 1
-    deleted = DeletedSet(
-        users=frozenset(users),
-        items=frozenset(items),
-        edges=frozenset(edges),
-        user_ids=frozenset(rows.loc[rows[KIND] == "user", ID]),
-        item_ids=frozenset(rows.loc[rows[KIND] == "item", ID]),
-        edge_ids=frozenset(
-            zip(
-                rows.loc[rows[KIND] == "edge", ID],
-                rows.loc[rows[KIND] == "edge", OTHER_ID],
-                strict=True,
-            )
-        ),
-    )
-    return _Resolved(deleted, unknown)
-
-
-# --------------------------------------------------------------------------- filters
-
-
-def _id_frame(spark: SparkSession, ids: frozenset[int], column: str) -> DataFrame:
-    return spark.createDataFrame([(int(x),) for x in sorted(ids)], f"{column} long")
-
-
-def _edge_frame(spark: SparkSession, edges: frozenset[tuple[int, int]]) -> DataFrame:
-    return spark.createDataFrame(sorted(edges), f"{USER} long, {ITEM} long")
-
-
-def drop_deleted_edges(
-    spark: SparkSession, df: DataFrame, d: DeletedSet, *, user: str = USER, item: str = ITEM
-) -> DataFrame:
-    """Rows of ``df`` whose user, item and (user, item) are all retained.
-
-    Schema:
-        df: ``<user> long``, ``<item> long`` (dense ids) among others; returns the same.
-    """
-    if d.users:
-        bad = _id_frame(spark, d.users, "_fu")
-        df = df.join(F.broadcast(bad), df[user] == bad["_fu"], "left_anti")
-    if d.items:
-        bad = _id_frame(spark, d.items, "_fi")
-        df = df.join(F.broadcast(bad), df[item] == bad["_fi"], "left_anti")
-    if d.edges:
-        bad = _edge_frame(spark, d.edges).toDF("_eu", "_ei")
-        cond = (df[user] == bad["_eu"]) & (df[item] == bad["_ei"])
-        df = df.join(F.broadcast(bad), cond, "left_anti")
-    return df
-
-
-def drop_deleted_nodes(spark: SparkSession, df: DataFrame, d: DeletedSet) -> DataFrame:
-    """Rows of a ``(kind, node_id)`` table whose node is not deleted.
-
-    Schema:
-        df: ``kind string``, ``node_id long`` among others; returns the same.
-    """
-    rows = [("user", int(x)) for x in d.users] + [("item", int(x)) for x in d.items]
-    if not rows:
-        return df
-    bad = spark.createDataFrame(rows, "_fk string, _fn long")
-    cond = (df[NODE_KIND] == bad["_fk"]) & (df[NODE_ID] == bad["_fn"])
-    return df.join(F.broadcast(bad), cond, "left_anti")
-
-
-def _deleted_flag(spark: SparkSession, df: DataFrame, d: DeletedSet) -> DataFrame:
-    """``df`` (``leaf_id, user, item``) plus ``deleted`` bool (user, item or edge deleted)."""
-    flag: Column = F.lit(False)
-    if d.users:
-        flag = flag | F.col(USER).isin([int(x) for x in sorted(d.users)])
-    if d.items:
-        flag = flag | F.col(ITEM).isin([int(x) for x in sorted(d.items)])
-    out = df.withColumn(DELETED, flag)
-    if d.edges:
-        bad = _edge_frame(spark, d.edges).withColumn("_edge_gone", F.lit(True))
-        out = out.join(F.broadcast(bad), [USER, ITEM], "left").select(
-            LEAF_ID,
-            USER,
-            ITEM,
-            (F.col(DELETED) | F.coalesce("_edge_gone", F.lit(False))).alias(DELETED),
-        )
-    return out
-
-
-def _scrub_raw(df: DataFrame, d: DeletedSet) -> DataFrame:
-    """Quarantined rows (``raw`` line) without any that names a deleted id or edge.
-
-    Tokens as in :mod:`pipelines.forget_verify`; checked in Spark tasks with Python sets (a
-    Column expression per edge would grow too deep for large batches).
-
-    Schema:
-        df: ``raw string`` among others; returns the same columns.
-    """
-    bad = frozenset(d.user_ids | d.item_ids)
-    edges = frozenset(d.edge_ids)
-    if not bad and not edges:
-        return df
-    schema = df.schema
-
-    def fn(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
-        for pdf in batches:
-            keep = [not raw_names_deleted(raw, bad, edges) for raw in pdf["raw"]]
-            yield pdf.iloc[np.flatnonzero(np.asarray(keep, dtype=bool))]
-
-    return df.mapInPandas(fn, schema=schema)
-
-
-# --------------------------------------------------------------------------- stage bodies
-
-
-def _write_counts(df: DataFrame, path: Path) -> int:
-    df.write.parquet(str(path))
-    return int(df.sparkSession.read.parquet(str(path)).count())
-
-
-def _ingest_body(spark: SparkSession, cur: Path, d: DeletedSet, out: Path) -> dict[str, Any]:
-    src = cur / "ingest"
-    counts: dict[str, Any] = {}
-    inter = spark.read.parquet(str(src / "interactions"))
-    counts["accepted"] = _write_counts(drop_deleted_edges(spark, inter, d), out / "interactions")
-    dictionary = spark.read.parquet(str(src / "dictionary"))
-    counts["dictionary"] = _write_counts(
-        drop_deleted_nodes(spark, dictionary, d), out / "dictionary"
-    )
-    if (src / "rejected").is_dir():
-        rejected = spark.read.parquet(str(src / "rejected"))
-        counts["rejected"] = _write_counts(_scrub_raw(rejected, d), out / "rejected")
-    return counts
-
-
-def _partition_body(spark: SparkSession, cur: Path, d: DeletedSet, out: Path) -> dict[str, Any]:
-    src = cur / "partition"
-    counts: dict[str, Any] = {}
-    for name in ("assignment", "halo_nodes"):
-        if (src / name).is_dir():
-            df = drop_deleted_nodes(spark, spark.read.parquet(str(src / name)), d)
-            counts[name] = _write_counts(df, out / name)
-    if (src / "halo_edges").is_dir():
-        df = drop_deleted_edges(spark, spark.read.parquet(str(src / "halo_edges")), d)
-        counts["halo_edges"] = _write_counts(df, out / "halo_edges")
-    if (src / "leaf_stats").is_dir():
-        shutil.copytree(src / "leaf_stats", out / "leaf_stats")
-    return counts
-
-
-@dataclass
-class _Unlearned:
-    leaves_retrained: list[int]
-    leaves_total: int
-    leaf_logs: list[dict[str, Any]]
-
-
-def _affected_leaves(spark: SparkSession, cur: Path, flagged: DataFrame, d: DeletedSet) -> set[int]:
-    leaves = {
-        int(r[LEAF_ID]) for r in flagged.where(F.col(DELETED)).select(LEAF_ID).distinct().collect()
-    }
-    for name in ("assignment", "halo_nodes"):
-        path = cur / "partition" / name
-        if path.is_dir() and (d.users or d.items):
-            table = spark.read.parquet(str(path))
-            holders = table.join(
-                drop_deleted_nodes(spark, table, d), [NODE_KIND, NODE_ID, LEAF_ID], "left_anti"
-            )
-            leaves |= {int(r[LEAF_ID]) for r in holders.select(LEAF_ID).distinct().collect()}
-    return leaves
-
-
-def _train_body(
-    spark: SparkSession,
-    cfg: PipelineConfig,
-    cur: Path,
-    d: DeletedSet,
-    settings: ForgetSettings,
-    out: Path,
-    state: _Unlearned,
-) -> dict[str, Any]:
-    """New ego table: affected leaves unlearned, other leaves' vectors kept, shared re-averaged."""
-    parts = cfg.spark.shuffle_partitions
-    edges = _deleted_flag(spark, leaf_interactions(spark, cur), d).persist()
-    try:
-        affected = _affected_leaves(spark, cur, edges, d)
-        state.leaves_total = edges.select(LEAF_ID).distinct().count()
-        state.leaves_retrained = sorted(affected)
-        ego = spark.read.parquet(str(cur / "train" / EGO))
-        members = leaf_nodes(edges.select(LEAF_ID, USER, ITEM))
-        gone_nodes = [("user", int(x)) for x in d.users] + [("item", int(x)) for x in d.items]
-        gone = spark.createDataFrame(gone_nodes, f"{NODE_KIND} string, {NODE_ID} long").withColumn(
-            "_gone", F.lit(True)
-        )
-        init = (
-            members.join(ego, [NODE_KIND, NODE_ID])
-            .join(F.broadcast(gone), [NODE_KIND, NODE_ID], "left")
-            .select(
-                LEAF_ID,
-                NODE_KIND,
-                NODE_ID,
-                VECTOR,
-                F.coalesce("_gone", F.lit(False)).alias(DELETED),
-            )
-        )
-        ids = [int(x) for x in state.leaves_retrained]
-        hit = F.col(LEAF_ID).isin(ids) if ids else F.lit(False)
-        leaf_settings = LeafForgetSettings(
-            dim=cfg.model.dim,
-            layers=cfg.model.layers,
-            steps=settings.steps,
-            lr=settings.lr,
-            alpha=settings.alpha,
-            beta=settings.beta,
-            batch_size=settings.batch_size,
-            seed=cfg.run.seed,
-            device=cfg.train.device,
-            threads=cfg.train.threads,
-            trainable_hops=settings.trainable_hops,
-        )
-        unlearned = unlearn_leaves_from(edges.where(hit), init.where(hit), leaf_settings).persist()
-        kept_edges = edges.where(~hit & ~F.col(DELETED))
-        w_user = (
-            kept_edges.groupBy(LEAF_ID, F.col(USER).alias(NODE_ID))
-            .count()
-            .withColumn(NODE_KIND, F.lit(USER))
-        )
-        w_item = (
-            kept_edges.groupBy(LEAF_ID, F.col(ITEM).alias(NODE_ID))
-            .count()
-            .withColumn(NODE_KIND, F.lit(ITEM))
-        )
-        kept = (
-            w_user.unionByName(w_item)
-            .join(ego, [NODE_KIND, NODE_ID])
-            .select(NODE_KIND, NODE_ID, F.col("count").cast("double").alias("w"), VECTOR)
-        )
-        rows = unlearned.select(NODE_KIND, NODE_ID, "w", VECTOR).unionByName(kept)
-        new_ego = weighted_mean_by_node(rows, dim=cfg.model.dim, partitions=parts)
-        n = _write_counts(new_ego.select(NODE_KIND, NODE_ID, VECTOR), out / EGO)
-        state.leaf_logs = sorted(
-            (
-                json.loads(r[LEAF_LOG])
-                for r in unlearned.where(F.col(LEAF_LOG).isNotNull()).select(LEAF_LOG).collect()
-            ),
-            key=lambda x: x["leaf_id"],
-        )
-        unlearned.unpersist()
-    finally:
-        edges.unpersist()
-    if (cur / "train" / LEAF_LOGS).is_dir():
-        shutil.copytree(cur / "train" / LEAF_LOGS, out / LEAF_LOGS)
-    out_counts: dict[str, Any] = {"vectors": n, "leaves_retrained": len(state.leaves_retrained)}
-    recorded = ((read_marker(cur, "train") or {}).get("extra") or {}).get(TRAINED_CONFIG)
-    if recorded is not None:  # the model is still the one trained with that config
-        out_counts[TRAINED_CONFIG] = recorded
-    return out_counts
-
-
-def _drop_deleted_recommendations(
-    spark: SparkSession, out: Path, tombstones: Path, d: DeletedSet
-) -> None:
-    """Remove recommendations equal to an edge deleted by this or an earlier batch (a deleted
-    pair is no longer a 'seen' training pair, so the model may recommend it again)."""
-    path = out / "recommendations"
-    if not path.is_dir():
-        return
-    recs = spark.read.parquet(str(path))
-    kept = drop_tombstoned(
-        spark, recs, tombstones, user_col="user_id", item_col="item_id", extra_keys=d.keys
-    )
-    if kept.count() == recs.count():
-        return
-    tmp = out / f".recommendations.tmp-{uuid.uuid4().hex[:8]}"
-    kept.write.parquet(str(tmp))
-    shutil.rmtree(path)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- the job
@@ -564,7 +216,7 @@ def forget(
     _check_trained_config(cur, cfg)
     dictionary = spark.read.parquet(str(cur / "ingest" / "dictionary"))
     inter = spark.read.parquet(str(cur / "ingest" / "interactions"))
-    resolved = _resolve(spark, todo, dictionary, inter.select(USER, ITEM))
+    resolved = resolve_requests(spark, todo, dictionary, inter.select(USER, ITEM))
     tomb = [
         (k, tombstone_key(k, a, b), rid)
         for rid, k, a, b in todo.rows[[REQUEST_ID, KIND, ID, OTHER_ID]].itertuples(
@@ -575,16 +227,16 @@ def forget(
     tombstones = tombstones_folder(run_dir, cfg.ingest.tombstones_dir)
     d = dataclasses.replace(resolved.deleted, keys=batch_keys | read_tombstone_keys(tombstones))
     vdir, final = new_version_dir(run_dir)
-    state = _Unlearned([], 0, [])
+    state = Unlearned([], 0, [])
     try:
-        _stage(vdir, cur, "ingest", lambda out: _ingest_body(spark, cur, d, out), spark)
+        _stage(vdir, cur, "ingest", lambda out: ingest_body(spark, cur, d, out), spark)
         if read_marker(cur, "partition") is not None:
-            _stage(vdir, cur, "partition", lambda out: _partition_body(spark, cur, d, out), spark)
+            _stage(vdir, cur, "partition", lambda out: partition_body(spark, cur, d, out), spark)
         _stage(
             vdir,
             cur,
             "train",
-            lambda out: _train_body(spark, cfg, cur, d, settings, out, state),
+            lambda out: train_body(spark, cfg, cur, d, settings, out, state),
             spark,
         )
         for name in STAGES:  # every downstream stage the run has, by the run's own bodies
@@ -595,7 +247,7 @@ def forget(
             def run_body(out: Path, body: Any = body, name: str = name) -> Any:
                 result = body(spark, cfg, vdir, out)
                 if name == "recommend":
-                    _drop_deleted_recommendations(spark, out, tombstones, d)
+                    drop_deleted_recommendations(spark, out, tombstones, d)
                 return result
 
             _stage(vdir, cur, name, run_body, spark)

@@ -535,7 +535,7 @@ def test_tombstones_filter_later_ingests(spark, tmp_path):
 
 
 def test_scrub_raw_drops_lines_naming_deleted_ids(spark):
-    from pipelines.forget import _scrub_raw
+    from pipelines.forget_filters import scrub_raw
 
     df = spark.createDataFrame(
         [(1, "u1 i2"), (2, "u1 i3"), (3, "u5\ti3"), (4, None), (5, "u1,i2,i7")],
@@ -545,7 +545,7 @@ def test_scrub_raw_drops_lines_naming_deleted_ids(spark):
     # 329 edges: one Column expression per edge overflowed Spark's analyser; Python sets do not.
     many = frozenset({("u1", "i2")} | {(f"x{k}", f"y{k}") for k in range(329)})
     for edges in (d.edge_ids, many):
-        got = _scrub_raw(df, DeletedSet(user_ids=d.user_ids, edge_ids=edges))
+        got = scrub_raw(df, DeletedSet(user_ids=d.user_ids, edge_ids=edges))
         assert sorted(r["line"] for r in got.collect()) == [2, 4]
 
 
