@@ -14,7 +14,8 @@ The original model is trained on the full training data and the gold standard is
 from scratch on the retained data with the same recipe and time budget; both are cached under
 ``--cache-dir`` (keyed by data files, recipe and deletion request; ``--no-cache`` retrains),
 with the training time recorded when they were trained. The unlearned model comes from
-:func:`gnn.unlearn.unlearn_lightgcn` / :func:`gnn.unlearn_nbfnet.unlearn_nbfnet`, timed end to end
+:func:`gnn.unlearn_lightgcn.unlearn_lightgcn` / :func:`gnn.unlearn_nbfnet.unlearn_nbfnet`,
+timed end to end
 (setup included). All three are evaluated here: utility (LightGCN: Recall@20 over the test
 items of retained users, retained training items masked; Planetoid: test-split AUROC) and
 deleted-edge AUROC against non-edges of the same sources (:mod:`gnn.unlearn_eval`). Prints a
@@ -46,13 +47,14 @@ from gnn.models.lightgcn import build_norm_adj, lightgcn_propagate
 from gnn.nbfnet_eval import evaluate_link_auc
 from gnn.nbfnet_train import NBFNetTrainConfig, build_model, fit_nbfnet
 from gnn.train import LightGCNTrainConfig, fit_lightgcn
-from gnn.unlearn import UnlearnConfig, lightgcn_deletion, unlearn_lightgcn
+from gnn.unlearn import UnlearnConfig
 from gnn.unlearn_eval import (
     deleted_auroc_lightgcn,
     deleted_auroc_nbfnet,
     sample_deleted_edges,
     sample_deleted_users,
 )
+from gnn.unlearn_lightgcn import lightgcn_deletion, unlearn_lightgcn
 from gnn.unlearn_nbfnet import unlearn_nbfnet
 
 

@@ -3,7 +3,8 @@
 :func:`unlearn_leaf_from` is the forget counterpart of :func:`pipelines.bridge.train_leaf_from`:
 it receives one leaf's training interactions (each flagged ``deleted`` or not) and the current
 global ego vectors of the leaf's nodes (each node flagged ``deleted`` when a user or item
-request names it), runs :func:`gnn.unlearn.unlearn_lightgcn` (Sinha et al. 2023, D2DGN) with
+request names it), runs :func:`gnn.unlearn_lightgcn.unlearn_lightgcn` (Sinha et al. 2023,
+D2DGN) with
 the current vectors as the teacher, and returns the unlearned ego vectors of the nodes that
 remain, weighted by their retained interaction count in the leaf (the federated-averaging
 weight of :func:`pipelines.aggregate.weighted_mean_by_node`). Deleted nodes and nodes left
@@ -71,7 +72,8 @@ def unlearn_leaf_from(
     """
     import torch
 
-    from gnn.unlearn import UnlearnConfig, lightgcn_deletion, unlearn_lightgcn
+    from gnn.unlearn import UnlearnConfig
+    from gnn.unlearn_lightgcn import lightgcn_deletion, unlearn_lightgcn
 
     if edges.empty:
         return _empty()

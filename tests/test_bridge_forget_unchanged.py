@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gnn.unlearn import UnlearnConfig, lightgcn_deletion, unlearn_lightgcn
+from gnn.unlearn import UnlearnConfig
+from gnn.unlearn_lightgcn import lightgcn_deletion, unlearn_lightgcn
 from pipelines.bridge_forget import LeafForgetSettings, unlearn_leaf_from
 from pipelines.vector_bytes import bytes_to_matrix, vectors_to_bytes
 

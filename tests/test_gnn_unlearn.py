@@ -14,20 +14,14 @@ from gnn.kg import RelationalGraph, homogeneous_graph
 from gnn.models.lightgcn import build_norm_adj, lightgcn_propagate
 from gnn.models.nbfnet import NBFNet
 from gnn.train import LightGCNTrainConfig, fit_lightgcn
-from gnn.unlearn import (
-    UnlearnConfig,
-    bernoulli_kl,
-    embedding_distance,
-    lightgcn_deletion,
-    lightgcn_unlearn_loss,
-    unlearn_lightgcn,
-)
+from gnn.unlearn import UnlearnConfig, bernoulli_kl, embedding_distance
 from gnn.unlearn_eval import (
     deleted_auroc_lightgcn,
     deleted_auroc_nbfnet,
     sample_deleted_edges,
     sample_deleted_users,
 )
+from gnn.unlearn_lightgcn import lightgcn_deletion, lightgcn_unlearn_loss, unlearn_lightgcn
 from gnn.unlearn_nbfnet import delete_triples, nbfnet_unlearn_loss, unlearn_nbfnet
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
