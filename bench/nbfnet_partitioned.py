@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import Tensor
 
@@ -197,7 +198,7 @@ def spark_assignment(pairs: Tensor, num_nodes: int, k: int, seed: int) -> Tensor
             PartitionSettings(num_leaves=k, seed=seed, work_dir=str(work)),
             node_kinds=nodes,
         )
-        table = res.assignment.select(NODE_ID, LEAF_ID).toPandas()
+        table: pd.DataFrame = res.assignment.select(NODE_ID, LEAF_ID).toPandas()
     finally:
         spark.stop()
         shutil.rmtree(work, ignore_errors=True)

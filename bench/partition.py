@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -43,7 +44,7 @@ from pipelines.partition import PartitionSettings, partition_graph, partition_in
 from pipelines.schema import DST, ITEM, SRC, USER
 from pipelines.session import build_spark
 
-FORMATS = {
+FORMATS: dict[str, dict[str, Any]] = {
     "snap": {"format": "edges", "file_type": "text"},
     "csv": {"format": "edges", "file_type": "csv"},
     "parquet": {"format": "edges", "file_type": "parquet"},
@@ -65,7 +66,7 @@ def _descendants(pid: int) -> list[int]:
 
 
 def _processes(spark: SparkSession) -> list[int]:
-    jvm = int(spark.sparkContext._jvm.ProcessHandle.current().pid())  # type: ignore[attr-defined]
+    jvm = int(spark.sparkContext._jvm.ProcessHandle.current().pid())  # type: ignore[attr-defined,union-attr]
     return [os.getpid(), jvm, *_descendants(jvm)]
 
 
@@ -147,7 +148,7 @@ def metis(edges: np.ndarray, k: int, *, degree_balanced: bool) -> tuple[np.ndarr
 def dense_pairs(pairs: DataFrame, bipartite: bool) -> np.ndarray:
     """Collect the pairs with dense ids (benchmark only: METIS runs on the driver)."""
     cols = (USER, ITEM) if bipartite else (SRC, DST)
-    pdf = pairs.select(*cols).toPandas()  # Arrow transfer
+    pdf: pd.DataFrame = pairs.select(*cols).toPandas()  # Arrow transfer
     arr = pdf.to_numpy(dtype=np.int64).reshape(-1, 2)
     if bipartite:
         arr = np.c_[arr[:, 0], arr[:, 1] + arr[:, 0].max() + 1]
@@ -167,6 +168,7 @@ def hash_cut(pairs: DataFrame, bipartite: bool, k: int) -> float:
     row = pairs.select(
         F.avg((F.pmod(F.xxhash64(a), F.lit(k)) != F.pmod(F.xxhash64(b), F.lit(k))).cast("double"))
     ).first()
+    assert row is not None
     return float(row[0])
 
 

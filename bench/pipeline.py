@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         for done in steps:  # the evaluation between rounds is outside every round's clock
             rounds = done.index
             train_seconds += done.seconds
-            pdf = done.ego(spark).toPandas()
+            pdf: pd.DataFrame = done.ego(spark).toPandas()
             ego = np.zeros((n_users + n_items, args.dim), dtype=np.float32)
             vecs = bytes_to_matrix(list(pdf[VECTOR]), args.dim)
             is_user = (pdf[KIND] == USER).to_numpy()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,7 +91,7 @@ def iter_rounds(
     rounds: int | None,
     partitions: int,
     work_dir: Path,
-) -> Iterator[TrainingRound]:
+) -> Generator[TrainingRound, None, None]:
     """Yield each round of leaf training + averaging as it finishes (``rounds=None``: no end).
 
     A round is one Spark job with two shuffles: the previous round's per-leaf rows are
