@@ -33,6 +33,9 @@ ranking every covered query as the full model does would lose), and
 ``restriction_uncovered_mrr`` the full model's MRR on the excluded queries alone.
 ``--ceiling-only`` reports just these for every ``k`` (JSON ``{"full", "ceilings": [...]}``),
 e.g. for a full model read from ``--full-checkpoint``, without training partitioned models.
+``--partitioned-queries 288,full`` compares at equal work instead of equal time: one partitioned
+model per cap, each stopped after that many training queries (``full``: as many as the full
+model was trained on), rows tagged ``query_cap``.
 
 Planetoid pairs can also run on their *pair scope* (``--scope source,pair``): the union of the
 two nodes' leaf + halo subgraphs (:func:`gnn.nbfnet_partitioned_eval.pair_subgraph`), built inside
@@ -43,6 +46,7 @@ its pairs ran on.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import shutil
@@ -136,8 +140,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--full-checkpoint) and, for every k, the MRR the leaf + halo "
         "restriction leaves it; no partitioned training",
     )
+    p.add_argument(
+        "--partitioned-queries",
+        default="",
+        help="comma-separated caps on the partitioned models' training queries, one model per "
+        "cap (full: the full model's count; empty: the time budget alone)",
+    )
     p.add_argument("--json", action="store_true", help="end with the JSON line (always printed)")
     return p.parse_args(argv)
+
+
+def query_caps(spec: str, full_queries: int) -> list[int]:
+    """The ``--partitioned-queries`` caps (``full`` = the full model's count); ``[0]``: none."""
+    if not spec:
+        return [0]
+    caps = [full_queries if x.strip() == "full" else int(x) for x in spec.split(",")]
+    if any(c <= 0 for c in caps):
+        raise SystemExit(f"--partitioned-queries: caps must be positive, got {spec!r}")
+    return caps
+
+
+def capped(cfg: NBFNetTrainConfig, cap: int) -> NBFNetTrainConfig:
+    """``cfg`` stopped after ``cap`` training queries (0: unchanged): ``ceil(cap / batch)`` steps;
+    a leaf's last batch may be short, so a capped run trains on at most ``cap`` queries."""
+    return cfg if cap == 0 else dataclasses.replace(cfg, max_steps=-(-cap // cfg.batch_size))
 
 
 def _config(args: argparse.Namespace, kg: bool, gpu: bool) -> NBFNetTrainConfig:
@@ -445,12 +471,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     results = []
-    for (k, hops, rule), (pg, cut, st) in parts.items():
+    caps = query_caps(args.partitioned_queries, full.queries)
+    for ((k, hops, rule), (pg, cut, st)), cap in itertools.product(parts.items(), caps):
         pg = pg.to(dev)
-        res = fit_partitioned(pg, cfg, device=dev, train_triples=train_triples)
+        res = fit_partitioned(pg, capped(cfg, cap), device=dev, train_triples=train_triples)
         print(
             f"[bench] k={k} halo {hops} {rule}: {res.steps} steps, {res.queries} queries in "
-            f"{res.seconds:.1f}s; evaluating ...",
+            f"{res.seconds:.1f}s (cap {cap or 'none'}); evaluating ...",
             flush=True,
         )
         ceiling = restriction_ceiling(pg, test, full_ranks[0]) if kg else {}
@@ -475,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
                 "mean_subgraph_edges": m.get("scope_edges", sum(s["edges"] for s in st) / len(st)),
                 "train_seconds": res.seconds if name == "partitioned" else full.seconds,
                 "train_queries": res.queries if name == "partitioned" else full.queries,
+                "query_cap": cap,
             }
             row.update({c: m[c] for c in ("coverage", "coverage_pos", "coverage_neg") if c in m})
             row.update({f"restriction_{c}": v for c, v in ceiling.items() if c != "coverage"})
