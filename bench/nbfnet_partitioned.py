@@ -110,6 +110,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--budget-minutes", type=float, default=5.0, help="training cap per model")
     p.add_argument("--epochs", type=int, default=100, help="epoch cap per model")
+    p.add_argument(
+        "--max-steps", type=int, default=0, help="optimiser step cap per model (0: none)"
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--partitioner", default="spark", choices=("spark", "metis"))
@@ -161,8 +164,9 @@ def query_caps(spec: str, full_queries: int) -> list[int]:
 
 
 def capped(cfg: NBFNetTrainConfig, cap: int) -> NBFNetTrainConfig:
-    """``cfg`` stopped after ``cap`` training queries (0: unchanged): ``ceil(cap / batch)`` steps;
-    a leaf's last batch may be short, so a capped run trains on at most ``cap`` queries."""
+    """``cfg`` stopped after ``cap`` training queries (0: unchanged), rounded up to whole steps:
+    ``ceil(cap / batch)`` steps, so up to ``batch - 1`` queries more (fewer where a leaf's last
+    batch is short); the rows report the queries actually trained on."""
     return cfg if cap == 0 else dataclasses.replace(cfg, max_steps=-(-cap // cfg.batch_size))
 
 
@@ -194,6 +198,7 @@ def _config(args: argparse.Namespace, kg: bool, gpu: bool) -> NBFNetTrainConfig:
         epochs=args.epochs,
         seed=args.seed,
         time_budget_seconds=60.0 * args.budget_minutes,
+        max_steps=args.max_steps,
         log_every=args.log_every,
     )
 
