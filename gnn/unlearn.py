@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,11 +42,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "LossTerms",
     "UnlearnConfig",
     "UnlearnResult",
     "bernoulli_kl",
     "d2d_objective",
+    "distill_steps",
     "embedding_distance",
+    "log_distill",
     "pick_rows",
 ]
 
@@ -175,3 +180,48 @@ def pick_rows(n: int, k: int, gen: torch.Generator, device: torch.device) -> Ten
     if k >= n:
         return torch.arange(n, device=device)
     return torch.randint(n, (k,), generator=gen, device=device)
+
+
+# --------------------------------------------------------------------------- the step loop
+
+LossTerms = tuple[Tensor, Tensor, Tensor]
+
+
+def distill_steps(
+    cfg: UnlearnConfig,
+    opt: torch.optim.Optimizer,
+    step_loss: Callable[[], LossTerms],
+    t0: float,
+) -> tuple[int, list[tuple[float, float, float]]]:
+    """Minimise ``L`` with ``opt`` for ``cfg.steps`` steps (or until ``cfg.time_budget_seconds``
+    after ``t0``, a ``time.perf_counter()`` reading); ``step_loss()`` draws one step's batch and
+    returns ``(L, L_r, L_f)``.
+
+    Returns:
+        the steps taken and ``(L, L_r, L_f)`` of every step, as floats.
+    """
+    losses: list[tuple[float, float, float]] = []
+    for step in range(1, cfg.steps + 1):
+        total, l_r, l_f = step_loss()
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        losses.append((float(total.detach()), float(l_r.detach()), float(l_f.detach())))
+        if cfg.time_budget_seconds and time.perf_counter() - t0 >= cfg.time_budget_seconds:
+            return step, losses
+    return cfg.steps, losses
+
+
+def log_distill(
+    name: str,
+    steps: int,
+    seconds: float,
+    losses: list[tuple[float, float, float]],
+    log: Callable[[str], Any],
+) -> None:
+    """One progress line: steps, time, first and last ``L`` with the last ``L_r`` and ``L_f``."""
+    if losses:
+        log(
+            f"unlearn {name}: {steps} steps in {seconds:.1f}s; loss {losses[0][0]:.5f} -> "
+            f"{losses[-1][0]:.5f} (L_r {losses[-1][1]:.5f}, L_f {losses[-1][2]:.5f})"
+        )

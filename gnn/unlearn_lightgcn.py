@@ -24,11 +24,14 @@ from torch import Tensor
 from gnn.device import torch_threads
 from gnn.models.lightgcn import LightGCN, build_norm_adj, lightgcn_propagate
 from gnn.unlearn import (
+    LossTerms,
     UnlearnConfig,
     UnlearnResult,
     bernoulli_kl,
     d2d_objective,
+    distill_steps,
     embedding_distance,
+    log_distill,
     pick_rows,
 )
 
@@ -295,14 +298,13 @@ def _unlearn_lightgcn(
         ego.register_hook(lambda g: g * grad_mask)
     opt = torch.optim.Adam([ego], lr=cfg.lr)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
-    losses: list[tuple[float, float, float]] = []
-    step = 0
-    for step in range(1, cfg.steps + 1):  # noqa: B007 - reported below
+
+    def step_loss() -> LossTerms:
         pick = pick_rows(len(ru), cfg.batch_size, gen, dev)
         neg = torch.randint(num_items, (len(pick), cfg.num_negative), generator=gen, device=dev)
         dpick = pick_rows(len(du), cfg.deleted_batch_size, gen, dev)
         final = lightgcn_propagate(adj, ego, layers)
-        total, l_r, l_f = lightgcn_unlearn_loss(
+        return lightgcn_unlearn_loss(
             final,
             teacher,
             destroyer,
@@ -314,24 +316,14 @@ def _unlearn_lightgcn(
             beta=cfg.beta,
             temperature=cfg.temperature,
         )
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        losses.append((float(total.detach()), float(l_r.detach()), float(l_f.detach())))
-        if cfg.time_budget_seconds and time.perf_counter() - t0 >= cfg.time_budget_seconds:
-            break
-    else:
-        step = cfg.steps
+
+    step, losses = distill_steps(cfg, opt, step_loss, t0)
     with torch.no_grad():
         out = lightgcn_propagate(adj, ego.detach(), layers)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0
-    if losses:
-        log(
-            f"unlearn lightgcn: {step} steps in {seconds:.1f}s; loss {losses[0][0]:.5f} -> "
-            f"{losses[-1][0]:.5f} (L_r {losses[-1][1]:.5f}, L_f {losses[-1][2]:.5f})"
-        )
+    log_distill("lightgcn", step, seconds, losses, log)
     out = out.to("cpu", torch.float32)
     return UnlearnResult(
         seconds=seconds,

@@ -21,11 +21,14 @@ from gnn.device import torch_threads
 from gnn.kg import RelationalGraph
 from gnn.models.nbfnet import NBFNet, remove_easy_edges
 from gnn.unlearn import (
+    LossTerms,
     UnlearnConfig,
     UnlearnResult,
     bernoulli_kl,
     d2d_objective,
+    distill_steps,
     embedding_distance,
+    log_distill,
     pick_rows,
 )
 
@@ -219,16 +222,15 @@ def _unlearn_nbfnet(
     opt = torch.optim.Adam(student.parameters(), lr=cfg.lr)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     n = g.num_nodes
-    losses: list[tuple[float, float, float]] = []
-    step = 0
-    for step in range(1, cfg.steps + 1):  # noqa: B007 - reported below
+
+    def step_loss() -> LossTerms:
         pick = pick_rows(len(retained), cfg.batch_size, gen, dev)
         src, rel, ans = _flip_queries(retained[pick], gen, task=task, inverse_offset=off)
         neg = torch.randint(n, (len(pick), cfg.num_negative), generator=gen, device=dev)
         cand = torch.cat([ans.unsqueeze(1), neg], dim=1)
         dpick = pick_rows(len(gone), cfg.deleted_batch_size, gen, dev)
         dsrc, drel, dans = _flip_queries(gone[dpick], gen, task=task, inverse_offset=off)
-        total, l_r, l_f = nbfnet_unlearn_loss(
+        return nbfnet_unlearn_loss(
             student,
             teacher_dev,
             destroyer,
@@ -239,19 +241,9 @@ def _unlearn_nbfnet(
             beta=cfg.beta,
             temperature=cfg.temperature,
         )
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        losses.append((float(total.detach()), float(l_r.detach()), float(l_f.detach())))
-        if cfg.time_budget_seconds and time.perf_counter() - t0 >= cfg.time_budget_seconds:
-            break
-    else:
-        step = cfg.steps
+
+    step, losses = distill_steps(cfg, opt, step_loss, t0)
     student.eval()
     seconds = time.perf_counter() - t0
-    if losses:
-        log(
-            f"unlearn nbfnet: {step} steps in {seconds:.1f}s; loss {losses[0][0]:.5f} -> "
-            f"{losses[-1][0]:.5f} (L_r {losses[-1][1]:.5f}, L_f {losses[-1][2]:.5f})"
-        )
+    log_distill("nbfnet", step, seconds, losses, log)
     return UnlearnResult(seconds=seconds, steps=step, losses=losses, model=student, graph=g)
