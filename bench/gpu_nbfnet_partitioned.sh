@@ -5,25 +5,28 @@
 # here with the Spark partitioner).
 # Usage (repo root): DATA=.gpu_data OUT=/tmp/out bash bench/gpu_nbfnet_partitioned.sh [minutes] [k]
 # (for the device tool: mkdir -p .gpu_data && cp -r ../shared/data/fb15k-237 .gpu_data/, 24 MB,
-# then run with carry [".gpu_data"]; ~10 minutes of device time at the default 4.5)
+# then run with carry [".gpu_data"] and timeout_s 600; under 10 minutes at the default 3)
 # Trains the full model and the k-leaf model (outward halo, 1 hop) for [minutes] each (default
-# 4.5), ranks 2,000 test triples (4,000 filtered queries) with each, and reports the speedup, the
-# relative MRR loss and the restriction's ceiling (restriction_* keys). The full model is kept
-# in $OUT/full.pt: `--ceiling-only --full-checkpoint $OUT/full.pt` re-reads it.
+# 3), plus a k-leaf model stopped after as many training queries as the full model had (equal
+# work: --partitioned-queries budget,full; rows with query_cap 0 are the equal-time ones), ranks
+# 2,000 test triples (4,000 filtered queries) with each, and reports the speedup, the relative
+# MRR loss and the restriction's ceiling (restriction_* keys). The full model is kept in
+# $OUT/full.pt: `--ceiling-only --full-checkpoint $OUT/full.pt` re-reads it.
 set -u
 export PYTHONUNBUFFERED=1
 DATA="${DATA:-../shared/data}"
 OUT="${OUT:-/tmp/gpu-out}"
-MIN="${1:-4.5}"
+MIN="${1:-3}"
 K="${2:-16}"
 mkdir -p "$OUT"
 if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 fi
-limit=$(python3 -c "print(int(float('$MIN') * 120 + 240))")
+limit=$(python3 -c "print(int(float('$MIN') * 150 + 120))")
 timeout "$limit" python3 -m bench.nbfnet_partitioned --triples "$DATA/fb15k-237" --k "$K" \
   --halo-hops 1 --halo-edges outward --budget-minutes "$MIN" --test-queries "${TEST_QUERIES:-2000}" \
   --device "${DEVICE:-cuda}" --assignment-cache bench/results/nbfnet_partitioned_assignments \
-  --full-checkpoint "$OUT/full.pt" --log-every 200 --json > "$OUT/nbfnet_partitioned.log" 2>&1
+  --full-checkpoint "$OUT/full.pt" --partitioned-queries "${CAPS:-budget,full}" \
+  --log-every 200 --json > "$OUT/nbfnet_partitioned.log" 2>&1
 echo "exit $?"
 grep -E "^\[bench\]|^\| |^\{" "$OUT/nbfnet_partitioned.log" | tail -20

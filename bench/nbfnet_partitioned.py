@@ -35,7 +35,8 @@ ranking every covered query as the full model does would lose), and
 e.g. for a full model read from ``--full-checkpoint``, without training partitioned models.
 ``--partitioned-queries 288,full`` compares at equal work instead of equal time: one partitioned
 model per cap, each stopped after that many training queries (``full``: as many as the full
-model was trained on), rows tagged ``query_cap``.
+model was trained on; ``budget``: no cap, the equal-time model), rows tagged ``query_cap``
+(0 = no cap).
 
 Planetoid pairs can also run on their *pair scope* (``--scope source,pair``): the union of the
 two nodes' leaf + halo subgraphs (:func:`gnn.nbfnet_partitioned_eval.pair_subgraph`), built inside
@@ -147,19 +148,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--partitioned-queries",
         default="",
         help="comma-separated caps on the partitioned models' training queries, one model per "
-        "cap (full: the full model's count; empty: the time budget alone)",
+        "cap (full: the full model's count; budget: no cap, the time budget alone, as when "
+        "empty)",
     )
     p.add_argument("--json", action="store_true", help="end with the JSON line (always printed)")
     return p.parse_args(argv)
 
 
 def query_caps(spec: str, full_queries: int) -> list[int]:
-    """The ``--partitioned-queries`` caps (``full`` = the full model's count); ``[0]``: none."""
+    """The ``--partitioned-queries`` caps: ``full`` = the full model's count, ``budget`` = no cap
+    (0: the time budget alone); empty = ``[0]``."""
     if not spec:
         return [0]
-    caps = [full_queries if x.strip() == "full" else int(x) for x in spec.split(",")]
-    if any(c <= 0 for c in caps):
-        raise SystemExit(f"--partitioned-queries: caps must be positive, got {spec!r}")
+    named = {"full": full_queries, "budget": 0}
+    caps = []
+    for token in (t.strip() for t in spec.split(",")):
+        if token not in named and not (token.isdigit() and int(token) > 0):
+            raise SystemExit(
+                f"--partitioned-queries: {token!r} is not a positive count, 'full' or 'budget'"
+            )
+        caps.append(named[token] if token in named else int(token))
     return caps
 
 

@@ -403,12 +403,15 @@ def test_bench_reuses_the_full_checkpoint_and_runs_both_halo_edge_rules(tmp_path
         main([*argv[:-1], "--dim", "4", "--json"])
     # --partitioned-queries: equal work instead of equal time, one partitioned model per cap
     outward = [a if a != "induced,outward" else "outward" for a in argv]
-    assert main([*outward, "--partitioned-queries", "4,full"]) == 0
+    assert main([*outward, "--partitioned-queries", "4,full,budget"]) == 0
     capped = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     full_queries = capped["full"]["train_queries"]
     part = {r["query_cap"]: r for r in capped["results"] if r["model"] == "partitioned"}
-    assert sorted(part) == [4, full_queries]
+    assert sorted(part) == [0, 4, full_queries]
     assert 1 <= part[4]["train_queries"] <= 4  # one step of batch 4
     assert part[4]["train_queries"] < part[full_queries]["train_queries"] <= full_queries
-    with pytest.raises(SystemExit, match="positive"):
-        main([*outward, "--partitioned-queries", "0"])
+    # no cap: the one-epoch run, as without the flag
+    assert part[0]["train_queries"] == by_rule["outward", "partitioned"]["train_queries"]
+    for bad in ("0", "-3", "half"):
+        with pytest.raises(SystemExit, match="not a positive count"):
+            main([*outward, "--partitioned-queries", bad])
