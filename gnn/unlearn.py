@@ -23,8 +23,9 @@ uses responses only; for node (user) deletion the nodes' embeddings are pulled t
 Works on any partition leaf: every function takes plain tensors / arrays of one graph, ids in
 ``[0, n)``, and never imports pyspark. Deterministic for ``UnlearnConfig.seed`` on CPU (all
 sampling from one ``torch.Generator``); the same code runs on CUDA. This module holds the
-config, the result and the loss terms; LightGCN unlearning lives in :mod:`gnn.unlearn_lightgcn`,
-NBFNet unlearning in :mod:`gnn.unlearn_nbfnet`, evaluation helpers in :mod:`gnn.unlearn_eval`.
+config, the result, the loss terms and the step loop (:func:`distill_steps`); LightGCN unlearning
+lives in :mod:`gnn.unlearn_lightgcn`, NBFNet unlearning in :mod:`gnn.unlearn_nbfnet`, evaluation
+helpers in :mod:`gnn.unlearn_eval`.
 """
 
 from __future__ import annotations
