@@ -408,8 +408,12 @@ def test_bench_reuses_the_full_checkpoint_and_runs_both_halo_edge_rules(tmp_path
     full_queries = capped["full"]["train_queries"]
     part = {r["query_cap"]: r for r in capped["results"] if r["model"] == "partitioned"}
     assert sorted(part) == [0, 4, full_queries]
-    assert 1 <= part[4]["train_queries"] <= 4  # one step of batch 4
+    assert part[4]["train_queries"] == 4  # one full step of batch 4
     assert part[4]["train_queries"] < part[full_queries]["train_queries"] <= full_queries
+    # the full model on the leaves is evaluated once and reported beside every cap
+    full_rows = [r for r in capped["results"] if r["model"] == "full"]
+    assert [r["query_cap"] for r in full_rows] == [4, full_queries, 0]
+    assert len({(r["mrr"], r["queries_per_second"]) for r in full_rows}) == 1
     # no cap: the one-epoch run, as without the flag
     assert part[0]["train_queries"] == by_rule["outward", "partitioned"]["train_queries"]
     for bad in ("0", "-3", "half"):
