@@ -10,8 +10,8 @@ Examples::
     python -m bench.ann --train ... --test ... --embeddings runs/demo/aggregate/embeddings --json
 
 Queries are users (all, or ``--queries N`` evenly spaced); each user's training items are
-masked in both searches. Exact: :func:`pipelines.topk.topk_block` (the pipeline's exact path,
-NumPy) in blocks of 1024 users. ANN: :meth:`pipelines.ann.AnnIndex.search` (faiss candidates,
+masked in both searches. Exact: :func:`pipelines.serve.topk.topk_block` (the pipeline's exact path,
+NumPy) in blocks of 1024 users. ANN: :meth:`pipelines.serve.ann.AnnIndex.search` (faiss candidates,
 exact re-scoring, same masking). ``ann_recall@20`` is the mean overlap of the two top-20 sets.
 Prints a table and ends with one JSON line: ``ann_recall@20``, ``exact_seconds``,
 ``ann_seconds``, ``queries_per_second`` (plus index, build time, sizes).
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.ann import AnnIndex, AnnSettings, build_index
+from pipelines.serve.ann import AnnIndex, AnnSettings, build_index
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -61,8 +61,8 @@ def train_embeddings(
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     import torch
 
-    from gnn.data import load_lightgcn_file
-    from gnn.train import LightGCNTrainConfig, fit_lightgcn
+    from gnn.data.lightgcn_files import load_lightgcn_file
+    from gnn.engine.lightgcn import LightGCNTrainConfig, fit_lightgcn
 
     torch.set_num_threads(args.threads)
     test_u, test_i = load_lightgcn_file(args.test)
@@ -118,7 +118,7 @@ def save_embeddings(path: str, users: np.ndarray, items: np.ndarray) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from gnn.data import load_lightgcn_file
+    from gnn.data.lightgcn_files import load_lightgcn_file
 
     train_u, train_i = load_lightgcn_file(args.train)
     num_users, num_items = int(train_u.max()) + 1, int(train_i.max()) + 1

@@ -11,7 +11,7 @@ data (the gold standard). Utility is the retained users' Recall@20 of the forget
 the rerun's (both evaluated on the same retained test interactions). ``rerun_seconds`` is
 pipeline + export on the retained data (the forget job rewrites export too);
 ``rerun_pipeline_seconds`` without. Deleted-edge AUROC
-(:func:`gnn.unlearn_eval.deleted_auroc_lightgcn`: deleted edges against random non-edges of
+(:func:`gnn.unlearn.eval.deleted_auroc_lightgcn`: deleted edges against random non-edges of
 the same users) uses the final embeddings of each model; with user deletion the deleted users
 have no vector left in either model, so both AUROCs are null. ``erased_everywhere``: the job's
 own verification passed, an independent rescan of the new version finds nothing, and the
@@ -112,7 +112,7 @@ def settings(args: argparse.Namespace, train: Path, test: Path) -> list[str]:
 
 def embeddings(version: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Final user and item vectors by ORIGINAL id."""
-    from pipelines.vector_bytes import bytes_to_matrix
+    from pipelines.core.vector_bytes import bytes_to_matrix
 
     emb = pd.read_parquet(version / "aggregate" / "embeddings")
     dic = pd.read_parquet(version / "ingest" / "dictionary")
@@ -131,7 +131,7 @@ def deleted_auroc(
 ) -> float | None:
     import torch
 
-    from gnn.unlearn_eval import deleted_auroc_lightgcn
+    from gnn.unlearn.eval import deleted_auroc_lightgcn
 
     users, items = embeddings(version)
     pairs = [(u, i) for u, i in deleted if u in users and i in items]
@@ -167,8 +167,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     torch.set_num_threads(2)
     from jobs import export, forget, pipeline
-    from pipelines.forget_verify import DeletedSet, verify_erased
-    from pipelines.forget_versions import current_version
+    from pipelines.core.versions import current_version
+    from pipelines.forget.verify import DeletedSet, verify_erased
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-forget-"))
     work.mkdir(parents=True, exist_ok=True)

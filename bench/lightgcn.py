@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from gnn.bpr_loop import BPRStepper, make_adam, train_epoch
-from gnn.data import load_lightgcn_file
-from gnn.device import select_device
-from gnn.sampling import BPRSampler
-from gnn.train import LightGCNTrainConfig, fit_lightgcn
+from gnn.data.lightgcn_files import load_lightgcn_file
+from gnn.data.sampling import BPRSampler
+from gnn.engine.bpr import BPRStepper, make_adam, train_epoch
+from gnn.engine.device import select_device
+from gnn.engine.lightgcn import LightGCNTrainConfig, fit_lightgcn
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

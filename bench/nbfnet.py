@@ -32,17 +32,15 @@ from typing import Any
 
 import torch
 
-from gnn.device import select_device
-from gnn.kg import (
+from gnn.data.kg import (
     cora_link_split,
     homogeneous_graph,
     kg_graph,
     load_planetoid_edges,
     load_triples_dir,
 )
-from gnn.layers.relational_aggregate import GraphIndex, relational_aggregate
-from gnn.models.nbfnet import remove_easy_edges
-from gnn.nbfnet_train import (
+from gnn.engine.device import select_device
+from gnn.engine.nbfnet import (
     NBFNetTrainConfig,
     NegativeSampler,
     build_model,
@@ -51,6 +49,8 @@ from gnn.nbfnet_train import (
     fit_nbfnet,
     nbfnet_loss,
 )
+from gnn.layers.relational_aggregate import GraphIndex, relational_aggregate
+from gnn.models.nbfnet import remove_easy_edges
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

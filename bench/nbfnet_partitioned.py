@@ -4,9 +4,9 @@
         [--halo-hops 1,2] [--halo-edges induced,outward] [--budget-minutes N]
         [--device cpu|cuda] [--full-checkpoint FILE] --json
 
-One run trains (a) the full-graph NBFNet (:func:`gnn.nbfnet_train.fit_nbfnet`) and, for every
+One run trains (a) the full-graph NBFNet (:func:`gnn.engine.nbfnet.fit_nbfnet`) and, for every
 ``k``, (b) one shared NBFNet trained leaf by leaf on the leaves' core + halo subgraphs
-(:func:`gnn.nbfnet_partitioned.fit_partitioned`) for every ``k``, halo depth and halo edge
+(:func:`gnn.engine.nbfnet_partitioned.fit_partitioned`) for every ``k``, halo depth and halo edge
 rule (``induced``: every edge among core and halo nodes; ``outward``: the edges within
 ``--halo-hops`` of the core, what the Spark partitioner ships with a leaf), each with the
 same time budget; ``--full-checkpoint`` reuses a full model trained with the same settings.
@@ -16,7 +16,7 @@ on leaf + halo, and the full model on leaf + halo; inference is timed as queries
 queries).
 
 The k-leaf assignment of the training graph comes from the project's Spark partitioner
-(:func:`pipelines.partition.partition_graph` on ``local[2]``; ``--partitioner spark``, the
+(:func:`pipelines.partition.stage.partition_graph` on ``local[2]``; ``--partitioner spark``, the
 default) or pymetis (``--partitioner metis``). ``--assignment-cache DIR`` keeps the assignments
 as ``.pt`` files, so a machine with only torch can rerun with assignments made elsewhere.
 
@@ -26,7 +26,7 @@ Prints progress lines, a table, and a last JSON line ``{"full": {"auroc"|"mrr",
 "relative_loss", "queries_per_second", "speedup", ...}]}``; rows with ``model: "partitioned"``
 are the trained-per-leaf models, ``model: "full"`` the full model restricted to leaf + halo.
 Knowledge-graph rows also carry the restriction's ceiling
-(:func:`gnn.nbfnet_partitioned_eval.restriction_ceiling`): ``restriction_ceiling_mrr`` is the full
+(:func:`gnn.eval.nbfnet_partitioned.restriction_ceiling`): ``restriction_ceiling_mrr`` is the full
 model's full-graph MRR with every query whose answer lies outside the source's leaf + halo
 counted as a miss, ``restriction_ceiling_loss`` its relative loss (what a partitioned model
 ranking every covered query as the full model does would lose), and
@@ -39,7 +39,7 @@ model was trained on; ``budget``: no cap, the equal-time model), rows tagged ``q
 (0 = no cap).
 
 Planetoid pairs can also run on their *pair scope* (``--scope source,pair``): the union of the
-two nodes' leaf + halo subgraphs (:func:`gnn.nbfnet_partitioned_eval.pair_subgraph`), built inside
+two nodes' leaf + halo subgraphs (:func:`gnn.eval.nbfnet_partitioned.pair_subgraph`), built inside
 the timed loop; every row then carries ``scope`` and the mean nodes / edges of the subgraphs
 its pairs ran on.
 """
@@ -60,8 +60,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from gnn.device import select_device
-from gnn.kg import (
+from gnn.data.kg import (
     RelationalGraph,
     cora_link_split,
     homogeneous_graph,
@@ -69,15 +68,16 @@ from gnn.kg import (
     load_planetoid_edges,
     load_triples_dir,
 )
-from gnn.nbfnet_eval import evaluate_link_auc, kg_metrics, kg_ranks
-from gnn.nbfnet_partitioned import PartitionedGraph, fit_partitioned
-from gnn.nbfnet_partitioned_eval import (
+from gnn.engine.device import select_device
+from gnn.engine.nbfnet import NBFNetResult, NBFNetTrainConfig, build_model, fit_nbfnet
+from gnn.engine.nbfnet_partitioned import PartitionedGraph, fit_partitioned
+from gnn.eval.nbfnet import evaluate_link_auc, kg_metrics, kg_ranks
+from gnn.eval.nbfnet_partitioned import (
     evaluate_kg_partitioned,
     evaluate_link_auc_partitioned,
     pair_subgraph,
     restriction_ceiling,
 )
-from gnn.nbfnet_train import NBFNetResult, NBFNetTrainConfig, build_model, fit_nbfnet
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -212,15 +212,15 @@ def _config(args: argparse.Namespace, kg: bool, gpu: bool) -> NBFNetTrainConfig:
 
 
 def spark_assignment(pairs: Tensor, num_nodes: int, k: int, seed: int) -> Tensor:
-    """Leaf of every node from :func:`pipelines.partition.partition_graph` on ``local[2]``.
+    """Leaf of every node from :func:`pipelines.partition.stage.partition_graph` on ``local[2]``.
 
     Only the per-node assignment (``O(nodes)``) comes back to the driver.
     """
     import pandas as pd
 
-    from pipelines.partition import PartitionSettings, partition_graph
-    from pipelines.schema import DST, KIND, LEAF_ID, NODE_ID, SRC
-    from pipelines.session import build_spark
+    from pipelines.core.schema import DST, KIND, LEAF_ID, NODE_ID, SRC
+    from pipelines.core.session import build_spark
+    from pipelines.partition.stage import PartitionSettings, partition_graph
 
     work = Path(tempfile.mkdtemp(prefix="nbfnet-part-"))
     spark = build_spark(
@@ -362,7 +362,7 @@ def _pairs(edge_index: Tensor) -> Tensor:
 
 
 def _ceiling_line(setting: str, c: dict[str, float], full_mrr: float) -> str:
-    """One progress line of :func:`gnn.nbfnet_partitioned_eval.restriction_ceiling`'s figures."""
+    """One progress line of :func:`gnn.eval.nbfnet_partitioned.restriction_ceiling`'s figures."""
     return (
         f"[bench] {setting}: coverage {c['coverage']:.4f}, the full model keeps MRR "
         f"{c['ceiling_mrr']:.4f} of {full_mrr:.4f} (loss {c['ceiling_loss']:.1%}) with the "

@@ -5,10 +5,10 @@
         [--checkpoint FILE] [--test-queries 200] --json
 
 Ranks the same test queries (tail and head) of a KG three ways, with one parameter set: the
-full-graph model (:func:`gnn.nbfnet_eval.evaluate_kg`), the partitioned inference in this
-process (:func:`gnn.nbfnet_partitioned_eval.evaluate_kg_partitioned`, each query on its source's
+full-graph model (:func:`gnn.eval.nbfnet.evaluate_kg`), the partitioned inference in this
+process (:func:`gnn.eval.nbfnet_partitioned.evaluate_kg_partitioned`, each query on its source's
 leaf + 1-hop halo, outward edges) and the same partitioned inference as a Spark job
-(:func:`pipelines.nbfnet_spark.rank_queries` on ``local[N]``: one task per leaf builds its
+(:func:`pipelines.kg.seam.rank_queries` on ``local[N]``: one task per leaf builds its
 subgraph from the triples, the assignment and the leaf's halo edges). The two partitioned
 rankings agree up to float summation order (a leaf's edges arrive in another order, so a score
 can differ in its last bits and break a tie the other way: ``mrr_abs_diff``, ``mr_abs_diff``);
@@ -17,8 +17,9 @@ from ``--checkpoint`` (a ``bench.nbfnet_partitioned
 --full-checkpoint`` file) or are a seeded initialisation: throughput and agreement do not depend
 on training. ``--train-rounds R --train-steps S`` also trains from the seeded start: ``R`` Spark
 rounds of ``S`` Adam steps per leaf, averaged by query count
-(:func:`pipelines.nbfnet_spark.train_rounds`), against the torch leaf-by-leaf loop
-(:func:`gnn.nbfnet_partitioned.fit_partitioned`) with as many steps in all, both scored on the
+(:func:`pipelines.kg.seam.train_rounds`), against the torch leaf-by-leaf loop
+(:func:`gnn.engine.nbfnet_partitioned.fit_partitioned`) with as many steps in all, both scored on
+the
 leaves. Ends with one JSON line ``{"k", "queries", "full": {...}, "torch": {...}, "spark":
 {...}, "spark_vs_torch", "mrr_abs_diff", "mr_abs_diff", "speedup_vs_full"[, "training"]}``.
 """
@@ -38,11 +39,11 @@ from typing import Any
 import pandas as pd
 import torch
 
-from gnn.kg import kg_graph, load_triples_dir
-from gnn.nbfnet_eval import evaluate_kg
-from gnn.nbfnet_partitioned import PartitionedGraph, fit_partitioned
-from gnn.nbfnet_partitioned_eval import evaluate_kg_partitioned
-from gnn.nbfnet_train import NBFNetTrainConfig, build_model
+from gnn.data.kg import kg_graph, load_triples_dir
+from gnn.engine.nbfnet import NBFNetTrainConfig, build_model
+from gnn.engine.nbfnet_partitioned import PartitionedGraph, fit_partitioned
+from gnn.eval.nbfnet import evaluate_kg
+from gnn.eval.nbfnet_partitioned import evaluate_kg_partitioned
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     rows["torch"] = evaluate_kg_partitioned(
         model, pg, test, filter_triples=every, batch_size=args.batch_size
     )
-    from pipelines.session import build_spark
+    from pipelines.core.session import build_spark
 
     work = Path(tempfile.mkdtemp(prefix="bench-nbfnet-spark-"))
     spark = build_spark("bench-nbfnet-spark", master=args.master, checkpoint_dir=str(work / "ckpt"))
@@ -165,8 +166,8 @@ def spark_frames(spark: Any, ds: Any, assignment: torch.Tensor, k: int) -> dict[
     """Train triples, all known triples, the assignment and every leaf's triples as DataFrames."""
     from pyspark.sql import functions as F
 
-    from pipelines.nbfnet_spark import leaf_triples
-    from pipelines.schema import DST, LEAF_ID, NODE_ID, REL, SRC
+    from pipelines.core.schema import DST, LEAF_ID, NODE_ID, REL, SRC
+    from pipelines.kg.seam import leaf_triples
 
     def frame(t: torch.Tensor) -> Any:
         return spark.createDataFrame(
@@ -178,7 +179,7 @@ def spark_frames(spark: Any, ds: Any, assignment: torch.Tensor, k: int) -> dict[
     assign = spark.createDataFrame(
         pd.DataFrame({NODE_ID: range(len(assignment)), LEAF_ID: assignment.numpy().astype("int32")})
     )
-    # h = 1 halo edges, as pipelines.partition_output.halo ships them: each cut triple once per
+    # h = 1 halo edges, as pipelines.partition.output.halo ships them: each cut triple once per
     # side
     ls = assign.select(F.col(NODE_ID).alias(SRC), F.col(LEAF_ID).alias("_ls"))
     ld = assign.select(F.col(NODE_ID).alias(DST), F.col(LEAF_ID).alias("_ld"))
@@ -203,8 +204,8 @@ def spark_ranks(
     cfg: NBFNetTrainConfig,
 ) -> dict[str, float]:
     """The Spark inference job: one task per leaf ranks the queries whose source it owns."""
-    from pipelines.nbfnet_spark import NBFNetScoring, model_bytes, mrr_and_hits, rank_queries
-    from pipelines.schema import REL, SRC
+    from pipelines.core.schema import REL, SRC
+    from pipelines.kg.seam import NBFNetScoring, model_bytes, mrr_and_hits, rank_queries
 
     h, r, t = test.t()
     nrel = ds.num_relations
@@ -248,7 +249,7 @@ def training(
     cfg: NBFNetTrainConfig,
 ) -> dict[str, dict[str, float]]:
     """Spark rounds of averaged leaf updates vs the torch leaf-by-leaf loop, equal steps."""
-    from pipelines.nbfnet_spark import NBFNetRounds, load_model, train_rounds
+    from pipelines.kg.seam import NBFNetRounds, load_model, train_rounds
 
     steps = args.train_rounds * args.train_steps * args.k
     rounds = NBFNetRounds(

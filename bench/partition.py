@@ -9,7 +9,7 @@
 Every graph is read through the project's ingest (SNAP text with ``#`` comments, LF or CRLF,
 ``.gz``, CSV, Parquet, LightGCN lines), made undirected and simple (self-loops and duplicate
 pairs dropped; user-item graphs stay bipartite), then partitioned by
-:func:`pipelines.partition.partition_graph` (or ``partition_interactions``) and, for the
+:func:`pipelines.partition.stage.partition_graph` (or ``partition_interactions``) and, for the
 comparison only, by METIS on the driver with the same balance criterion (vertex weight =
 degree, METIS's default 3% imbalance); ``metis_vertex_edge_cut`` is METIS balancing vertex
 counts instead. Edge cuts are fractions of the undirected edges. ``peak_rss_mb`` is the peak
@@ -38,11 +38,11 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipelines.config import IngestConfig
-from pipelines.logs import setup_logging
-from pipelines.partition import PartitionSettings, partition_graph, partition_interactions
-from pipelines.schema import DST, ITEM, SRC, USER
-from pipelines.session import build_spark
+from pipelines.core.config import IngestConfig
+from pipelines.core.logs import setup_logging
+from pipelines.core.schema import DST, ITEM, SRC, USER
+from pipelines.core.session import build_spark
+from pipelines.partition.stage import PartitionSettings, partition_graph, partition_interactions
 
 FORMATS: dict[str, dict[str, Any]] = {
     "snap": {"format": "edges", "file_type": "text"},
@@ -92,7 +92,7 @@ def peak_rss_mb(spark: SparkSession) -> float:
 
 def load_graph(spark: SparkSession, path: str, fmt: str, work: Path) -> tuple[DataFrame, bool]:
     """Read ``path`` through the ingest stage; returns simple undirected pairs and bipartite."""
-    from pipelines.io import ingest
+    from pipelines.ingest.stage import ingest
 
     out = work / f"ingest-{abs(hash(path))}"
     if not out.is_dir():
@@ -108,8 +108,8 @@ def load_graph(spark: SparkSession, path: str, fmt: str, work: Path) -> tuple[Da
 
 
 def rmat_graph(spark: SparkSession, num_edges: int, seed: int, work: Path) -> DataFrame:
-    """R-MAT edges from :func:`pipelines.rmat.generate_rmat`, written once, made simple."""
-    from pipelines.rmat import generate_rmat
+    """R-MAT edges from :func:`pipelines.generate.rmat.generate_rmat`, written once, made simple."""
+    from pipelines.generate.rmat import generate_rmat
 
     out = work / f"rmat-{num_edges}-{seed}"
     if not out.is_dir():

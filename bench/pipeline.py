@@ -3,10 +3,11 @@
     python -m bench.pipeline --train ../shared/data/gowalla/train.txt \
         --test ../shared/data/gowalla/test.txt --k 8,16,32 --budget-minutes 10 --json
 
-The full-graph model trains with the same loop (gnn.train.fit_lightgcn) in one process with all
-cores; the partitioned run partitions the bipartite graph on Spark (pipelines.partition), then
+The full-graph model trains with the same loop (gnn.engine.lightgcn.fit_lightgcn) in one process
+with all
+cores; the partitioned run partitions the bipartite graph on Spark (pipelines.partition.stage), then
 runs rounds of per-leaf training inside Spark tasks with federated averaging of shared nodes
-(pipelines.leaf_training) under the same wall-clock training budget. After every round the
+(pipelines.train.rounds) under the same wall-clock training budget. After every round the
 global ego table is propagated over the whole graph and scored (evaluation time excluded from
 both clocks). Ends with one JSON line:
 {"full": {"recall@20", "ndcg@20", "seconds"}, "results": [{"k", "recall@20", "ndcg@20",
@@ -26,10 +27,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gnn.data import load_lightgcn_file
-from gnn.metrics import RankingEvaluator
+from gnn.data.lightgcn_files import load_lightgcn_file
+from gnn.engine.lightgcn import LightGCNTrainConfig, fit_lightgcn
+from gnn.eval.metrics import RankingEvaluator
 from gnn.models.lightgcn import build_norm_adj, lightgcn_propagate
-from gnn.train import LightGCNTrainConfig, fit_lightgcn
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -130,12 +131,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from pyspark.sql import functions as F
 
-    from pipelines.bridge import LeafTrainSettings
-    from pipelines.leaf_training import iter_rounds
-    from pipelines.partition import PartitionSettings, partition_interactions
-    from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
-    from pipelines.session import build_spark
-    from pipelines.vector_bytes import bytes_to_matrix
+    from pipelines.core.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
+    from pipelines.core.session import build_spark
+    from pipelines.core.vector_bytes import bytes_to_matrix
+    from pipelines.partition.stage import PartitionSettings, partition_interactions
+    from pipelines.train.rounds import iter_rounds
+    from pipelines.train.seam import LeafTrainSettings
 
     spark = build_spark(
         "bench-pipeline",

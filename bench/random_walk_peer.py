@@ -28,9 +28,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipelines.aggregate import VECTOR_TABLE_SCHEMA
-from pipelines.schema import DST, KIND, NODE_ID, SRC, VECTOR
-from pipelines.vector_bytes import vectors_to_bytes
+from pipelines.aggregate.stage import VECTOR_TABLE_SCHEMA
+from pipelines.core.schema import DST, KIND, NODE_ID, SRC, VECTOR
+from pipelines.core.vector_bytes import vectors_to_bytes
 
 WALK = "walk"
 PEER_LABEL = "spark random walks + Word2Vec (GraphFrames JAR not served)"
@@ -108,7 +108,7 @@ def word2vec_vectors(
 
     Schema:
         walks: ``walk: array<string>``. Returns
-        :data:`pipelines.aggregate.VECTOR_TABLE_SCHEMA` (kind ``node``, float32 bytes).
+        :data:`pipelines.aggregate.stage.VECTOR_TABLE_SCHEMA` (kind ``node``, float32 bytes).
     """
     model = Word2Vec(
         vectorSize=dim,
@@ -138,7 +138,7 @@ def graphframes_vectors(
     the first one besides ``id``, a Vector or an array.
 
     Schema:
-        pairs: ``src, dst``. Returns :data:`pipelines.aggregate.VECTOR_TABLE_SCHEMA`.
+        pairs: ``src, dst``. Returns :data:`pipelines.aggregate.stage.VECTOR_TABLE_SCHEMA`.
     """
     from graphframes import GraphFrame
     from graphframes.graphframe import RandomWalkEmbeddings

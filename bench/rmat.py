@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from jobs.rmat import _count
-from pipelines.rmat import RmatSpec, generate_rmat
-from pipelines.session import build_spark
+from pipelines.core.session import build_spark
+from pipelines.generate.rmat import RmatSpec, generate_rmat
 
 
 def _size_mib(path: Path) -> float:

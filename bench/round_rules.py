@@ -3,9 +3,9 @@
     python -m bench.round_rules --leaf-edges WORK/leaf_edges --train FILE --test FILE \
         --rounds 18 --rule plain --rule shared:2 --rule all:1.5 --rule sqrt --rule momentum:0.5
 
-Replays the rounds of :mod:`pipelines.leaf_training` in one process (two worker processes
+Replays the rounds of :mod:`pipelines.train.rounds` in one process (two worker processes
 train the leaves, one torch thread each) with the same leaf function
-(:func:`pipelines.bridge._train_leaf_arrays`, same seeds) and the same weighted mean of the
+(:func:`pipelines.train.seam._train_leaf_arrays`, same seeds) and the same weighted mean of the
 replicas, so ``plain`` reproduces the Spark rounds' Recall@20 round for round (checked against
 ``bench.pipeline``'s log: 0.1108, 0.1168, 0.1264, ...). The Recall@20 after each round is
 deterministic, so rules are compared by round, not by the box's seconds. ``--leaf-edges`` is the
@@ -33,11 +33,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gnn.data import load_lightgcn_file
-from gnn.metrics import RankingEvaluator
+from gnn.data.lightgcn_files import load_lightgcn_file
+from gnn.eval.metrics import RankingEvaluator
 from gnn.models.lightgcn import build_norm_adj, lightgcn_propagate
-from pipelines.bridge import LeafTrainSettings, _train_leaf_arrays
-from pipelines.seeded_init import seeded_vectors
+from pipelines.train.seam import LeafTrainSettings, _train_leaf_arrays
+from pipelines.train.seeded_init import seeded_vectors
 
 _LEAVES: dict[int, pd.DataFrame] = {}
 _SETTINGS: LeafTrainSettings | None = None

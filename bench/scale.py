@@ -6,13 +6,13 @@ For each size: R-MAT edges (:func:`bench.partition.rmat_graph`: Graph500 paramet
 undirected and simple) lose ``--holdout`` of their pairs (seeded hash of the pair) as held-out
 links; the rest is the training graph. Our pipeline, timed per stage:
 
-1. ``partition``: :func:`pipelines.partition.partition_graph` with leaves bounded by
+1. ``partition``: :func:`pipelines.partition.stage.partition_graph` with leaves bounded by
    ``--max-edges-per-leaf`` (load = 2 x internal + cut edges);
-2. ``embed``: :func:`pipelines.homogeneous_embed.train_leaves_homogeneous` -- one Spark task
-   per leaf trains the homogeneous LightGCN (:mod:`gnn.homogeneous`, BPR on ``(u, v, random
+2. ``embed``: :func:`pipelines.train.homogeneous.train_leaves_homogeneous` -- one Spark task
+   per leaf trains the homogeneous LightGCN (:mod:`gnn.engine.homogeneous`, BPR on ``(u, v, random
    v')``) on the leaf's internal + halo edges, one torch thread;
 3. ``aggregate``: weighted mean of node replicas, then the global LightGCN propagation in
-   Spark (:func:`pipelines.homogeneous_embed.aggregate_homogeneous`; in one task for graphs of
+   Spark (:func:`pipelines.train.homogeneous.aggregate_homogeneous`; in one task for graphs of
    at most ``--max-direct-pairs`` pairs).
 
 ``seconds`` is the sum of the three stages (R-MAT generation and the hold-out split excluded).
@@ -23,7 +23,7 @@ in ``peer``), timed from the same training pairs to the vector table.
 AUROC: each held-out pair whose two ends are in the training graph is a positive; as many
 random node pairs (two seeded samples of distinct training nodes, paired, not edges of the
 graph) are negatives; the score is the dot product of the final vectors
-(:func:`gnn.metrics.auroc`; ``auroc_cosine``: the same with cosine similarity).
+(:func:`gnn.eval.metrics.auroc`; ``auroc_cosine``: the same with cosine similarity).
 ``peak_rss_mb``: the sum over the Python driver, the Spark JVM and its Python workers of each
 process's peak resident memory (Linux ``VmHWM``, reset with ``clear_refs`` before each
 method, :func:`bench.partition.peak_rss_mb`) -- an upper bound on the peak of the sum.
@@ -61,22 +61,22 @@ from bench.random_walk_peer import (
     random_walks,
     word2vec_vectors,
 )
-from gnn.metrics import auroc
-from pipelines.bridge import LEAF_LOG, LeafTrainSettings
-from pipelines.homogeneous_direct import DEFAULT_MAX_DIRECT_PAIRS
-from pipelines.homogeneous_embed import (
+from gnn.eval.metrics import auroc
+from pipelines.core.logs import setup_logging
+from pipelines.core.schema import DST, NODE_ID, SRC, VECTOR
+from pipelines.core.session import build_spark, graphframes_available
+from pipelines.core.stages import run_stage
+from pipelines.partition.stage import PartitionSettings, partition_graph
+from pipelines.train.homogeneous import (
     aggregate_homogeneous,
     leaf_edge_rows,
     one_leaf_per_task,
     split_oversized_leaves,
     train_leaves_homogeneous,
 )
-from pipelines.leaf_training import SLOT_KEY
-from pipelines.logs import setup_logging
-from pipelines.partition import PartitionSettings, partition_graph
-from pipelines.schema import DST, NODE_ID, SRC, VECTOR
-from pipelines.session import build_spark, graphframes_available
-from pipelines.stages import run_stage
+from pipelines.train.homogeneous_direct import DEFAULT_MAX_DIRECT_PAIRS
+from pipelines.train.rounds import SLOT_KEY
+from pipelines.train.seam import LEAF_LOG, LeafTrainSettings
 
 log = logging.getLogger("graphpipe.bench.scale")
 LABEL = "label"
@@ -196,7 +196,7 @@ def run_ours(
 ) -> dict[str, Any]:
     """Partition, embed per leaf, aggregate; seconds per stage and the vector table.
 
-    Each stage is resumable (:func:`pipelines.stages.run_stage` under ``work``): rerun with the
+    Each stage is resumable (:func:`pipelines.core.stages.run_stage` under ``work``): rerun with the
     same ``--work-dir`` and arguments, a finished stage is read back and reports the seconds it
     took when it ran.
     """

@@ -14,11 +14,11 @@ The original model is trained on the full training data and the gold standard is
 from scratch on the retained data with the same recipe and time budget; both are cached under
 ``--cache-dir`` (keyed by data files, recipe and deletion request; ``--no-cache`` retrains),
 with the training time recorded when they were trained. The unlearned model comes from
-:func:`gnn.unlearn_lightgcn.unlearn_lightgcn` / :func:`gnn.unlearn_nbfnet.unlearn_nbfnet`,
+:func:`gnn.unlearn.lightgcn.unlearn_lightgcn` / :func:`gnn.unlearn.nbfnet.unlearn_nbfnet`,
 timed end to end
 (setup included). All three are evaluated here: utility (LightGCN: Recall@20 over the test
 items of retained users, retained training items masked; Planetoid: test-split AUROC) and
-deleted-edge AUROC against non-edges of the same sources (:mod:`gnn.unlearn_eval`). Prints a
+deleted-edge AUROC against non-edges of the same sources (:mod:`gnn.unlearn.eval`). Prints a
 table and one JSON line: ``utility_ratio`` (unlearned / retrained), ``deleted_auroc``,
 ``retrain_deleted_auroc``, ``original_deleted_auroc``, ``seconds`` (unlearning),
 ``retrain_seconds``.
@@ -39,23 +39,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from gnn.data import load_lightgcn_file
-from gnn.device import select_device
-from gnn.kg import cora_link_split, homogeneous_graph, load_planetoid_edges
-from gnn.metrics import RankingEvaluator
+from gnn.data.kg import cora_link_split, homogeneous_graph, load_planetoid_edges
+from gnn.data.lightgcn_files import load_lightgcn_file
+from gnn.engine.device import select_device
+from gnn.engine.lightgcn import LightGCNTrainConfig, fit_lightgcn
+from gnn.engine.nbfnet import NBFNetTrainConfig, build_model, fit_nbfnet
+from gnn.eval.metrics import RankingEvaluator
+from gnn.eval.nbfnet import evaluate_link_auc
 from gnn.models.lightgcn import build_norm_adj, lightgcn_propagate
-from gnn.nbfnet_eval import evaluate_link_auc
-from gnn.nbfnet_train import NBFNetTrainConfig, build_model, fit_nbfnet
-from gnn.train import LightGCNTrainConfig, fit_lightgcn
-from gnn.unlearn import UnlearnConfig
-from gnn.unlearn_eval import (
+from gnn.unlearn.d2dgn import UnlearnConfig
+from gnn.unlearn.eval import (
     deleted_auroc_lightgcn,
     deleted_auroc_nbfnet,
     sample_deleted_edges,
     sample_deleted_users,
 )
-from gnn.unlearn_lightgcn import lightgcn_deletion, unlearn_lightgcn
-from gnn.unlearn_nbfnet import unlearn_nbfnet
+from gnn.unlearn.lightgcn import lightgcn_deletion, unlearn_lightgcn
+from gnn.unlearn.nbfnet import unlearn_nbfnet
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default=".cache/unlearn")
     p.add_argument("--no-cache", action="store_true", help="train original and retrained anew")
-    u = p.add_argument_group("unlearning (gnn.unlearn.UnlearnConfig)")
+    u = p.add_argument_group("unlearning (gnn.unlearn.d2dgn.UnlearnConfig)")
     u.add_argument("--alpha", type=float, default=None)
     u.add_argument("--beta", type=float, default=None)
     u.add_argument("--temperature", type=float, default=None)

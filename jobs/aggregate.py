@@ -1,5 +1,5 @@
 """Aggregate job: one global embedding table from the trained ego vectors (LightGCN propagation
-over the whole graph in Spark). Writes <run-dir>/aggregate/embeddings (pipelines/train_stage.py).
+over the whole graph in Spark). Writes <run-dir>/aggregate/embeddings (pipelines/train/stage.py).
 
     spark-submit jobs/aggregate.py --config deploy/configs/local.yaml --run-dir runs/demo
 

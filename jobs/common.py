@@ -12,15 +12,15 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from pipelines.config import (
+from pipelines.core.config import (
     BASE_DIR_ENV,
     ConfigError,
     PipelineConfig,
     load_config,
     resolve_paths,
 )
-from pipelines.session import build_spark
-from pipelines.stages import MissingStageError, StageResult
+from pipelines.core.session import build_spark
+from pipelines.core.stages import MissingStageError, StageResult
 
 log = logging.getLogger("graphpipe.jobs")
 
@@ -116,14 +116,14 @@ __all__ = [
 
 
 def stage_main(argv: Sequence[str] | None, stage: str, description: str) -> int:
-    """A job that runs one stage of a run (``pipelines.run.STAGES``): thin by design.
+    """A job that runs one stage of a run (``pipelines.registry.STAGES``): thin by design.
 
     Exit codes: 0 done or already done (same config), 2 bad input, bad config or a missing
     upstream stage.
     """
     args = job_parser(description).parse_args(argv)
-    from pipelines.io import IngestError
-    from pipelines.run import run_one_stage
+    from pipelines.ingest.stage import IngestError
+    from pipelines.registry import run_one_stage
 
     try:
         ctx = start_job(args, stage)

@@ -4,7 +4,8 @@
 
 Needs a finished ``aggregate`` stage. Writes <run-dir>/export/{embeddings,seen}/ (Parquet) and
 <run-dir>/export/ann/ (index.faiss, item_ids.parquet, meta.json), then the stage marker. Query it
-from another process with ``python -m pipelines.ann_query --run-dir DIR --user ID``. Exit codes:
+from another process with ``python -m pipelines.serve.ann_query --run-dir DIR --user ID``. Exit
+codes:
 0 done, 2 bad config or a missing upstream stage.
 """
 

@@ -5,7 +5,7 @@
 
 Request file (CSV with a header, or Parquet): ``request_id, kind, id, other_id, timestamp``;
 ``kind`` is user, item or edge; an edge is ``id`` = user id and ``other_id`` = item id (original
-ids). See :mod:`pipelines.forget_requests` and :mod:`pipelines.forget`. The new version lands in
+ids). See :mod:`pipelines.forget.requests` and :mod:`pipelines.forget.job`. The new version lands in
 <run-dir>/versions/vN and <run-dir>/CURRENT points to it; audit records in <run-dir>/audit/,
 tombstones in ingest.tombstones_dir (default <run-dir>/tombstones/), which every later ingest
 applies.
@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from jobs.common import fail, job_parser, start_job
-from pipelines.config import ConfigError
+from pipelines.core.config import ConfigError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,8 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Do not purge the superseded version (it still holds the deleted data).",
     )
     args = parser.parse_args(argv)
-    from pipelines.forget import ForgetError, ForgetSettings, VerificationFailed, forget
-    from pipelines.forget_requests import RequestFileError, read_requests
+    from pipelines.forget.job import ForgetError, ForgetSettings, VerificationFailed, forget
+    from pipelines.forget.requests import RequestFileError, read_requests
 
     try:
         requests = read_requests(args.requests)  # validated whole before anything is touched

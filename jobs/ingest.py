@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from pyspark.sql import SparkSession
 
 from jobs.common import fail, job_parser, start_job
-from pipelines.config import ConfigError
-from pipelines.io import IngestError, check_counts
-from pipelines.logs import setup_logging
-from pipelines.run import run_one_stage
+from pipelines.core.config import ConfigError
+from pipelines.core.logs import setup_logging
+from pipelines.ingest.stage import IngestError, check_counts
+from pipelines.registry import run_one_stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:

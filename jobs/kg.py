@@ -12,20 +12,20 @@ import sys
 from collections.abc import Sequence
 
 from jobs.common import fail, job_parser, print_stage_table, start_job
-from pipelines.config import ConfigError
+from pipelines.core.config import ConfigError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipelines.kg_run import KG_STAGES
+    from pipelines.kg.run import KG_STAGES
 
     parser = job_parser(__doc__ or "kg")
     parser.add_argument(
         "--stage", choices=list(KG_STAGES), help="Run this stage only (default: all, resuming)."
     )
     args = parser.parse_args(argv)
-    from pipelines.io import IngestError
-    from pipelines.kg_run import run_kg
-    from pipelines.stages import MissingStageError
+    from pipelines.core.stages import MissingStageError
+    from pipelines.ingest.stage import IngestError
+    from pipelines.kg.run import run_kg
 
     try:
         ctx = start_job(args, "kg")

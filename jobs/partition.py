@@ -15,15 +15,15 @@ import sys
 from collections.abc import Sequence
 
 from jobs.common import fail, job_parser, start_job
-from pipelines.config import ConfigError
-from pipelines.stages import run_stage
+from pipelines.core.config import ConfigError
+from pipelines.core.stages import run_stage
 
 log = logging.getLogger("graphpipe.jobs.partition")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = job_parser(__doc__ or "partition").parse_args(argv)
-    from pipelines.partition import PartitionSettings, partition_stage
+    from pipelines.partition.stage import PartitionSettings, partition_stage
 
     try:
         ctx = start_job(args, "partition")

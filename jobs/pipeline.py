@@ -9,14 +9,14 @@ import sys
 from collections.abc import Sequence
 
 from jobs.common import fail, job_parser, print_stage_table, start_job
-from pipelines.config import ConfigError
+from pipelines.core.config import ConfigError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = job_parser(__doc__ or "pipeline").parse_args(argv)
-    from pipelines.io import IngestError
-    from pipelines.run import run_pipeline
-    from pipelines.stages import MissingStageError
+    from pipelines.core.stages import MissingStageError
+    from pipelines.ingest.stage import IngestError
+    from pipelines.registry import run_pipeline
 
     try:
         ctx = start_job(args, "pipeline")

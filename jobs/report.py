@@ -1,4 +1,4 @@
-"""Report job: one HTML page for a run, <run-dir>/report/index.html (pipelines/report.py).
+"""Report job: one HTML page for a run, <run-dir>/report/index.html (pipelines/evaluate/report.py).
 
     python -m jobs.report --run-dir runs/demo
 
@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jobs.common import fail, job_parser
-from pipelines.forget_versions import current_version
-from pipelines.logs import setup_logging
+from pipelines.core.logs import setup_logging
+from pipelines.core.versions import current_version
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = job_parser(__doc__ or "report").parse_args(argv)
     setup_logging()
-    from pipelines.report import build_report
+    from pipelines.evaluate.report import build_report
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():

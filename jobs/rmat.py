@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
 
-from pipelines.rmat import DEFAULT_CHUNK_SIZE, RmatSpec, generate_rmat
-from pipelines.session import build_spark
+from pipelines.core.session import build_spark
+from pipelines.generate.rmat import DEFAULT_CHUNK_SIZE, RmatSpec, generate_rmat
 
 
 def _count(text: str) -> int:

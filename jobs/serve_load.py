@@ -6,7 +6,8 @@
 Reads the run's current version (after a forget job: <run-dir>/versions/vN, served as
 "<run>-vN"): <run-dir>/export/embeddings and <run-dir>/recommend/{recommendations,similar_items}
 (Parquet, no Spark needed), COPYs them into fresh <prefix>_*__new tables, then swaps them in in
-one transaction (see pipelines.serving_db). Records <run-dir>/serve/_STAGE.json; a rerun for the
+one transaction (see pipelines.serve.serving_db). Records <run-dir>/serve/_STAGE.json; a rerun for
+the
 same server, database and prefix is skipped unless --force. Credentials come only from the PG*
 environment variables. Exit codes: 0 done, 2 bad config, missing inputs or no database.
 """
@@ -20,8 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jobs.common import fail, job_parser, load_job_config, setup_logging
-from pipelines.config import ConfigError
-from pipelines.forget_versions import current_version
+from pipelines.core.config import ConfigError
+from pipelines.core.versions import current_version
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,8 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="Load even if already loaded.")
     args = parser.parse_args(argv)
     setup_logging()
-    from pipelines import serving_db
-    from pipelines.stages import run_stage
+    from pipelines.core.stages import run_stage
+    from pipelines.serve import serving_db
 
     try:
         cfg = load_job_config(args)

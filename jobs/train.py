@@ -2,7 +2,7 @@
 
 Reads <run-dir>/ingest (and <run-dir>/partition when present), writes
 <run-dir>/train/{ego,leaf_logs}
-(see pipelines/train_stage.py).
+(see pipelines/train/stage.py).
 
     spark-submit jobs/train.py --config deploy/configs/local.yaml --run-dir runs/demo
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Resolve io.graphframes:graphframes-spark4_2.13 (and its GraphX companion) at the version pinned
-# with graphframes-py into .cache/jars. Spark gets them through spark.jars (pipelines/session.py).
+# with graphframes-py into .cache/jars. Spark gets them through spark.jars (pipelines/core/session.py).
 # If the registry does not serve them, write .cache/jars/UNAVAILABLE with the reason and go on:
 # the project's own Spark-native algorithms do not need GraphFrames.
 set -u

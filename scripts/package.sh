@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build what spark-submit ships to a cluster, into DIST (default dist/):
 #
-#   graphpipe-pyfiles.zip           the project's packages for --py-files (pipelines.packaging)
+#   graphpipe-pyfiles.zip           the project's packages for --py-files (pipelines.core.packaging)
 #   graphpipe-<version>-py3-none-any.whl
 #                                   the project as a wheel (pip wheel --no-deps), to install into
 #                                   the cluster's Python environment or an image
@@ -26,7 +26,7 @@ py="${GRAPHPIPE_PYTHON:-$root/.venv/bin/python}"
 cd "$root"
 
 started=$SECONDS
-zip="$("$py" -c 'import sys; from pipelines.packaging import build_pyfiles_zip
+zip="$("$py" -c 'import sys; from pipelines.core.packaging import build_pyfiles_zip
 print(build_pyfiles_zip(sys.argv[1]))' "$dist")"
 echo "py-files zip: $zip ($(du -h "$zip" | cut -f1))" >&2
 

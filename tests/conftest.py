@@ -15,7 +15,7 @@ DATA_DIR = Path(
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from pipelines.session import build_spark
+    from pipelines.core.session import build_spark
 
     session = build_spark(
         "graphpipe-tests",

@@ -3,7 +3,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipelines.aggregate import (
+from pipelines.aggregate.stage import (
     PRIMARY,
     WEIGHT_COL,
     average_replicas_per_leaf,
@@ -12,8 +12,8 @@ from pipelines.aggregate import (
     replica_means,
     weighted_mean_by_node,
 )
-from pipelines.seeded_init import seeded_normal
-from pipelines.vector_bytes import bytes_to_matrix, vectors_to_bytes
+from pipelines.core.vector_bytes import bytes_to_matrix, vectors_to_bytes
+from pipelines.train.seeded_init import seeded_normal
 
 
 def _table(df, dim):
@@ -170,7 +170,7 @@ def test_lightgcn_propagate_matches_dense_reference(spark):
 
 
 def test_round_zero_rows_count_replicas_and_carry_no_vectors(spark):
-    from pipelines.aggregate import round_zero_rows
+    from pipelines.aggregate.stage import round_zero_rows
 
     members = spark.createDataFrame(
         [(2, "item", 1), (0, "item", 1), (0, "user", 1), (1, "item", 7), (0, "item", 7),

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.packaging import build_pyfiles_zip
-from pipelines.report import build_report
+from pipelines.core.packaging import build_pyfiles_zip
+from pipelines.evaluate.report import build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW_ENV = ROOT / "scripts" / "airflow_env.sh"

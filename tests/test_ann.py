@@ -9,8 +9,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.ann import AnnIndex, AnnSettings, build_index, lift_items, lift_queries, save_index
-from pipelines.topk import topk_block
+from pipelines.serve.ann import (
+    AnnIndex,
+    AnnSettings,
+    build_index,
+    lift_items,
+    lift_queries,
+    save_index,
+)
+from pipelines.serve.topk import topk_block
 
 
 def random_table(n_items=400, n_users=60, dim=8, seed=0):
@@ -92,7 +99,7 @@ def write_export(root, items, users, seen, settings):
 def test_loader_in_a_separate_process_answers_top_k(tmp_path, keep_seen):
     items, users, seen = random_table(n_items=120, n_users=10, dim=4, seed=2)
     item_nodes = write_export(tmp_path, items, users, seen, AnnSettings(kind="flat"))
-    cmd = [sys.executable, "-m", "pipelines.ann_query", "--run-dir", str(tmp_path)]
+    cmd = [sys.executable, "-m", "pipelines.serve.ann_query", "--run-dir", str(tmp_path)]
     cmd += ["--user", "u7", "--k", "5", "--json"] + (["--keep-seen"] if keep_seen else [])
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
     answer = json.loads(done.stdout)
@@ -106,7 +113,7 @@ def test_loader_in_a_separate_process_answers_top_k(tmp_path, keep_seen):
 def test_loader_unknown_user_exits_2(tmp_path):
     items, users, seen = random_table(n_items=20, n_users=2, dim=4)
     write_export(tmp_path, items, users, seen, AnnSettings(kind="hnsw", hnsw_m=4))
-    cmd = [sys.executable, "-m", "pipelines.ann_query", "--run-dir", str(tmp_path)]
+    cmd = [sys.executable, "-m", "pipelines.serve.ann_query", "--run-dir", str(tmp_path)]
     done = subprocess.run(cmd + ["--user", "nobody"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "unknown user" in done.stderr
     ann = AnnIndex.load(tmp_path / "export")

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pipelines.bridge import LEAF_LOG, LeafTrainSettings, task_device, task_threads, train_leaf
-from pipelines.vector_bytes import bytes_to_matrix
+from pipelines.core.vector_bytes import bytes_to_matrix
+from pipelines.train.seam import LEAF_LOG, LeafTrainSettings, task_device, task_threads, train_leaf
 
 
 def _leaf(leaf_id):
@@ -31,7 +31,7 @@ def _leaf_nodes(edges, sort=False):
 
 def _arrow_leaf(edges, init, settings, round_index):
     """train_leaf_from_arrow on pandas frames, as Spark's Arrow batches hand them over."""
-    from pipelines.bridge import train_leaf_from_arrow
+    from pipelines.train.seam import train_leaf_from_arrow
 
     return train_leaf_from_arrow(
         pa.Table.from_pandas(edges, preserve_index=False),
@@ -82,9 +82,9 @@ def test_empty_leaf_and_device_outside_spark():
 def test_train_leaf_from_arrow_equals_the_pandas_seam():
     import pyarrow as pa
 
-    from pipelines.bridge import train_leaf_from, train_leaf_from_arrow
-    from pipelines.seeded_init import seeded_vectors
-    from pipelines.vector_bytes import vectors_to_bytes
+    from pipelines.core.vector_bytes import vectors_to_bytes
+    from pipelines.train.seam import train_leaf_from, train_leaf_from_arrow
+    from pipelines.train.seeded_init import seeded_vectors
 
     edges = _leaf(3)
     nodes = _leaf_nodes(edges).sample(frac=1.0, random_state=0)  # start rows in any order
@@ -109,9 +109,9 @@ def test_shared_step_moves_shared_nodes_by_eta_times_their_change():
 
     import pytest
 
-    from pipelines.bridge import train_leaf_from
-    from pipelines.seeded_init import seeded_vectors
-    from pipelines.vector_bytes import vectors_to_bytes
+    from pipelines.core.vector_bytes import vectors_to_bytes
+    from pipelines.train.seam import train_leaf_from
+    from pipelines.train.seeded_init import seeded_vectors
 
     edges = _leaf(3)
     nodes = _leaf_nodes(edges, sort=True)
@@ -141,9 +141,9 @@ def test_shared_step_moves_shared_nodes_by_eta_times_their_change():
 
 def test_empty_start_vectors_mean_the_seeded_start():
 
-    from pipelines.bridge import train_leaf_from
-    from pipelines.seeded_init import seeded_vectors
-    from pipelines.vector_bytes import vectors_to_bytes
+    from pipelines.core.vector_bytes import vectors_to_bytes
+    from pipelines.train.seam import train_leaf_from
+    from pipelines.train.seeded_init import seeded_vectors
 
     edges = _leaf(3)
     nodes = pd.DataFrame(

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gnn.unlearn import UnlearnConfig
-from gnn.unlearn_lightgcn import lightgcn_deletion, unlearn_lightgcn
-from pipelines.bridge_forget import LeafForgetSettings, unlearn_leaf_from
-from pipelines.vector_bytes import bytes_to_matrix, vectors_to_bytes
+from gnn.unlearn.d2dgn import UnlearnConfig
+from gnn.unlearn.lightgcn import lightgcn_deletion, unlearn_lightgcn
+from pipelines.core.vector_bytes import bytes_to_matrix, vectors_to_bytes
+from pipelines.forget.seam import LeafForgetSettings, unlearn_leaf_from
 
 
 def _leaf(deleted_edge: bool) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:

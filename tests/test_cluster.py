@@ -1,7 +1,8 @@
 """A job through real spark-submit on a real standalone master + worker (scripts/cluster.sh).
 
 The project reaches the executors only through the ``--py-files`` zip built by
-``pipelines.packaging.build_pyfiles_zip`` (zip entries on ``PYTHONPATH`` take precedence over the
+``pipelines.core.packaging.build_pyfiles_zip`` (zip entries on ``PYTHONPATH`` take precedence over
+the
 editable install). The R-MAT output must equal the same generation run in local mode.
 """
 
@@ -21,8 +22,8 @@ from pathlib import Path
 import pyspark
 import pytest
 
-from pipelines.packaging import build_pyfiles_zip
-from pipelines.rmat import generate_rmat
+from pipelines.core.packaging import build_pyfiles_zip
+from pipelines.generate.rmat import generate_rmat
 
 pytestmark = pytest.mark.cluster
 
@@ -73,7 +74,7 @@ def test_pyfiles_zip_holds_the_packages(tmp_path):
     names = set(zipfile.ZipFile(path).namelist())
     assert {
         "pipelines/__init__.py",
-        "pipelines/rmat.py",
+        "pipelines/generate/rmat.py",
         "jobs/rmat.py",
         "gnn/__init__.py",
     } <= names

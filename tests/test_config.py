@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ConfigError, PipelineConfig, load_config, resolve_paths
+from pipelines.core.config import ConfigError, PipelineConfig, load_config, resolve_paths
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from pipelines.evaluate import ranking_metrics
+from pipelines.evaluate.metrics import ranking_metrics
 
 
 def test_ranking_metrics_hand_computed(spark):

@@ -15,14 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import export, forget, ingest, pipeline
-from pipelines.bridge_forget import LeafForgetSettings, unlearn_leaf_from
-from pipelines.config import load_config
-from pipelines.forget import trained_config_differences
-from pipelines.forget_requests import RequestFileError, read_requests
-from pipelines.forget_verify import DeletedSet, verify_erased
-from pipelines.forget_versions import current_version
-from pipelines.tombstones import drop_tombstoned, tombstone_key, write_tombstones
-from pipelines.vector_bytes import bytes_to_matrix, vectors_to_bytes
+from pipelines.core.config import load_config
+from pipelines.core.vector_bytes import bytes_to_matrix, vectors_to_bytes
+from pipelines.core.versions import current_version
+from pipelines.forget.job import trained_config_differences
+from pipelines.forget.requests import RequestFileError, read_requests
+from pipelines.forget.seam import LeafForgetSettings, unlearn_leaf_from
+from pipelines.forget.tombstones import drop_tombstoned, tombstone_key, write_tombstones
+from pipelines.forget.verify import DeletedSet, verify_erased
 
 SHARED_ITEM = 900  # held by users of every community, so by both leaves
 
@@ -101,7 +101,7 @@ def _table(path: Path) -> pd.DataFrame:
 def _assert_erased(
     version: Path, users: set[str], items: set[str], edges: set[tuple[str, str]]
 ) -> dict[str, int]:
-    """Independent of pipelines.forget_verify: every Parquet file, every id column; every
+    """Independent of pipelines.forget.verify: every Parquet file, every id column; every
     other file as text. Returns the rows seen per table folder."""
     dictionary = _table(version / "ingest" / "dictionary")
     seen: dict[str, int] = {}
@@ -535,7 +535,7 @@ def test_tombstones_filter_later_ingests(spark, tmp_path):
 
 
 def test_scrub_raw_drops_lines_naming_deleted_ids(spark):
-    from pipelines.forget_filters import scrub_raw
+    from pipelines.forget.filters import scrub_raw
 
     df = spark.createDataFrame(
         [(1, "u1 i2"), (2, "u1 i3"), (3, "u5\ti3"), (4, None), (5, "u1,i2,i7")],

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from gnn.data import load_lightgcn_file
-from gnn.device import select_device
+from gnn.data.lightgcn_files import load_lightgcn_file
+from gnn.data.sampling import BPRSampler
+from gnn.engine.device import select_device
+from gnn.engine.lightgcn import LightGCNTrainConfig, fit_lightgcn
+from gnn.eval.metrics import recall_ndcg_at_k
 from gnn.losses import bpr_loss, embedding_l2, lightgcn_bpr_loss
-from gnn.metrics import recall_ndcg_at_k
 from gnn.models.lightgcn import LightGCN, build_norm_adj, lightgcn_propagate
-from gnn.sampling import BPRSampler
-from gnn.train import LightGCNTrainConfig, fit_lightgcn
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 R2 = 1.0 / math.sqrt(2.0)
@@ -372,7 +372,7 @@ def test_select_device() -> None:
 
 
 def test_torch_threads_sets_and_restores():
-    from gnn.device import torch_threads
+    from gnn.engine.device import torch_threads
 
     before = torch.get_num_threads()
     with torch_threads(1):

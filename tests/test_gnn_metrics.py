@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gnn.metrics import (
+from gnn.eval.metrics import (
     RankingEvaluator,
     auroc,
     average_precision,

@@ -11,7 +11,7 @@ import torch
 if not torch.cuda.is_available():  # Triton's interpreter runs the kernels on CPU tensors
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from gnn.kg import (
+from gnn.data.kg import (
     RelationalGraph,
     add_inverse_relations,
     cora_link_split,
@@ -20,11 +20,11 @@ from gnn.kg import (
     load_cora_edges,
     load_fb15k237,
 )
+from gnn.engine.nbfnet import NBFNetTrainConfig, NegativeSampler, fit_nbfnet, nbfnet_loss
+from gnn.eval.nbfnet import AnswerFilter, evaluate_kg, filtered_ranks
 from gnn.layers.nbf_conv import GeneralizedRelationalConv, PassContext
 from gnn.layers.relational_aggregate import GraphIndex, message, relational_aggregate
 from gnn.models.nbfnet import NBFNet, remove_easy_edges
-from gnn.nbfnet_eval import AnswerFilter, evaluate_kg, filtered_ranks
-from gnn.nbfnet_train import NBFNetTrainConfig, NegativeSampler, fit_nbfnet, nbfnet_loss
 
 BACKENDS = ["naive", "torch", "triton"]
 # the Triton backend runs on CUDA where there is a GPU, else interpreted on CPU
@@ -398,7 +398,7 @@ def test_link_training_with_negative_sources_runs_and_learns() -> None:
 
 
 def test_triples_folder_without_dicts_crlf_and_unknown_entity(tmp_path):
-    from gnn.kg import load_triples_dir
+    from gnn.data.kg import load_triples_dir
 
     (tmp_path / "train.txt").write_bytes(b"a\tr1\tb\r\nb\tr2\tc\r\n")
     (tmp_path / "valid.txt").write_text("c\tr1\ta\n")
@@ -417,7 +417,7 @@ def test_triples_folder_without_dicts_crlf_and_unknown_entity(tmp_path):
 
 
 def test_symmetric_pair_training_matches_the_reference_link_loss() -> None:
-    from gnn.nbfnet_train import build_model, symmetric_pair_loss
+    from gnn.engine.nbfnet import build_model, symmetric_pair_loss
 
     ring = torch.stack([torch.arange(20), (torch.arange(20) + 1) % 20], 1)
     chords = torch.tensor([[0, 10], [5, 15]])

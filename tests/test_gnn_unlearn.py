@@ -1,4 +1,5 @@
-"""Distill-to-delete unlearning (gnn.unlearn) and its evaluation helpers (gnn.unlearn_eval)."""
+"""Distill-to-delete unlearning (gnn.unlearn.d2dgn) and its evaluation helpers
+(gnn.unlearn.eval)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from gnn.kg import RelationalGraph, homogeneous_graph
+from gnn.data.kg import RelationalGraph, homogeneous_graph
+from gnn.engine.lightgcn import LightGCNTrainConfig, fit_lightgcn
 from gnn.models.lightgcn import build_norm_adj, lightgcn_propagate
 from gnn.models.nbfnet import NBFNet
-from gnn.train import LightGCNTrainConfig, fit_lightgcn
-from gnn.unlearn import UnlearnConfig, bernoulli_kl, embedding_distance
-from gnn.unlearn_eval import (
+from gnn.unlearn.d2dgn import UnlearnConfig, bernoulli_kl, embedding_distance
+from gnn.unlearn.eval import (
     deleted_auroc_lightgcn,
     deleted_auroc_nbfnet,
     sample_deleted_edges,
     sample_deleted_users,
 )
-from gnn.unlearn_lightgcn import lightgcn_deletion, lightgcn_unlearn_loss, unlearn_lightgcn
-from gnn.unlearn_nbfnet import delete_triples, nbfnet_unlearn_loss, unlearn_nbfnet
+from gnn.unlearn.lightgcn import lightgcn_deletion, lightgcn_unlearn_loss, unlearn_lightgcn
+from gnn.unlearn.nbfnet import delete_triples, nbfnet_unlearn_loss, unlearn_nbfnet
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
@@ -150,7 +151,7 @@ def test_deleted_auroc_nbfnet_is_an_auroc_over_same_source_pairs() -> None:
     deleted = torch.tensor([[0, 0, 1], [2, 0, 3]])
     value = deleted_auroc_nbfnet(model, g, deleted, g, num_negative=3, seed=0)
     # recompute: same non-edges (same sampler, seed), scores of the same passes
-    from gnn.nbfnet_train import NegativeSampler
+    from gnn.engine.nbfnet import NegativeSampler
 
     h, r, t = deleted.t()
     neg = NegativeSampler(g).sample(h, r, t, 3, generator=torch.Generator().manual_seed(0))
@@ -320,14 +321,14 @@ def _nbf_unseeded() -> NBFNet:
 
 def test_no_pyspark_import() -> None:
     code = (
-        "import sys, gnn.unlearn, gnn.unlearn_eval, gnn.unlearn_nbfnet; "
+        "import sys, gnn.unlearn.d2dgn, gnn.unlearn.eval, gnn.unlearn.nbfnet; "
         "sys.exit(any(m.split('.')[0] == 'pyspark' for m in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 def test_nbfnet_triple_deletion_on_a_kg() -> None:
-    from gnn.kg import kg_graph
+    from gnn.data.kg import kg_graph
 
     triples = torch.tensor([[0, 0, 1], [1, 1, 2], [2, 0, 3], [3, 1, 0], [0, 1, 2], [1, 0, 3]])
     g = kg_graph(triples, 4, 2)  # relations 0, 1 and inverses 2, 3

@@ -11,7 +11,7 @@ import random
 import networkx as nx
 import pytest
 
-from pipelines.graph_algos import (
+from pipelines.partition.graph_algos import (
     NotConvergedError,
     connected_components,
     label_propagation,

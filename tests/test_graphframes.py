@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from pipelines.graph_algos import connected_components, label_propagation
-from pipelines.session import graphframes_available
+from pipelines.core.session import graphframes_available
+from pipelines.partition.graph_algos import connected_components, label_propagation
 
 pytestmark = pytest.mark.skipif(
     not graphframes_available(), reason="GraphFrames JAR not resolved (.cache/jars/UNAVAILABLE)"

@@ -15,12 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.ingest import main as ingest_main
-from pipelines import io as ingest_io
-from pipelines.config import IngestConfig
-from pipelines.ingest_formats import Layout
-from pipelines.ingest_read import list_files, read_text
-from pipelines.io import IngestError, check_counts, ingest, map_back, read_ingested
-from pipelines.stages import MARKER, run_stage
+from pipelines.core.config import IngestConfig
+from pipelines.core.stages import MARKER, run_stage
+from pipelines.ingest import stage as ingest_io
+from pipelines.ingest.formats import Layout
+from pipelines.ingest.read import list_files, read_text
+from pipelines.ingest.stage import IngestError, check_counts, ingest, map_back, read_ingested
 
 PARTS = ("accepted", "rejected", "duplicates_removed", "self_loops_removed")
 

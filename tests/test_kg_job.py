@@ -56,10 +56,10 @@ def _skipped(out: str) -> set[str]:
 def test_kg_job_end_to_end_and_resume(spark, ring_kg, tmp_path, capsys):
     import torch
 
-    from gnn.nbfnet_train import build_model
-    from pipelines.config import load_config
-    from pipelines.kg_run import MODEL_FILE, train_config
-    from pipelines.nbfnet_spark import load_model, model_bytes
+    from gnn.engine.nbfnet import build_model
+    from pipelines.core.config import load_config
+    from pipelines.kg.run import MODEL_FILE, train_config
+    from pipelines.kg.seam import load_model, model_bytes
 
     run_dir = tmp_path / "run"
     assert kg.main(_argv(ring_kg, run_dir)) == 0

@@ -3,7 +3,7 @@
 import pytest
 from pyspark.sql import functions as F
 
-from pipelines.leaf_slots import balanced_slots, slot_keys
+from pipelines.train.leaf_slots import balanced_slots, slot_keys
 
 
 def test_balanced_slots_longest_first_onto_the_least_loaded_slot():

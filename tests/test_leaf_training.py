@@ -3,10 +3,10 @@
 import numpy as np
 import pandas as pd
 
-from pipelines.bridge import LeafTrainSettings
-from pipelines.leaf_training import iter_rounds, round_table, train_partitioned
-from pipelines.seeded_init import seeded_vectors
-from pipelines.vector_bytes import bytes_to_matrix
+from pipelines.core.vector_bytes import bytes_to_matrix
+from pipelines.train.rounds import iter_rounds, round_table, train_partitioned
+from pipelines.train.seam import LeafTrainSettings
+from pipelines.train.seeded_init import seeded_vectors
 
 SETTINGS = LeafTrainSettings(dim=8, layers=2, epochs=2, batch_size=32, lr=0.01, seed=1, threads=1)
 

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from gnn.kg import RelationalGraph, homogeneous_graph, kg_graph
-from gnn.models.nbfnet import NBFNet
-from gnn.nbfnet_eval import evaluate_kg, kg_ranks, rank_metrics
-from gnn.nbfnet_partitioned import PartitionedGraph, fit_partitioned, halo_mask, leaf_queries
-from gnn.nbfnet_partitioned_eval import (
+from gnn.data.kg import RelationalGraph, homogeneous_graph, kg_graph
+from gnn.engine.nbfnet import NBFNetTrainConfig
+from gnn.engine.nbfnet_partitioned import PartitionedGraph, fit_partitioned, halo_mask, leaf_queries
+from gnn.eval.nbfnet import evaluate_kg, kg_ranks, rank_metrics
+from gnn.eval.nbfnet_partitioned import (
     answers_inside,
     evaluate_kg_partitioned,
     evaluate_link_auc_partitioned,
@@ -20,7 +20,7 @@ from gnn.nbfnet_partitioned_eval import (
     restriction_ceiling,
     score_all_partitioned,
 )
-from gnn.nbfnet_train import NBFNetTrainConfig
+from gnn.models.nbfnet import NBFNet
 
 # Path 0-1-2-3-4-5; leaves {0,1,2} and {3,4,5}.
 PATH = torch.tensor([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]])

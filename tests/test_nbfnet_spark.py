@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gnn.kg import kg_graph
-from gnn.nbfnet_eval import AnswerFilter, filtered_ranks
-from gnn.nbfnet_partitioned import PartitionedGraph
-from gnn.nbfnet_partitioned_eval import evaluate_kg_partitioned
-from gnn.nbfnet_train import NBFNetTrainConfig, build_model
-from pipelines.nbfnet_spark import (
+from gnn.data.kg import kg_graph
+from gnn.engine.nbfnet import NBFNetTrainConfig, build_model
+from gnn.engine.nbfnet_partitioned import PartitionedGraph
+from gnn.eval.nbfnet import AnswerFilter, filtered_ranks
+from gnn.eval.nbfnet_partitioned import evaluate_kg_partitioned
+from pipelines.kg.seam import (
     NBFNetScoring,
     leaf_triples,
     model_bytes,
@@ -146,7 +146,7 @@ def test_a_query_whose_source_has_no_leaf_fails_naming_it(spark) -> None:
 def test_train_rounds_average_the_leaf_updates_by_query_count(spark) -> None:
     import io
 
-    from pipelines.nbfnet_spark import (
+    from pipelines.kg.seam import (
         LEAF_ID,
         NBFNetRounds,
         _leaf_rows,

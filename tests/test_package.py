@@ -48,13 +48,13 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_package_builds_the_wheel_and_the_pyfiles_zip(dist):
     wheel = zipfile.ZipFile(dist / "graphpipe-0.1.0-py3-none-any.whl")
     names = set(wheel.namelist())
-    assert {"pipelines/report.py", "jobs/ingest.py", "gnn/__init__.py"} <= names
+    assert {"pipelines/evaluate/report.py", "jobs/ingest.py", "gnn/__init__.py"} <= names
     entry_points = wheel.read("graphpipe-0.1.0.dist-info/entry_points.txt").decode()
     assert "graphpipe-ingest = jobs.ingest:run" in entry_points
     metadata = wheel.read("graphpipe-0.1.0.dist-info/METADATA").decode()
     assert "Requires-Dist: pyspark==4.1.4" in metadata
     pyfiles = set(zipfile.ZipFile(dist / "graphpipe-pyfiles.zip").namelist())
-    assert {"pipelines/report.py", "jobs/ingest.py"} <= pyfiles
+    assert {"pipelines/evaluate/report.py", "jobs/ingest.py"} <= pyfiles
     # The zip holds exactly the wheel's Python modules of the three packages.
     assert pyfiles == {n for n in names if n.endswith(".py") and n.split("/")[0] in
                        ("pipelines", "jobs", "gnn")}  # fmt: skip

@@ -10,23 +10,23 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from pipelines.config import ConfigError, PartitionConfig
-from pipelines.partition import (
-    PartitionError,
-    PartitionSettings,
-    partition_graph,
-    partition_interactions,
-)
-from pipelines.partition_common import Checkpointer
-from pipelines.partition_hash_start import balanced_hash_split
-from pipelines.partition_initial import InitialParams, initial_partition
-from pipelines.partition_moves import (
+from pipelines.core.config import ConfigError, PartitionConfig
+from pipelines.partition.common import Checkpointer
+from pipelines.partition.hash_start import balanced_hash_split
+from pipelines.partition.initial import InitialParams, initial_partition
+from pipelines.partition.moves import (
     leaf_capacity,
     pair_allowances,
     repair_flows,
     tighten_allowances,
 )
-from pipelines.partition_output import leaf_paths
+from pipelines.partition.output import leaf_paths
+from pipelines.partition.stage import (
+    PartitionError,
+    PartitionSettings,
+    partition_graph,
+    partition_interactions,
+)
 
 # Small-graph settings: few rounds and starts keep each Spark run short; max_direct_edges = 0
 # keeps these graphs on the Spark coarsening + refinement path (by default a graph this small is

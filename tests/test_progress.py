@@ -1,4 +1,4 @@
-"""pipelines.progress: a bar on a terminal, rate-limited log lines elsewhere (fake clock)."""
+"""pipelines.core.progress: a bar on a terminal, rate-limited log lines elsewhere (fake clock)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from pipelines.progress import Progress, format_seconds, progress
+from pipelines.core.progress import Progress, format_seconds, progress
 
 
 class FakeClock:

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from pipelines.propagate import bucket_edges, propagate_layer, push_partial_sums
-from pipelines.vector_bytes import bytes_to_matrix, vectors_to_bytes
+from pipelines.aggregate.propagate import bucket_edges, propagate_layer, push_partial_sums
+from pipelines.core.vector_bytes import bytes_to_matrix, vectors_to_bytes
 
 
 def _dense(edges, x, n):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from pipelines.recommend import recommend_topk, similar_items, topk_block
-from pipelines.vector_bytes import bytes_to_matrix, vectors_to_bytes
+from pipelines.core.vector_bytes import bytes_to_matrix, vectors_to_bytes
+from pipelines.serve.recommend import recommend_topk, similar_items, topk_block
 
 
 def brute_force_topk(users, items, item_ids, seen, k):
@@ -124,7 +124,7 @@ def test_recommend_and_export_jobs_round_trip_original_ids(spark, tmp_path):
 
     from jobs import export, ingest
     from jobs import recommend as recommend_job
-    from pipelines.stages import run_stage
+    from pipelines.core.stages import run_stage
 
     rng = np.random.default_rng(5)
     lines = []
@@ -194,7 +194,7 @@ def test_recommend_and_export_jobs_round_trip_original_ids(spark, tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "pipelines.ann_query",
+        "pipelines.serve.ann_query",
         "--run-dir",
         str(run),
         "--user",

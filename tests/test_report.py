@@ -1,5 +1,6 @@
-"""pipelines.report / jobs.report on small run directories written in the stages' own formats
-(markers through pipelines.stages.run_stage, Parquet tables with the stages' schemas)."""
+"""pipelines.evaluate.report / jobs.report on small run directories written in the stages' own
+formats
+(markers through pipelines.core.stages.run_stage, Parquet tables with the stages' schemas)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import report as report_job
-from pipelines.report import build_report, leaf_loss_curves, leaf_stats, stage_markers
-from pipelines.stages import run_stage
+from pipelines.core.stages import run_stage
+from pipelines.evaluate.report import build_report, leaf_loss_curves, leaf_stats, stage_markers
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

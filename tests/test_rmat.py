@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from jobs.rmat import main as rmat_main
-from pipelines.rmat import (
+from pipelines.generate.rmat import (
     RmatSpec,
     default_scale,
     generate_rmat,

@@ -9,16 +9,16 @@ import pandas as pd
 import pytest
 import torch
 
-from gnn.homogeneous import (
+from gnn.engine.homogeneous import (
     HomogeneousConfig,
     build_homogeneous_adj,
     fit_homogeneous,
     undirected_pairs,
 )
-from gnn.metrics import auroc
-from pipelines.bridge import LEAF_LOG, LeafTrainSettings
-from pipelines.seeded_init import KIND_CODES, seeded_normal
-from pipelines.vector_bytes import bytes_to_matrix, vectors_to_bytes
+from gnn.eval.metrics import auroc
+from pipelines.core.vector_bytes import bytes_to_matrix, vectors_to_bytes
+from pipelines.train.seam import LEAF_LOG, LeafTrainSettings
+from pipelines.train.seeded_init import KIND_CODES, seeded_normal
 
 R = 1 / math.sqrt(2)
 
@@ -74,7 +74,7 @@ def test_fit_homogeneous_zero_epochs_propagates_the_init():
 
 
 def test_train_leaf_homogeneous_rows_weights_and_init():
-    from pipelines.homogeneous_embed import train_leaf_homogeneous
+    from pipelines.train.homogeneous import train_leaf_homogeneous
 
     pdf = pd.DataFrame({"leaf_id": [7, 7, 7], "src": [10, 30, 20], "dst": [20, 10, 20]})
     settings = LeafTrainSettings(dim=4, layers=1, epochs=0, seed=5, threads=1, device="cpu")
@@ -105,7 +105,7 @@ def test_vector_bytes_float16_round_trip_and_mixed_rows_rejected():
 
 
 def test_train_leaf_homogeneous_float16_rows_are_the_float32_rows_rounded():
-    from pipelines.homogeneous_embed import train_leaf_homogeneous
+    from pipelines.train.homogeneous import train_leaf_homogeneous
 
     src, dst = _two_cliques()
     pdf = pd.DataFrame({"leaf_id": 3, "src": src, "dst": dst})
@@ -122,7 +122,7 @@ def test_train_leaf_homogeneous_float16_rows_are_the_float32_rows_rounded():
 
 
 def test_propagate_homogeneous_matches_hand_computation(spark):
-    from pipelines.homogeneous_embed import propagate_homogeneous
+    from pipelines.train.homogeneous import propagate_homogeneous
 
     pairs = spark.createDataFrame([(0, 1), (1, 2)], "src long, dst long")
     ego_np = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=np.float32)
@@ -143,8 +143,8 @@ def test_propagate_homogeneous_matches_hand_computation(spark):
 
 def test_one_task_aggregation_equals_the_spark_shuffles(spark):
     """Replica mean + 2 propagation layers: one task and the Spark path agree to float32."""
-    from pipelines.homogeneous_direct import aggregate_one_task
-    from pipelines.homogeneous_embed import aggregate_homogeneous
+    from pipelines.train.homogeneous import aggregate_homogeneous
+    from pipelines.train.homogeneous_direct import aggregate_one_task
 
     rng = np.random.default_rng(5)
     lo, hi = undirected_pairs(rng.integers(0, 40, 150), rng.integers(0, 40, 150))
@@ -191,7 +191,7 @@ def test_one_task_aggregation_equals_the_spark_shuffles(spark):
 
 
 def test_leaf_edge_rows_internal_plus_halo(spark):
-    from pipelines.homogeneous_embed import leaf_edge_rows
+    from pipelines.train.homogeneous import leaf_edge_rows
 
     pairs = spark.createDataFrame([(0, 1), (1, 2), (2, 3)], "src long, dst long")
     assignment = spark.createDataFrame(
@@ -203,7 +203,7 @@ def test_leaf_edge_rows_internal_plus_halo(spark):
 
 
 def test_split_oversized_leaves_deals_a_hub_leaf_over_sub_leaves(spark):
-    from pipelines.homogeneous_embed import split_oversized_leaves
+    from pipelines.train.homogeneous import split_oversized_leaves
 
     hub = [(3, 0, v) for v in range(1, 11)]  # leaf 3: a hub with 10 edges
     small = [(0, 20, 21), (0, 21, 22), (5, 30, 31)]
@@ -228,7 +228,7 @@ def test_split_oversized_leaves_deals_a_hub_leaf_over_sub_leaves(spark):
 def test_one_leaf_per_task_gives_every_leaf_its_own_partition(spark):
     from pyspark.sql import functions as F
 
-    from pipelines.homogeneous_embed import one_leaf_per_task, train_leaves_homogeneous
+    from pipelines.train.homogeneous import one_leaf_per_task, train_leaves_homogeneous
 
     # leaf ids 0..9 hashed onto 10 partitions collide (what repartition(10, leaf_id) does)
     sizes = {leaf: 3 + leaf for leaf in range(10)}

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import serve_load
-from pipelines import serving_db
-from pipelines.serving_db import ServingData, table_name
+from pipelines.serve import serving_db
+from pipelines.serve.serving_db import ServingData, table_name
 
 REPO = Path(__file__).resolve().parents[1]
 PG_VARS = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")

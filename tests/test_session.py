@@ -2,12 +2,12 @@
 
 import sys
 
-from pipelines.session import DAEMON_MODULE_KEY
-from pipelines.spark_daemon import preload
+from pipelines.core.session import DAEMON_MODULE_KEY
+from pipelines.core.spark_daemon import preload
 
 
 def test_local_workers_start_with_torch_imported(spark):
-    assert spark.conf.get(DAEMON_MODULE_KEY) == "pipelines.spark_daemon"
+    assert spark.conf.get(DAEMON_MODULE_KEY) == "pipelines.core.spark_daemon"
 
     def fn(batches):
         import pandas as pd
@@ -29,7 +29,7 @@ def test_local_frame_keeps_the_schema_and_nested_values(spark):
     import pytest
     from pyspark.sql import types as T
 
-    from pipelines.local_tables import local_frame
+    from pipelines.core.local_tables import local_frame
 
     inner = T.StructType([T.StructField("level", T.IntegerType(), False)])
     schema = T.StructType(

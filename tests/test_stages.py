@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from pipelines.stages import MARKER, read_marker, run_stage
+from pipelines.core.stages import MARKER, read_marker, run_stage
 
 
 def _write(out, rows):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from gnn.unlearn import UnlearnConfig
-from gnn.unlearn_lightgcn import lightgcn_deletion, trainable_rows, unlearn_lightgcn
+from gnn.unlearn.d2dgn import UnlearnConfig
+from gnn.unlearn.lightgcn import lightgcn_deletion, trainable_rows, unlearn_lightgcn
 
 # users 0..3, items 0..3 (rows 4..7): a path u0-i0-u1-i1-u2-i2-u3-i3.
 USERS = np.array([0, 1, 1, 2, 2, 3, 3])

@@ -10,7 +10,7 @@ shortcut (``h^t = h^{t-1} + conv(h^{t-1})``). The score is ``MLP([h^T_t ; q])`` 
 Batches of queries run together: node states are ``[N, B, d]``, memory ``O(B N d)``.
 
 Head queries ``(?, q, t)`` are tail queries ``(t, q^{-1}, ?)`` on a graph with inverse
-relations (:func:`gnn.kg.add_inverse_relations`).
+relations (:func:`gnn.data.kg.add_inverse_relations`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gnn.kg import RelationalGraph
+from gnn.data.kg import RelationalGraph
 from gnn.layers.nbf_conv import AGGREGATES, GeneralizedRelationalConv, PassContext
 from gnn.layers.relational_aggregate import MESSAGES
 

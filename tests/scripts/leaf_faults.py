@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 from pyspark import TaskContext
 
-from pipelines.aggregate import initial_vectors
-from pipelines.bridge import WEIGHTED_ROWS_SCHEMA, LeafTrainSettings, train_leaf_from
-from pipelines.leaf_training import leaf_nodes
-from pipelines.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
-from pipelines.session import build_spark
+from pipelines.aggregate.stage import initial_vectors
+from pipelines.core.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
+from pipelines.core.session import build_spark
+from pipelines.train.rounds import leaf_nodes
+from pipelines.train.seam import WEIGHTED_ROWS_SCHEMA, LeafTrainSettings, train_leaf_from
 
 
 def main(mode: str, out: str) -> None:
@@ -52,7 +52,7 @@ def main(mode: str, out: str) -> None:
             os._exit(3)  # leaf 1: the executor's Python worker dies in the middle of the task
         return train_leaf_from(leaf_edges, leaf_init, settings, round_index=1)
 
-    # Fresh attribute ids on both sides, as pipelines.bridge.train_leaves_from does.
+    # Fresh attribute ids on both sides, as pipelines.train.seam.train_leaves_from does.
     left = edges.select(*[edges[c].alias(c) for c in (LEAF_ID, USER, ITEM)])
     right = init.select(*[init[c].alias(c) for c in (LEAF_ID, KIND, NODE_ID, VECTOR)])
     rows = (

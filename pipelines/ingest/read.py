@@ -1,0 +1,265 @@
+"""Readers of the ingest stage: list the input, number text lines per file, read Parquet.
+
+Everything stays distributed: the driver only lists files and collects one summary row per
+file split (a few hundred rows for a billion-line input).
+
+Line numbers. ``spark.read.text`` gives no line numbers, so each line gets
+``monotonically_increasing_id()`` right above the file scan. A file split lies inside one scan
+partition and its lines are consecutive there, so a first job counts the lines of every split
+(``groupBy(file, split start)``) and the driver turns those counts into a per-split offset; a
+broadcast join then gives ``line_number = offset + id - first id of the split + 1``. This is
+``zipWithIndex`` per file, done in the JVM; it works for split plain files and for gzip files
+(one split each). File scans are deterministic, so both passes see the same ids.
+
+Undecodable bytes. The text source keeps a line's bytes as they are (no UTF-8 validation), so
+:func:`pyspark.sql.functions.is_valid_utf8` finds lines that are not valid UTF-8; the rules
+reject them and keep their exact bytes. Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` (Hadoop's
+line reader), so CRLF files need nothing special.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pipelines.core.schema import LINE_NUMBER, RAW, SOURCE_FILE
+from pipelines.ingest.formats import (
+    IngestError,
+    Layout,
+    file_type_of,
+    match_header,
+    resolve_columns,
+)
+
+log = logging.getLogger("graphpipe.ingest")
+
+VALUE = "value"
+_FP, _BS, _MID = "_fp", "_bs", "_mid"
+_GLOB_CHARS = re.compile(r"([\\\[\]{}*?])")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file as listed by the Hadoop file system.
+
+    Attributes:
+        path: Hadoop path string (``file:/a/b c.txt``, ``hdfs://nn/x``): the key of the file.
+        display: What messages and the rejected table show (a plain path for local files).
+        size: Bytes.
+    """
+
+    path: str
+    display: str
+    size: int
+
+
+@dataclass(frozen=True)
+class TextLines:
+    """Data lines of the text input and what was skipped.
+
+    Attributes:
+        lines: ``source_file string, line_number long, value string`` (comments, blank lines
+            and header rows removed).
+        lines_skipped: Comment lines, blank lines and header rows.
+    """
+
+    lines: DataFrame
+    lines_skipped: int
+
+
+def short_error(exc: BaseException) -> str:
+    """First line of an exception message, without the Java stack trace."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def list_files(spark: SparkSession, path: str, *, what: str) -> list[InputFile]:
+    """The non-hidden files under ``path`` (itself when it is a file), sorted by path.
+
+    Uses the Hadoop file system of the path's scheme, so local paths, ``hdfs://`` and
+    ``s3a://`` behave alike. Names starting with ``_`` or ``.`` are skipped, as Spark does.
+
+    Raises:
+        IngestError: The path does not exist or holds no files.
+    """
+    jvm: Any = spark._jvm  # the Hadoop FileSystem API has no Python wrapper
+    conf = spark._jsc.hadoopConfiguration()
+    try:
+        hpath = jvm.org.apache.hadoop.fs.Path(path)
+        fs = hpath.getFileSystem(conf)
+        exists = fs.exists(hpath)
+    except Exception as exc:  # bad scheme, unreachable cluster, ...
+        raise IngestError(f"{what} {path}: cannot open ({short_error(exc)})") from None
+    if not exists:
+        raise IngestError(f"{what} {path}: not found")
+    found: list[InputFile] = []
+    pending = [fs.getFileStatus(hpath)]
+    while pending:
+        status = pending.pop()
+        if status.isDirectory():
+            for child in fs.listStatus(status.getPath()):
+                if not child.getPath().getName().startswith(("_", ".")):
+                    pending.append(child)
+            continue
+        p = status.getPath()
+        uri = p.toUri()
+        display = uri.getPath() if uri.getScheme() in (None, "file") else p.toString()
+        found.append(InputFile(p.toString(), display, int(status.getLen())))
+    if not found:
+        raise IngestError(f"{what} {path}: folder holds no files")
+    return sorted(found, key=lambda f: f.path)
+
+
+def detect_file_type(files: list[InputFile], file_type: str, *, what: str) -> str:
+    """``file_type`` or, for ``auto``, the one type all file names agree on."""
+    if file_type != "auto":
+        return file_type
+    kinds = {file_type_of(f.display) for f in files}
+    if len(kinds) > 1:
+        raise IngestError(
+            f"{what} {files[0].display}: mixed file types {sorted(kinds)} in one input; "
+            "set ingest.file_type"
+        )
+    return kinds.pop()
+
+
+def _split_header(line: str, pattern: str) -> list[str]:
+    return re.split(pattern, line.strip())
+
+
+def read_text(
+    spark: SparkSession,
+    files: list[InputFile],
+    *,
+    header: bool,
+    layout: Layout,
+    pattern: str,
+    what: str,
+) -> TextLines:
+    """Number the lines of text files and drop comments, blank lines and headers.
+
+    Raises:
+        IngestError: A file has no data rows, its header does not fit ``layout``, or it
+            cannot be read (e.g. a corrupt gzip stream).
+
+    Schema:
+        out: ``source_file string, line_number long, value string``.
+    """
+    by_key = {f.path: f for f in files}
+    scan = spark.read.text([_GLOB_CHARS.sub(r"\\\1", f.path) for f in files]).select(
+        F.col(VALUE),
+        F.col("_metadata.file_path").alias(_FP),
+        F.col("_metadata.file_block_start").alias(_BS),
+        F.monotonically_increasing_id().alias(_MID),
+    )
+    is_data = ~F.col(VALUE).rlike(r"^\s*$") & ~F.col(VALUE).rlike(r"^\s*#")
+    try:
+        stats = (
+            scan.groupBy(_FP, _BS)
+            .agg(
+                F.min(_MID).alias("first"),
+                F.count(F.lit(1)).alias("n"),
+                F.sum(is_data.cast("long")).alias("n_data"),
+                F.min(F.when(is_data, F.struct(F.col(_MID), F.col(VALUE)))).alias("head"),
+            )
+            .collect()
+        )
+    except Exception as exc:
+        names = ", ".join(f.display for f in files[:3])
+        raise IngestError(f"{what} {names}: cannot read ({short_error(exc)})") from None
+    splits: dict[str, list[Any]] = {}
+    for row in stats:
+        splits.setdefault(unquote(row[_FP]), []).append(row)
+    offsets: list[tuple[str, int, int, int, str, int | None]] = []
+    skipped = 0
+    for f in files:
+        rows = sorted(splits.get(f.path, []), key=lambda r: r[_BS])
+        n_data = sum(int(r["n_data"]) for r in rows)
+        header_row = next((r for r in rows if r["n_data"]), None)
+        if header and header_row is not None:
+            problem = match_header(_split_header(header_row["head"][VALUE], pattern), layout)
+            if problem is not None and layout.fmt != "lightgcn":
+                raise IngestError(f"{what} {f.display}: wrong schema: {problem}")
+            n_data -= 1
+        if n_data <= 0:
+            raise IngestError(f"{what} {f.display}: empty file (no data rows)")
+        offset = 0
+        for r in rows:
+            header_mid = header_row["head"][_MID] if header and r is header_row else None
+            offsets.append((r[_FP], r[_BS], r["first"], offset, f.display, header_mid))
+            offset += int(r["n"])
+            skipped += int(r["n"]) - int(r["n_data"])
+        skipped += 1 if header else 0
+    unknown = set(splits) - set(by_key)
+    if unknown:  # would mean the path normalisation above is wrong: never lose lines silently
+        raise IngestError(f"{what}: read files that were not listed: {sorted(unknown)[:3]}")
+    table = spark.createDataFrame(
+        offsets,
+        f"{_FP} string, {_BS} long, first long, offset long, {SOURCE_FILE} string, hmid long",
+    )
+    lines = (
+        scan.join(F.broadcast(table), [_FP, _BS])
+        .where(is_data & (F.col("hmid").isNull() | (F.col(_MID) != F.col("hmid"))))
+        .select(
+            F.col(SOURCE_FILE),
+            (F.col("offset") + F.col(_MID) - F.col("first") + 1).alias(LINE_NUMBER),
+            F.col(VALUE),
+        )
+    )
+    return TextLines(lines, skipped)
+
+
+def read_parquet(
+    spark: SparkSession, files: list[InputFile], *, layout: Layout, what: str
+) -> DataFrame:
+    """Read Parquet rows as strings with their file and 1-based row number.
+
+    Columns are found by name or alias (see ``HEADER_ALIASES``), case-insensitively.
+
+    Raises:
+        IngestError: Not Parquet, a needed column is missing, or a file has no rows.
+
+    Schema:
+        out: ``source_file string, line_number long, raw string`` and one ``string`` column
+        per column of ``layout`` (null where the Parquet value was null).
+    """
+    paths = [_GLOB_CHARS.sub(r"\\\1", f.path) for f in files]
+    try:
+        df = spark.read.parquet(*paths)
+    except Exception as exc:
+        raise IngestError(
+            f"{what} {files[0].display}: cannot read as Parquet ({short_error(exc)})"
+        ) from None
+    mapping, problem = resolve_columns(df.columns, layout)
+    if problem is not None:
+        raise IngestError(f"{what} {files[0].display}: {problem}")
+    picked = df.select(
+        F.col("_metadata.file_path").alias(_FP),
+        (F.col("_metadata.row_index") + 1).alias(LINE_NUMBER),
+        F.to_json(F.struct(*[F.col(mapping[c]).alias(c) for c in layout.columns])).alias(RAW),
+        *[F.col(mapping[c]).cast("string").alias(c) for c in layout.columns],
+    )
+    try:
+        per_file = {
+            unquote(r[_FP]): (r[_FP], r["n"])
+            for r in picked.groupBy(_FP).agg(F.count(F.lit(1)).alias("n")).collect()
+        }
+    except Exception as exc:
+        raise IngestError(
+            f"{what} {files[0].display}: cannot read as Parquet ({short_error(exc)})"
+        ) from None
+    for f in files:
+        if f.path not in per_file:
+            raise IngestError(f"{what} {f.display}: empty file (no data rows)")
+    names = spark.createDataFrame(
+        [(per_file[f.path][0], f.display) for f in files], f"{_FP} string, {SOURCE_FILE} string"
+    )
+    return picked.join(F.broadcast(names), _FP).select(
+        SOURCE_FILE, LINE_NUMBER, RAW, *layout.columns
+    )
