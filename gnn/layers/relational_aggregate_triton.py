@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from gnn.layers.relational_aggregate import EdgeView, GraphIndex
+from gnn.layers.relational_index import EdgeView, GraphIndex
 
 __all__ = ["backward", "forward"]
 
