@@ -5,7 +5,7 @@ here every node has one ego embedding and the propagation matrix is the symmetri
 adjacency of the undirected simple graph, ``A_hat = D^-1/2 A D^-1/2`` (LightGCN, He et al.,
 SIGIR 2020, Eq. 7, with ``A`` the node-node adjacency instead of ``[[0, R], [R^T, 0]]``).
 Final embeddings are ``E = 1/(K+1) sum_k A_hat^k E^(0)`` (Eq. 4) via
-:func:`gnn.models.lightgcn.lightgcn_propagate`; the score of a pair is ``e_u . e_v`` (Eq. 5).
+:func:`gnn.layers.lg_conv.lightgcn_propagate`; the score of a pair is ``e_u . e_v`` (Eq. 5).
 
 Training is BPR (Rendle et al., UAI 2009, Eq. 4) on triples ``(u, v, v')``: ``(u, v)`` runs
 over both directions of every training edge once per epoch (shuffled), ``v'`` is uniform over
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +23,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gnn.layers.lg_conv import (
+    build_homogeneous_adj,
+    lightgcn_propagate,
+    symmetric_norm_adj,
+    undirected_pairs,
+)
 from gnn.losses import lightgcn_bpr_loss
-from gnn.models.lightgcn import lightgcn_propagate
 
 __all__ = [
     "HomogeneousConfig",
@@ -34,75 +38,6 @@ __all__ = [
     "fit_homogeneous",
     "undirected_pairs",
 ]
-
-
-def undirected_pairs(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct undirected pairs ``(min, max)`` of the edges, self-loops dropped, sorted.
-
-    Shapes:
-        src, dst: ``[E]`` int64 -> ``([P], [P])`` int64 with ``P <= E``.
-    """
-    s = np.asarray(src, dtype=np.int64)
-    d = np.asarray(dst, dtype=np.int64)
-    if s.shape != d.shape:
-        raise ValueError(f"src and dst differ in length: {s.size} != {d.size}")
-    keep = s != d
-    lo, hi = np.minimum(s[keep], d[keep]), np.maximum(s[keep], d[keep])
-    if lo.size and int(lo.min()) >= 0 and int(hi.max()) < _KEY_LIMIT:
-        # one int64 key per pair: a 1-D sort, ~3x faster than unique(axis=0)'s row sort
-        key = np.unique((lo << 32) | hi)
-        return key >> 32, key & (_KEY_LIMIT - 1)
-    pairs = np.unique(np.stack([lo, hi], axis=1), axis=0) if lo.size else np.zeros((0, 2), int)
-    return pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
-
-
-_KEY_LIMIT = 1 << 32
-
-
-def build_homogeneous_adj(
-    src: np.ndarray, dst: np.ndarray, num_nodes: int, *, device: torch.device | str = "cpu"
-) -> Tensor:
-    """``D^-1/2 A D^-1/2`` of the undirected simple graph as a float32 CSR tensor.
-
-    Duplicate and reversed edges count once, self-loops are dropped, isolated nodes get an
-    empty row. Entry ``(u, v)`` is ``1 / sqrt(deg(u) deg(v))``; the matrix is symmetric.
-
-    Raises:
-        ValueError: an id is outside ``[0, num_nodes)``.
-
-    Shapes:
-        src, dst: ``[E]`` -> ``[N, N]`` with ``2 * P`` stored values (``P`` distinct pairs).
-    """
-    return _normalised_adj(*undirected_pairs(src, dst), num_nodes, device=device)
-
-
-def _normalised_adj(
-    lo: np.ndarray, hi: np.ndarray, num_nodes: int, *, device: torch.device | str = "cpu"
-) -> Tensor:
-    """:func:`build_homogeneous_adj` of pairs that are already distinct, ``lo < hi``."""
-    if num_nodes < 1:
-        raise ValueError(f"num_nodes must be >= 1, got {num_nodes}")
-    if lo.size and (int(lo.min()) < 0 or int(hi.max()) >= num_nodes):
-        raise ValueError(f"node id out of range [0, {num_nodes})")
-    rows = np.concatenate([lo, hi])
-    cols = np.concatenate([hi, lo])
-    order = np.lexsort((cols, rows))
-    rows, cols = rows[order], cols[order]
-    degree = np.bincount(rows, minlength=num_nodes)
-    inv_sqrt = np.zeros(num_nodes, dtype=np.float64)
-    inv_sqrt[degree > 0] = 1.0 / np.sqrt(degree[degree > 0])
-    values = (inv_sqrt[rows] * inv_sqrt[cols]).astype(np.float32)
-    crow = np.zeros(num_nodes + 1, dtype=np.int64)
-    crow[1:] = np.cumsum(degree)
-    with warnings.catch_warnings():  # "sparse CSR support is in beta"
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(crow.astype(np.int32)),
-            torch.from_numpy(cols.astype(np.int32)),
-            torch.from_numpy(values),
-            size=(num_nodes, num_nodes),
-            dtype=torch.float32,
-        ).to(device)
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - reads best in field declarations
@@ -175,7 +110,7 @@ def fit_homogeneous(
     dev = torch.device(device)
     started = time.perf_counter()
     lo, hi = undirected_pairs(src, dst)
-    adj = _normalised_adj(lo, hi, num_nodes, device=dev)
+    adj = symmetric_norm_adj(lo, hi, num_nodes, device=dev)
     heads = torch.from_numpy(np.concatenate([lo, hi])).to(dev)
     tails = torch.from_numpy(np.concatenate([hi, lo])).to(dev)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
