@@ -29,17 +29,14 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from typing import Any
 
 import numpy as np
 import torch
 
 from gnn.data.lightgcn_files import load_lightgcn_file
-from gnn.data.sampling import BPRSampler
-from gnn.engine.bpr import BPRStepper, make_adam, train_epoch
 from gnn.engine.device import select_device
-from gnn.engine.lightgcn import LightGCNTrainConfig, fit_lightgcn
+from gnn.engine.lightgcn import LightGCNTrainConfig, fit_lightgcn, train_bpr
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -125,10 +122,11 @@ def pyg_epoch_seconds(
     device: torch.device,
     epochs: int,
 ) -> list[float]:
-    """Epoch times of ``torch_geometric.nn.models.LightGCN`` through :func:`train_epoch`.
+    """Epoch times of ``torch_geometric.nn.models.LightGCN`` through :func:`train_bpr`.
 
-    Same sampler, batch size, BPR + L2 loss and Adam as ours; PyG propagates over the
-    bidirectional ``edge_index`` (its documented use), normalising inside ``LGConv``.
+    The loop of :func:`fit_lightgcn` (same sampler, batch size, BPR + L2 loss and Adam),
+    without time budget or evaluation; PyG propagates over the bidirectional ``edge_index``
+    (its documented use), normalising inside ``LGConv``.
     """
     from torch_geometric.nn.models import LightGCN as PygLightGCN
 
@@ -137,43 +135,23 @@ def pyg_epoch_seconds(
     u = torch.as_tensor(users, device=device)
     i = torch.as_tensor(items, device=device) + num_users
     edge_index = torch.stack([torch.cat([u, i]), torch.cat([i, u])])
-    sampler = BPRSampler(
-        users,
-        items,
-        num_items,
-        device=device,
-        exclude_positives=cfg.exclude_positives,
-        mode=cfg.sampling,
-    )
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    graphed = cfg.cuda_graphs and device.type == "cuda" and cfg.lr_schedule == "constant"
-    optimizer = make_adam(model.parameters(), cfg.lr, device, capturable=graphed)
 
     def forward() -> tuple[torch.Tensor, torch.Tensor]:
         return model.get_embedding(edge_index), model.embedding.weight
 
-    step = BPRStepper(
+    run = train_bpr(
         forward,
-        optimizer,
-        num_users=num_users,
-        reg=cfg.reg,
-        batch_size=cfg.batch_size,
-        cuda_graph=graphed,
+        model.parameters(),
+        users,
+        items,
+        num_users,
+        num_items,
+        cfg.replace(time_budget_seconds=None),
+        device,
+        log=lambda line: print(f"pyg {line}", flush=True),
+        epochs=epochs,
     )
-
-    times = []
-    for epoch in range(1, epochs + 1):
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr_at(epoch)
-        t0 = time.perf_counter()
-        loss, _ = train_epoch(step, sampler, batch_size=cfg.batch_size, generator=generator)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
-        graph = f", cuda graph {'on' if step.graphed else 'off'}" if graphed else ""
-        error = f" ({step.graph_error})" if step.graph_error else ""
-        print(f"pyg epoch {epoch}  loss {loss:.5f}  {times[-1]:.2f}s{graph}{error}", flush=True)
-    return times
+    return [record.seconds for record in run.records]
 
 
 def main(argv: list[str] | None = None) -> int:

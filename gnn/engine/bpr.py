@@ -1,22 +1,21 @@
-"""The BPR optimisation step and epoch loop shared by LightGCN implementations.
+"""The BPR optimisation step shared by LightGCN implementations.
 
-Written against a ``forward() -> (final, ego)`` callable, so the same sampler, batching, loss
-(LightGCN Eq. 15) and optimiser drive ours and, in the benchmark, PyG's ``LightGCN``.
+Written against a ``forward() -> (final, ego)`` callable, so the same loss (LightGCN Eq. 15)
+and optimiser drive ours and, in the benchmark, PyG's ``LightGCN``; the epochs around it are
+:func:`gnn.engine.lightgcn.train_bpr` on :func:`gnn.engine.loop.run_loop`.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from gnn.data.sampling import BPRSampler
 from gnn.losses import lightgcn_bpr_loss
 
-__all__ = ["BPRStepper", "make_adam", "train_epoch"]
+__all__ = ["BPRStepper", "make_adam"]
 
 
 class BPRStepper:
@@ -119,40 +118,6 @@ class BPRStepper:
         self._graph, self._static, self._static_loss = graph, static, static_loss
         graph.replay()  # capture records the step without running it
         return static_loss.clone()
-
-
-def train_epoch(
-    step: BPRStepper,
-    sampler: BPRSampler,
-    *,
-    batch_size: int,
-    generator: torch.Generator,
-    deadline: float | None = None,
-) -> tuple[float, bool]:
-    """One BPR epoch over shuffled interactions, one optimiser step per batch.
-
-    Args:
-        step: Runs one step on ``(users, positives, negatives)`` and returns the loss.
-        sampler: Source of the batches.
-        batch_size: Triples per step.
-        generator: Sampling generator (on the sampler's device).
-        deadline: ``time.perf_counter()`` value after which the epoch stops early.
-
-    Returns:
-        ``(mean loss over the steps run, completed)``; ``completed`` is False when the deadline
-        cut the epoch short.
-    """
-    total = None
-    steps = 0
-    for users, pos, neg in sampler.epoch(batch_size, generator=generator):
-        if deadline is not None and time.perf_counter() >= deadline:
-            break
-        loss = step(users, pos, neg)
-        total = loss if total is None else total + loss  # no host sync per step
-        steps += 1
-    else:
-        return (float(total) / steps if total is not None else 0.0), True
-    return (float(total) / steps if total is not None else float("nan")), False
 
 
 def make_adam(

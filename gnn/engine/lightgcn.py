@@ -1,6 +1,7 @@
-"""LightGCN training: config, BPR + Adam loop with time budget, periodic full-ranking evaluation.
+"""LightGCN training: config, BPR + Adam epochs with time budget, periodic full-ranking evaluation.
 
-The step and epoch loop live in :mod:`gnn.engine.bpr` (re-exported here).
+The BPR step lives in :mod:`gnn.engine.bpr`, the loop (budget, epochs, evaluation cadence) in
+:mod:`gnn.engine.loop`; :func:`train_bpr` joins them for any ``(final, ego)`` model.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +18,9 @@ import torch
 from torch import Tensor
 
 from gnn.data.sampling import BPRSampler
-from gnn.engine.bpr import BPRStepper, make_adam, train_epoch
+from gnn.engine.bpr import BPRStepper, make_adam
 from gnn.engine.device import torch_threads
+from gnn.engine.loop import EpochRecord, LoopLimits, LoopResult, LoopState, run_loop
 from gnn.eval.metrics import RankingEvaluator
 from gnn.models.lightgcn import LightGCN, build_norm_adj
 
@@ -28,7 +30,7 @@ __all__ = [
     "LightGCNTrainConfig",
     "fit_lightgcn",
     "make_adam",
-    "train_epoch",
+    "train_bpr",
 ]
 
 
@@ -167,11 +169,6 @@ class LightGCNResult:
     ego_emb: Tensor | None = None
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def fit_lightgcn(
     users: np.ndarray,
     items: np.ndarray,
@@ -251,6 +248,130 @@ def _fit(
             )
         with torch.no_grad():
             model.embedding.copy_(init_embedding.to(dev, torch.float32))
+    evaluate = _evaluator(
+        model, adj, users, items, num_users, num_items, cfg, dev, log, test_users, test_items
+    )
+
+    def forward() -> tuple[Tensor, Tensor]:
+        return model(adj), model.embedding
+
+    model.train()
+    run = train_bpr(
+        forward,
+        model.parameters(),
+        users,
+        items,
+        num_users,
+        num_items,
+        cfg,
+        dev,
+        log=log,
+        evaluate=evaluate,
+        started=started,
+    )
+    model.eval()
+    with torch.no_grad():
+        u_emb, i_emb = model.propagate(adj)
+    return LightGCNResult(
+        user_emb=u_emb.detach().to("cpu", torch.float32).contiguous(),
+        item_emb=i_emb.detach().to("cpu", torch.float32).contiguous(),
+        losses=[r.loss for r in run.records],
+        epochs=run.epochs,
+        seconds=run.seconds,
+        history=run.history,
+        state_dict={key: value.detach().cpu().clone() for key, value in model.state_dict().items()},
+        epoch_seconds=[r.seconds for r in run.records],
+        ego_emb=model.embedding.detach().to("cpu", torch.float32).clone(),
+    )
+
+
+def _evaluator(
+    model: LightGCN,
+    adj: Tensor,
+    users: np.ndarray,
+    items: np.ndarray,
+    num_users: int,
+    num_items: int,
+    cfg: LightGCNTrainConfig,
+    dev: torch.device,
+    log: Callable[..., Any],
+    test_users: np.ndarray | None,
+    test_items: np.ndarray | None,
+) -> Callable[[LoopState], dict[str, float]] | None:
+    """The loop's ``evaluate``: Recall/NDCG@K of the propagated embeddings (None: no test)."""
+    if (test_users is None) != (test_items is None):
+        raise ValueError("give both test_users and test_items, or neither")
+    if test_users is None or test_items is None or not len(test_users):
+        return None
+    evaluator = RankingEvaluator(
+        users,
+        items,
+        test_users,
+        test_items,
+        num_users=num_users,
+        num_items=num_items,
+        k=min(cfg.k, num_items),
+        batch_size=cfg.eval_batch_size,
+        device=dev,
+    )
+
+    def evaluate(state: LoopState) -> dict[str, float]:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            u_emb, i_emb = model.propagate(adj)
+            figures = evaluator.evaluate(u_emb, i_emb)
+        row = {"epoch": float(state.epoch), "seconds": round(state.seconds, 3)}
+        row = {**row, "loss": state.last_loss, **figures}
+        shown = "  ".join(f"{key} {value:.4f}" for key, value in figures.items())
+        log(
+            f"eval epoch {state.epoch:4d}  {shown}  train {state.seconds:8.1f}s  "
+            f"eval {time.perf_counter() - t0:.1f}s"
+        )
+        return row
+
+    return evaluate
+
+
+def train_bpr(
+    forward: Callable[[], tuple[Tensor, Tensor]],
+    parameters: Iterable[Tensor],
+    users: np.ndarray,
+    items: np.ndarray,
+    num_users: int,
+    num_items: int,
+    cfg: LightGCNTrainConfig,
+    dev: torch.device,
+    *,
+    log: Callable[..., Any] = print,
+    evaluate: Callable[[LoopState], dict[str, float]] | None = None,
+    started: float | None = None,
+    name: str = "lightgcn",
+    epochs: int | None = None,
+) -> LoopResult:
+    """BPR + Adam epochs (LightGCN Eq. 15) of any ``forward() -> (final, ego)`` model.
+
+    The sampler, batches, loss, optimiser, lr schedule and (on CUDA) graph-replayed steps of
+    ``cfg``, driven by :func:`gnn.engine.loop.run_loop` (strict budget: a step starts only
+    within ``cfg.time_budget_seconds``; evaluation every ``cfg.eval_every`` epochs and at the
+    end). :func:`fit_lightgcn` and the PyG comparison of ``bench.lightgcn`` both train here.
+
+    Args:
+        forward: Propagated and layer-0 embeddings of all nodes, users first.
+        parameters: What Adam steps (the parameters behind ``ego``).
+        users, items: Training interactions.
+        num_users, num_items: Id ranges.
+        cfg: Settings.
+        dev: Training device.
+        log: Receives the setup line, one line per epoch and the budget's stop line.
+        evaluate: Evaluation of the loop (None: none).
+        started: ``time.perf_counter()`` at the start of setup (for the setup line).
+        name: Prefix of the setup line.
+        epochs: Epochs instead of ``cfg.epochs`` (the lr schedule still spans ``cfg.epochs``).
+
+    Returns:
+        The loop's :class:`gnn.engine.loop.LoopResult` (one record per completed epoch).
+    """
+    started = time.perf_counter() if started is None else started
     sampler = BPRSampler(
         users,
         items,
@@ -261,31 +382,14 @@ def _fit(
     )
     generator = torch.Generator(device=dev).manual_seed(cfg.seed)
     graphed = cfg.cuda_graphs and dev.type == "cuda" and cfg.lr_schedule == "constant"
-    optimizer = make_adam(model.parameters(), cfg.lr, dev, capturable=graphed)
-    evaluator = None
-    if (test_users is None) != (test_items is None):
-        raise ValueError("give both test_users and test_items, or neither")
-    if test_users is not None and test_items is not None and len(test_users):
-        evaluator = RankingEvaluator(
-            users,
-            items,
-            test_users,
-            test_items,
-            num_users=num_users,
-            num_items=num_items,
-            k=min(cfg.k, num_items),
-            batch_size=cfg.eval_batch_size,
-            device=dev,
-        )
-    _sync(dev)
+    optimizer = make_adam(parameters, cfg.lr, dev, capturable=graphed)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else None
+    if sync is not None:
+        sync()
     log(
-        f"lightgcn: {num_users} users, {num_items} items, {len(sampler)} interactions, "
+        f"{name}: {num_users} users, {num_items} items, {len(sampler)} interactions, "
         f"device {dev}, setup {time.perf_counter() - started:.2f}s"
     )
-
-    def forward() -> tuple[Tensor, Tensor]:
-        return model(adj), model.embedding
-
     step = BPRStepper(
         forward,
         optimizer,
@@ -295,76 +399,34 @@ def _fit(
         cuda_graph=graphed,
     )
 
-    budget = cfg.time_budget_seconds or None
-    losses: list[float] = []
-    epoch_seconds: list[float] = []
-    history: list[dict[str, float]] = []
-    train_seconds = 0.0
-    epoch = 0
-
-    def evaluate(loss: float) -> None:
-        assert evaluator is not None
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            u_emb, i_emb = model.propagate(adj)
-            figures = evaluator.evaluate(u_emb, i_emb)
-        row = {"epoch": float(epoch), "seconds": round(train_seconds, 3), "loss": loss, **figures}
-        history.append(row)
-        shown = "  ".join(f"{key} {value:.4f}" for key, value in figures.items())
-        log(
-            f"eval epoch {epoch:4d}  {shown}  train {train_seconds:8.1f}s  "
-            f"eval {time.perf_counter() - t0:.1f}s"
-        )
-
-    model.train()
-    for epoch in range(1, cfg.epochs + 1):  # noqa: B007 - read by evaluate()
-        t0 = time.perf_counter()
-        deadline = t0 + (budget - train_seconds) if budget is not None else None
+    def batches(state: LoopState) -> Iterable[tuple[Tensor, Tensor, Tensor]]:
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr_at(epoch, elapsed=train_seconds)
-        loss, completed = train_epoch(
-            step, sampler, batch_size=cfg.batch_size, generator=generator, deadline=deadline
-        )
-        _sync(dev)
-        spent = time.perf_counter() - t0
-        train_seconds += spent
-        if not completed:
-            log(f"epoch {epoch:4d}  stopped by the time budget after {train_seconds:.1f}s")
-            epoch -= 1
-            break
-        losses.append(loss)
-        epoch_seconds.append(spent)
-        lr_now = optimizer.param_groups[0]["lr"]
+            group["lr"] = cfg.lr_at(state.epoch, elapsed=state.seconds)
+        return sampler.epoch(cfg.batch_size, generator=generator)
+
+    def on_epoch(rec: EpochRecord) -> None:
+        lr_now = float(optimizer.param_groups[0]["lr"])
         log(
-            f"epoch {epoch:4d}  loss {loss:.5f}  lr {float(lr_now):.2e}  {spent:6.2f}s  "
-            f"train {train_seconds:8.1f}s"
+            f"epoch {rec.epoch:4d}  loss {rec.loss:.5f}  lr {lr_now:.2e}  {rec.seconds:6.2f}s  "
+            f"train {rec.total_seconds:8.1f}s"
         )
-        if epoch == 1 and graphed:
+        if rec.epoch == 1 and graphed:
             log(
                 f"cuda graph: {'replaying' if step.graphed else 'off'}"
                 + (f" ({step.graph_error})" if step.graph_error else "")
             )
-        if evaluator is not None and cfg.eval_every and epoch % cfg.eval_every == 0:
-            evaluate(loss)
-        if budget is not None and train_seconds >= budget:
-            log(f"time budget {budget:.0f}s reached after {epoch} epochs")
-            break
-    else:
-        epoch = cfg.epochs
-    if evaluator is not None and (not history or history[-1]["epoch"] != epoch):
-        evaluate(losses[-1] if losses else float("nan"))
 
-    model.eval()
-    with torch.no_grad():
-        u_emb, i_emb = model.propagate(adj)
-    return LightGCNResult(
-        user_emb=u_emb.detach().to("cpu", torch.float32).contiguous(),
-        item_emb=i_emb.detach().to("cpu", torch.float32).contiguous(),
-        losses=losses,
-        epochs=epoch,
-        seconds=train_seconds,
-        history=history,
-        state_dict={key: value.detach().cpu().clone() for key, value in model.state_dict().items()},
-        epoch_seconds=epoch_seconds,
-        ego_emb=model.embedding.detach().to("cpu", torch.float32).clone(),
+    limits = LoopLimits(
+        epochs=cfg.epochs if epochs is None else epochs,
+        budget_seconds=cfg.time_budget_seconds or None,
+        eval_every=cfg.eval_every,
+    )
+    return run_loop(
+        batches,
+        lambda b: step(*b),
+        limits,
+        on_epoch=on_epoch,
+        evaluate=evaluate,
+        sync=sync,
+        log=log,
     )
