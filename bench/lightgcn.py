@@ -35,8 +35,9 @@ import numpy as np
 import torch
 
 from gnn.data.lightgcn_files import load_lightgcn_file
+from gnn.engine.bpr import train_bpr
 from gnn.engine.device import select_device
-from gnn.engine.lightgcn import LightGCNTrainConfig, fit_lightgcn, train_bpr
+from gnn.engine.lightgcn import LightGCNTrainConfig, fit_lightgcn
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -1,4 +1,4 @@
-"""Ranking losses for recommendation models."""
+"""Training losses: BPR and LightGCN's objective (recommendation), NBFNet's self-adversarial BCE."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["bpr_loss", "embedding_l2", "lightgcn_bpr_loss"]
+__all__ = ["bpr_loss", "embedding_l2", "lightgcn_bpr_loss", "nbfnet_loss"]
 
 
 def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
@@ -66,3 +66,26 @@ def lightgcn_bpr_loss(
     bpr = bpr_loss(pos, neg)
     l2 = embedding_l2(user_ego, pos_ego, neg_ego, batch_size=user_final.shape[0])
     return bpr + reg * l2, bpr, l2
+
+
+def nbfnet_loss(logits: Tensor, temperature: float) -> Tensor:
+    """Binary cross-entropy, positive in column 0, self-adversarial weights on negatives.
+
+    NBFNet's loss (Zhu et al., NeurIPS 2021, Eq. 7) with the self-adversarial negative weights
+    of Sun et al., ICLR 2019, Eq. 5: ``L = -log s(x_+) - sum_i p_i log(1 - s(x_i))``,
+    ``p = softmax(x_neg / T)`` (no gradient; uniform ``1 / K`` when ``T = 0``), normalised by
+    ``1 + sum_i p_i`` as in the reference.
+
+    Shapes:
+        logits: ``[B, 1 + K]`` -> scalar.
+    """
+    target = torch.zeros_like(logits)
+    target[:, 0] = 1.0
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    weight = torch.ones_like(logits)
+    k = logits.shape[1] - 1
+    if temperature > 0:
+        weight[:, 1:] = torch.softmax(logits[:, 1:].detach() / temperature, dim=-1)
+    else:
+        weight[:, 1:] = 1.0 / k
+    return ((bce * weight).sum(dim=-1) / weight.sum(dim=-1)).mean()

@@ -11,6 +11,9 @@ count comes from one binary search over a sorted key array built once. With
 ``exclude_positives=False`` ``j`` is uniform over all items (PyG's example does this).
 All draws come from one ``torch.Generator`` on the training device, so a CPU run is
 deterministic for a seed.
+
+:class:`NegativeSampler` draws NBFNet's negatives: uniform non-answers of
+``(source, relation, ?)`` queries on a relational graph ("strict" negatives).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["BPRSampler", "uniform_negatives"]
+from gnn.data.kg import RelationalGraph
+
+__all__ = ["BPRSampler", "NegativeSampler", "uniform_negatives"]
 
 
 def uniform_negatives(
@@ -164,3 +169,39 @@ class BPRSampler:
         for start in range(0, n, batch_size):
             stop = start + batch_size
             yield users[start:stop], pos[start:stop], neg[start:stop]
+
+
+class NegativeSampler:
+    """Uniform negative answers for ``(source, relation)`` queries.
+
+    With ``strict`` a draw that is a true answer in ``graph`` (an edge ``source -r-> node``) or
+    the query's own answer is redrawn (up to 50 rounds). Sampling runs on CPU.
+    """
+
+    def __init__(self, graph: RelationalGraph, *, strict: bool = True) -> None:
+        ei, et = graph.edge_index.cpu(), graph.edge_type.cpu()
+        self.n, self.r, self.strict = graph.num_nodes, graph.num_relations, strict
+        self.keys = torch.sort((ei[0] * self.r + et) * self.n + ei[1]).values
+
+    def _is_true(self, src: Tensor, rel: Tensor, cand: Tensor) -> Tensor:
+        key = (src * self.r + rel).unsqueeze(1) * self.n + cand
+        pos = torch.searchsorted(self.keys, key).clamp(max=len(self.keys) - 1)
+        return self.keys[pos] == key
+
+    def sample(
+        self, src: Tensor, rel: Tensor, answer: Tensor, k: int, *, generator: torch.Generator
+    ) -> Tensor:
+        """Draw ``k`` negatives per query.
+
+        Shapes:
+            src, rel, answer: ``[B]`` (CPU) -> ``[B, k]`` long.
+        """
+        cand = torch.randint(self.n, (len(src), k), generator=generator)
+        if not self.strict:
+            return cand
+        for _ in range(50):
+            bad = self._is_true(src, rel, cand) | (cand == answer.unsqueeze(1))
+            if not bool(bad.any()):
+                break
+            cand[bad] = torch.randint(self.n, (int(bad.sum()),), generator=generator)
+        return cand

@@ -1,21 +1,26 @@
-"""The BPR optimisation step shared by LightGCN implementations.
+"""BPR training shared by LightGCN implementations: the step and its epochs.
 
-Written against a ``forward() -> (final, ego)`` callable, so the same loss (LightGCN Eq. 15)
-and optimiser drive ours and, in the benchmark, PyG's ``LightGCN``; the epochs around it are
-:func:`gnn.engine.lightgcn.train_bpr` on :func:`gnn.engine.loop.run_loop`.
+Written against a ``forward() -> (final, ego)`` callable, so the same sampler, batching, loss
+(LightGCN Eq. 15), optimiser and loop (:func:`gnn.engine.loop.run_loop`) drive ours
+(:func:`gnn.engine.lightgcn.fit_lightgcn`) and, in the benchmark, PyG's ``LightGCN``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from gnn.data.sampling import BPRSampler
+from gnn.engine.lightgcn_config import LightGCNTrainConfig
+from gnn.engine.loop import EpochRecord, LoopLimits, LoopResult, LoopState, run_loop
 from gnn.losses import lightgcn_bpr_loss
 
-__all__ = ["BPRStepper", "make_adam"]
+__all__ = ["BPRStepper", "make_adam", "train_bpr"]
 
 
 class BPRStepper:
@@ -127,3 +132,103 @@ def make_adam(
     if device.type == "cuda":
         return torch.optim.Adam(params, lr=lr, fused=True, capturable=capturable)
     return torch.optim.Adam(params, lr=lr, fused=True)
+
+
+def train_bpr(
+    forward: Callable[[], tuple[Tensor, Tensor]],
+    parameters: Iterable[Tensor],
+    users: np.ndarray,
+    items: np.ndarray,
+    num_users: int,
+    num_items: int,
+    cfg: LightGCNTrainConfig,
+    dev: torch.device,
+    *,
+    log: Callable[..., Any] = print,
+    evaluate: Callable[[LoopState], dict[str, float]] | None = None,
+    started: float | None = None,
+    name: str = "lightgcn",
+    epochs: int | None = None,
+) -> LoopResult:
+    """BPR + Adam epochs (LightGCN Eq. 15) of any ``forward() -> (final, ego)`` model.
+
+    The sampler, batches, loss, optimiser, lr schedule and (on CUDA) graph-replayed steps of
+    ``cfg``, driven by :func:`gnn.engine.loop.run_loop` (strict budget: a step starts only
+    within ``cfg.time_budget_seconds``; evaluation every ``cfg.eval_every`` epochs and at the
+    end). :func:`fit_lightgcn` and the PyG comparison of ``bench.lightgcn`` both train here.
+
+    Args:
+        forward: Propagated and layer-0 embeddings of all nodes, users first.
+        parameters: What Adam steps (the parameters behind ``ego``).
+        users, items: Training interactions.
+        num_users, num_items: Id ranges.
+        cfg: Settings.
+        dev: Training device.
+        log: Receives the setup line, one line per epoch and the budget's stop line.
+        evaluate: Evaluation of the loop (None: none).
+        started: ``time.perf_counter()`` at the start of setup (for the setup line).
+        name: Prefix of the setup line.
+        epochs: Epochs instead of ``cfg.epochs`` (the lr schedule still spans ``cfg.epochs``).
+
+    Returns:
+        The loop's :class:`gnn.engine.loop.LoopResult` (one record per completed epoch).
+    """
+    started = time.perf_counter() if started is None else started
+    sampler = BPRSampler(
+        users,
+        items,
+        num_items,
+        device=dev,
+        exclude_positives=cfg.exclude_positives,
+        mode=cfg.sampling,
+    )
+    generator = torch.Generator(device=dev).manual_seed(cfg.seed)
+    graphed = cfg.cuda_graphs and dev.type == "cuda" and cfg.lr_schedule == "constant"
+    optimizer = make_adam(parameters, cfg.lr, dev, capturable=graphed)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else None
+    if sync is not None:
+        sync()
+    log(
+        f"{name}: {num_users} users, {num_items} items, {len(sampler)} interactions, "
+        f"device {dev}, setup {time.perf_counter() - started:.2f}s"
+    )
+    step = BPRStepper(
+        forward,
+        optimizer,
+        num_users=num_users,
+        reg=cfg.reg,
+        batch_size=cfg.batch_size,
+        cuda_graph=graphed,
+    )
+
+    def batches(state: LoopState) -> Iterable[tuple[Tensor, Tensor, Tensor]]:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr_at(state.epoch, elapsed=state.seconds)
+        return sampler.epoch(cfg.batch_size, generator=generator)
+
+    def on_epoch(rec: EpochRecord) -> None:
+        lr_now = float(optimizer.param_groups[0]["lr"])
+        log(
+            f"epoch {rec.epoch:4d}  loss {rec.loss:.5f}  lr {lr_now:.2e}  {rec.seconds:6.2f}s  "
+            f"train {rec.total_seconds:8.1f}s"
+        )
+        if rec.epoch == 1 and graphed:
+            log(
+                f"cuda graph: {'replaying' if step.graphed else 'off'}"
+                + (f" ({step.graph_error})" if step.graph_error else "")
+            )
+
+    limits = LoopLimits(
+        epochs=cfg.epochs if epochs is None else epochs,
+        budget_seconds=cfg.time_budget_seconds or None,
+        eval_every=cfg.eval_every,
+    )
+    return run_loop(
+        batches,
+        lambda b: step(*b),
+        limits,
+        on_epoch=on_epoch,
+        evaluate=evaluate,
+        sync=sync,
+        log=log,
+    )

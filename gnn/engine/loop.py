@@ -30,11 +30,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import torch
+
 __all__ = [
     "EpochRecord",
     "LoopLimits",
     "LoopResult",
     "LoopState",
+    "descend",
     "run_loop",
 ]
 
@@ -300,3 +303,18 @@ def _limit_reached(loop: _Loop[Any], log: Callable[[str], Any] | None) -> bool:
             log(f"time budget {loop.limits.budget_seconds:.0f}s reached after {st.epoch} epochs")
         return True
     return False
+
+
+def descend(
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    *,
+    on_grad: Callable[[], Any] | None = None,
+) -> None:
+    """One optimiser step on ``loss``: clear gradients, back-propagate, ``on_grad()`` (the
+    gradients are readable there), step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if on_grad is not None:
+        on_grad()
+    optimizer.step()

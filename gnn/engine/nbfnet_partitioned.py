@@ -1,8 +1,9 @@
-"""Partitioned NBFNet: one shared parameter set trained leaf by leaf, leaf + halo inference.
+"""Partitioned NBFNet: one shared parameter set trained leaf by leaf.
 
 NBFNet (Zhu et al., NeurIPS 2021, Eq. 2-3) runs ``T`` Bellman-Ford steps over the WHOLE graph
 for every query, so one query costs ``O(T (E d + N d^2))``. Here the graph is cut into leaves
-(a node -> leaf assignment, e.g. from :mod:`pipelines.partition.stage`); each leaf's subgraph holds
+(a node -> leaf assignment, e.g. from :mod:`pipelines.partition.stage`;
+:class:`gnn.data.kg_partition.PartitionedGraph`, re-exported here); each leaf's subgraph holds
 the leaf's core and its ``h``-hop halo (hops counted over edges of either direction) and, by
 default (``halo_edges="outward"``), the edges among them with an endpoint at most ``h - 1`` hops
 from the core, which is what the Spark partitioner ships with a leaf (``"induced"``: every edge
@@ -19,232 +20,42 @@ propagates on that leaf's subgraph (source and answer must both lie in it; the r
 and counted); the batches of all leaves are interleaved in a seeded random order, so every leaf
 updates the same weights in proportion to its queries. Loss, negatives and easy-edge removal
 are those of :mod:`gnn.engine.nbfnet` (self-adversarial BCE, strict negatives drawn from the
-leaf's subgraph, ``remove_one_hop``), applied in the leaf's local node ids.
+leaf's subgraph, ``remove_one_hop``), applied in the leaf's local node ids, in the loop of
+:func:`gnn.engine.loop.run_loop` (``epochs``, ``max_steps``, budget read after every step).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from gnn.data.kg import RelationalGraph
+from gnn.data.kg_partition import HALO_EDGES, Leaf, PartitionedGraph, halo_mask, leaf_queries
+from gnn.data.sampling import NegativeSampler
 from gnn.engine.device import torch_threads
-from gnn.engine.nbfnet import (
+from gnn.engine.loop import LoopLimits, LoopState, run_loop
+from gnn.engine.nbfnet_batch import QueryStepper, flip_queries
+from gnn.engine.nbfnet_config import (
     NBFNetResult,
     NBFNetTrainConfig,
-    NegativeSampler,
     build_model,
     default_train_triples,
-    query_batch_loss,
 )
 from gnn.models.nbfnet import NBFNet
 
 __all__ = [
+    "HALO_EDGES",
     "Leaf",
     "PartitionedGraph",
     "fit_partitioned",
-    "HALO_EDGES",
     "halo_mask",
     "leaf_queries",
     "leaf_training_queries",
     "train_leaf_steps",
 ]
-
-
-def halo_mask(graph: RelationalGraph, core: Tensor, hops: int) -> Tensor:
-    """Nodes within ``hops`` edges (either direction) of ``core``, core included.
-
-    Shapes:
-        core: ``[N]`` bool -> ``[N]`` bool.
-    """
-    if hops < 0:
-        raise ValueError(f"hops: must be >= 0 (got {hops})")
-    src, dst = graph.edge_index
-    reach = core.clone()
-    for _ in range(hops):
-        nxt = reach.clone()
-        nxt[dst[reach[src]]] = True
-        nxt[src[reach[dst]]] = True
-        if torch.equal(nxt, reach):
-            break
-        reach = nxt
-    return reach
-
-
-HALO_EDGES = ("induced", "outward")
-
-
-@dataclass
-class Leaf:
-    """One leaf's subgraph in local node ids.
-
-    Attributes:
-        leaf_id: the id in the assignment.
-        nodes: ``[n]`` global ids of core and halo nodes, ascending (local id = position).
-        core: ``[n]`` bool, ``True`` for nodes the leaf owns.
-        graph: the induced subgraph on ``nodes`` (local ids, same relations, edges in the
-            global graph's order).
-        edge_ids: ``[e]`` positions of the subgraph's edges in the global graph.
-        to_local: ``[N]`` local id of every global node, ``-1`` outside the subgraph.
-    """
-
-    leaf_id: int
-    nodes: Tensor
-    core: Tensor
-    graph: RelationalGraph
-    edge_ids: Tensor
-    to_local: Tensor
-
-    @classmethod
-    def build(
-        cls,
-        graph: RelationalGraph,
-        core: Tensor,
-        leaf_id: int,
-        *,
-        halo_hops: int,
-        halo_edges: str = "outward",
-    ) -> Leaf:
-        """Subgraph on ``core`` and its ``halo_hops`` halo.
-
-        Args:
-            halo_edges: ``"outward"`` (default): the edges with both endpoints among those
-                nodes and one endpoint at most ``halo_hops - 1`` hops from the core, which is
-                what the Spark partitioner ships with a leaf
-                (:func:`pipelines.partition.output.halo`); ``"induced"``: every edge with both
-                endpoints among those nodes (at ``halo_hops = 0`` both are the edges inside the
-                core). Outward measured better on both datasets (Cora k = 16: 6.21x at 0.70%
-                AUROC loss vs 5.40x at 2.57%; FB15k-237: 23-80% fewer edges per leaf).
-
-        Shapes:
-            core: ``[N]`` bool.
-        """
-        if halo_edges not in HALO_EDGES:
-            raise ValueError(f"halo_edges: must be one of {HALO_EDGES} (got {halo_edges!r})")
-        inside = halo_mask(graph, core, halo_hops)
-        nodes = inside.nonzero().squeeze(1)
-        to_local = torch.full((graph.num_nodes,), -1, dtype=torch.long, device=nodes.device)
-        to_local[nodes] = torch.arange(len(nodes), device=nodes.device)
-        src, dst = graph.edge_index
-        keep = inside[src] & inside[dst]
-        if halo_edges == "outward" and halo_hops > 0:
-            inner = halo_mask(graph, core, halo_hops - 1)
-            keep &= inner[src] | inner[dst]
-        edge_ids = keep.nonzero().squeeze(1)
-        sub = RelationalGraph(
-            to_local[graph.edge_index[:, edge_ids]],
-            graph.edge_type[edge_ids],
-            len(nodes),
-            graph.num_relations,
-        )
-        return cls(leaf_id, nodes, core[nodes], sub, edge_ids, to_local)
-
-    def to(self, device: torch.device | str) -> Leaf:
-        return Leaf(
-            self.leaf_id,
-            self.nodes.to(device),
-            self.core.to(device),
-            self.graph.to(device),
-            self.edge_ids.to(device),
-            self.to_local.to(device),
-        )
-
-
-class PartitionedGraph:
-    """A graph, its node -> leaf assignment and every leaf's core + halo subgraph.
-
-    Args:
-        graph: the (training) graph; queries and candidates use its global node ids.
-        assignment: ``[N]`` long leaf id of every node (any non-negative ids; leaves are the
-            distinct ids, in ascending order).
-        halo_hops: hops of outside nodes kept around each leaf's core.
-        halo_edges: which edges among core and halo nodes a leaf keeps (see :meth:`Leaf.build`).
-
-    Attributes:
-        leaves: one :class:`Leaf` per distinct leaf id.
-        node_leaf: ``[N]`` position in ``leaves`` of every node's leaf.
-    """
-
-    def __init__(
-        self,
-        graph: RelationalGraph,
-        assignment: Tensor,
-        *,
-        halo_hops: int = 1,
-        halo_edges: str = "outward",
-    ) -> None:
-        if assignment.shape != (graph.num_nodes,):
-            raise ValueError(
-                f"assignment: must be [num_nodes={graph.num_nodes}], got {tuple(assignment.shape)}"
-            )
-        if assignment.numel() and int(assignment.min()) < 0:
-            raise ValueError("assignment: leaf ids must be >= 0")
-        self.graph, self.halo_hops, self.halo_edges = graph, halo_hops, halo_edges
-        ids, self.node_leaf = torch.unique(
-            assignment.to(graph.edge_index.device), return_inverse=True
-        )
-        self.leaves = [
-            Leaf.build(
-                graph, self.node_leaf == i, int(lid), halo_hops=halo_hops, halo_edges=halo_edges
-            )
-            for i, lid in enumerate(ids.tolist())
-        ]
-
-    def to(self, device: torch.device | str) -> PartitionedGraph:
-        out = object.__new__(PartitionedGraph)
-        out.graph, out.halo_hops = self.graph.to(device), self.halo_hops
-        out.halo_edges = self.halo_edges
-        out.node_leaf = self.node_leaf.to(device)
-        out.leaves = [leaf.to(device) for leaf in self.leaves]
-        return out
-
-    def stats(self) -> list[dict[str, int]]:
-        """Per leaf: ``leaf_id, core_nodes, nodes, edges``."""
-        return [
-            {
-                "leaf_id": lf.leaf_id,
-                "core_nodes": int(lf.core.sum()),
-                "nodes": lf.graph.num_nodes,
-                "edges": lf.graph.num_edges,
-            }
-            for lf in self.leaves
-        ]
-
-
-def leaf_queries(
-    pg: PartitionedGraph, src: Tensor, rel: Tensor, ans: Tensor
-) -> list[tuple[Tensor, Tensor, Tensor]]:
-    """Split queries by the leaf of their source, in that leaf's local ids.
-
-    A query whose answer lies outside its source's subgraph is dropped.
-
-    Shapes:
-        src, rel, ans: ``[Q]`` -> per leaf ``(src, rel, ans)`` each ``[Q_l]``.
-    """
-    out = []
-    which = pg.node_leaf[src]
-    for i, leaf in enumerate(pg.leaves):
-        sel = which == i
-        s, r, a = leaf.to_local[src[sel]], rel[sel], leaf.to_local[ans[sel]]
-        ok = a >= 0
-        out.append((s[ok], r[ok], a[ok]))
-    return out
-
-
-def _epoch_queries(
-    triples: Tensor, task: str, num_rel: int, gen: torch.Generator
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One query per triple: tail query ``(h, r, ?)`` or head query ``(t, r^-1, ?)`` (link:
-    either direction of relation 0), by a seeded coin flip."""
-    h, r, t = triples.t()
-    flip = torch.rand(len(h), generator=gen) < 0.5
-    rel = r if task == "link" else torch.where(flip, r + num_rel, r)
-    return torch.where(flip, t, h), rel, torch.where(flip, h, t)
 
 
 def fit_partitioned(
@@ -295,60 +106,45 @@ def _fit(
     ).cpu()
     num_rel = cpu.graph.num_relations // 2 if cfg.task == "kg" else 0
     model = build_model(cpu.graph.num_relations, cfg).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    losses: list[float] = []
-    step = queries = dropped = 0
-    t0 = time.perf_counter()
-    for epoch in range(cfg.epochs):
-        per_leaf = leaf_queries(cpu, *_epoch_queries(triples, cfg.task, num_rel, gen))
-        dropped += len(triples) - sum(len(q[0]) for q in per_leaf)
-        batches = [
+    stepper = QueryStepper(
+        model, torch.optim.Adam(model.parameters(), lr=cfg.lr), cfg, num_rel, gen, dev
+    )
+    tally = {"dropped": 0, "leaf": 0}
+
+    def batches(state: LoopState) -> list[tuple[tuple[Tensor, Tensor, Tensor], int]]:
+        """The epoch's leaf batches ``(queries, leaf)`` in a seeded random order."""
+        flipped = flip_queries(triples, gen, task=cfg.task, inverse_offset=num_rel)
+        per_leaf = leaf_queries(cpu, *flipped)
+        tally["dropped"] += len(triples) - sum(len(q[0]) for q in per_leaf)
+        split = [
             (i, b)
             for i, q in enumerate(per_leaf)
             for b in torch.randperm(len(q[0]), generator=gen).split(cfg.batch_size)
         ]
-        done = False
-        for j in torch.randperm(len(batches), generator=gen).tolist():
-            i, b = batches[j]
-            src, rel, ans = (x[b] for x in per_leaf[i])
-            loss = query_batch_loss(
-                model,
-                graphs[i],
-                samplers[i],
-                src,
-                rel,
-                ans,
-                cfg,
-                num_rel,
-                gen,
-                dev,
-                source_pool=cores[i],
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if on_step is not None:
-                on_step(i, model)
-            opt.step()
-            losses.append(loss.item())
-            step += 1
-            queries += len(b)
-            elapsed = time.perf_counter() - t0
-            if cfg.log_every and step % cfg.log_every == 0:
-                recent = losses[-cfg.log_every :]
-                log(
-                    f"[nbfnet-part] epoch {epoch + 1} step {step} leaf {i} loss "
-                    f"{sum(recent) / len(recent):.4f} train {queries / elapsed:.1f} queries/s "
-                    f"elapsed {elapsed:.1f}s (dropped {dropped} cross-leaf queries so far)"
-                )
-            if (cfg.time_budget_seconds and elapsed >= cfg.time_budget_seconds) or (
-                cfg.max_steps and step >= cfg.max_steps
-            ):
-                done = True
-                break
-        if done:
-            break
+        order = torch.randperm(len(split), generator=gen).tolist()
+        return [(tuple(x[split[j][1]] for x in per_leaf[split[j][0]]), split[j][0]) for j in order]
+
+    def step(batch: tuple[tuple[Tensor, Tensor, Tensor], int]) -> float:
+        queries, i = batch
+        tally["leaf"] = i
+        grad = None if on_step is None else (lambda: on_step(i, model))
+        return stepper(graphs[i], samplers[i], queries, source_pool=cores[i], on_grad=grad)
+
+    limits = LoopLimits(
+        epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        budget_seconds=cfg.time_budget_seconds or None,
+        strict_budget=False,
+    )
+    logger = stepper.logger(
+        "nbfnet-part",
+        log,
+        mid=lambda: f" leaf {tally['leaf']}",
+        tail=lambda s: f" (dropped {tally['dropped']} cross-leaf queries so far)",
+    )
+    run = run_loop(batches, step, limits, on_step=logger)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return NBFNetResult(state, losses, time.perf_counter() - t0, [], step, queries, model)
+    return NBFNetResult(state, stepper.losses, run.seconds, [], run.steps, stepper.queries, model)
 
 
 def leaf_training_queries(
@@ -405,15 +201,13 @@ def train_leaf_steps(
     g = graph.to(dev)
     pool = core.nonzero().squeeze(1)
     model.to(dev).train()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    losses = []
-    for _ in range(steps):
+    stepper = QueryStepper(
+        model, torch.optim.Adam(model.parameters(), lr=cfg.lr), cfg, num_rel, gen, dev
+    )
+
+    def step(_: int) -> float:
         b = torch.randint(len(src), (min(cfg.batch_size, len(src)),), generator=gen)
-        loss = query_batch_loss(
-            model, g, sampler, src[b], rel[b], ans[b], cfg, num_rel, gen, dev, source_pool=pool
-        )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return len(src), losses
+        return stepper(g, sampler, (src[b], rel[b], ans[b]), source_pool=pool)
+
+    run_loop(lambda state: range(steps), step, LoopLimits(epochs=1))
+    return len(src), stepper.losses

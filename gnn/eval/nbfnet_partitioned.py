@@ -1,6 +1,6 @@
 """Inference and evaluation of partitioned NBFNet, each query on its leaf + halo subgraph.
 
-The subgraphs are those of :class:`gnn.engine.nbfnet_partitioned.PartitionedGraph`. A query
+The subgraphs are those of :class:`gnn.data.kg_partition.PartitionedGraph`. A query
 ``(s, r, ?)`` or pair ``(s, t)`` runs on the subgraph of the leaf that owns ``s`` (NBFNet, Zhu et
 al., NeurIPS 2021, Eq. 2-3, over that subgraph only); candidates outside it get ``-inf`` (the
 lowest score; ties count against the model in :func:`gnn.eval.nbfnet.filtered_ranks` and one
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from gnn.data.kg import RelationalGraph
-from gnn.engine.nbfnet_partitioned import PartitionedGraph
+from gnn.data.kg_partition import PartitionedGraph
 from gnn.eval.nbfnet import AnswerFilter, filtered_ranks, link_auc
 from gnn.models.nbfnet import NBFNet
 

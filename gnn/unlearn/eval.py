@@ -16,8 +16,7 @@ import torch
 from torch import Tensor
 
 from gnn.data.kg import RelationalGraph
-from gnn.data.sampling import BPRSampler
-from gnn.engine.nbfnet import NegativeSampler
+from gnn.data.sampling import BPRSampler, NegativeSampler
 from gnn.eval.metrics import auroc
 from gnn.models.nbfnet import NBFNet
 
@@ -114,7 +113,7 @@ def deleted_auroc_nbfnet(
         graph: The graph it propagates on (retained graph for unlearned / retrained models).
         deleted: ``[D, 3]`` deleted triples (for homogeneous graphs ``r = 0``).
         known: Every known edge (train, valid, test): non-edges avoid them (strict sampling of
-            :class:`gnn.engine.nbfnet.NegativeSampler`).
+            :class:`gnn.data.sampling.NegativeSampler`).
         num_negative: Non-edges per deleted triple.
         seed: Sampling seed.
         batch_size: Queries per pass.
