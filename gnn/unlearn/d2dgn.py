@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gnn.engine.loop import LoopLimits, descend, run_loop
+
 __all__ = [
     "LossTerms",
     "UnlearnConfig",
@@ -195,22 +197,29 @@ def distill_steps(
     t0: float,
 ) -> tuple[int, list[tuple[float, float, float]]]:
     """Minimise ``L`` with ``opt`` for ``cfg.steps`` steps (or until ``cfg.time_budget_seconds``
-    after ``t0``, a ``time.perf_counter()`` reading); ``step_loss()`` draws one step's batch and
-    returns ``(L, L_r, L_f)``.
+    after ``t0``, a ``time.perf_counter()`` reading, read after every step); ``step_loss()``
+    draws one step's batch and returns ``(L, L_r, L_f)``. The loop is
+    :func:`gnn.engine.loop.run_loop` (one epoch of ``cfg.steps`` steps).
 
     Returns:
         the steps taken and ``(L, L_r, L_f)`` of every step, as floats.
     """
     losses: list[tuple[float, float, float]] = []
-    for step in range(1, cfg.steps + 1):
+
+    def step(_: int) -> float:
         total, l_r, l_f = step_loss()
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
+        descend(opt, total)
         losses.append((float(total.detach()), float(l_r.detach()), float(l_f.detach())))
-        if cfg.time_budget_seconds and time.perf_counter() - t0 >= cfg.time_budget_seconds:
-            return step, losses
-    return cfg.steps, losses
+        return losses[-1][0]
+
+    limits = LoopLimits(
+        epochs=1,
+        budget_seconds=cfg.time_budget_seconds or None,
+        strict_budget=False,  # read after every step: at least one step
+        spent=time.perf_counter() - t0,
+    )
+    run = run_loop(lambda state: range(cfg.steps), step, limits)
+    return run.steps, losses
 
 
 def log_distill(

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from gnn.data.kg import RelationalGraph
 from gnn.engine.device import torch_threads
+from gnn.engine.nbfnet_batch import flip_queries
 from gnn.models.nbfnet import NBFNet, remove_easy_edges
 from gnn.unlearn.d2dgn import (
     LossTerms,
@@ -123,16 +124,6 @@ def nbfnet_unlearn_loss(
     return d2d_objective(l_r, l_f, alpha=alpha), l_r, l_f
 
 
-def _flip_queries(
-    triples: Tensor, gen: torch.Generator, *, task: str, inverse_offset: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``(src, rel, answer)``: tail queries, or head queries via the inverse, one coin each."""
-    h, r, t = triples.t()
-    flip = torch.rand(len(h), generator=gen, device=h.device) < 0.5
-    rel = r if task == "link" else torch.where(flip, r + inverse_offset, r)
-    return torch.where(flip, t, h), rel, torch.where(flip, h, t)
-
-
 def unlearn_nbfnet(
     teacher: NBFNet,
     graph: RelationalGraph,
@@ -225,11 +216,11 @@ def _unlearn_nbfnet(
 
     def step_loss() -> LossTerms:
         pick = pick_rows(len(retained), cfg.batch_size, gen, dev)
-        src, rel, ans = _flip_queries(retained[pick], gen, task=task, inverse_offset=off)
+        src, rel, ans = flip_queries(retained[pick], gen, task=task, inverse_offset=off)
         neg = torch.randint(n, (len(pick), cfg.num_negative), generator=gen, device=dev)
         cand = torch.cat([ans.unsqueeze(1), neg], dim=1)
         dpick = pick_rows(len(gone), cfg.deleted_batch_size, gen, dev)
-        dsrc, drel, dans = _flip_queries(gone[dpick], gen, task=task, inverse_offset=off)
+        dsrc, drel, dans = flip_queries(gone[dpick], gen, task=task, inverse_offset=off)
         return nbfnet_unlearn_loss(
             student,
             teacher_dev,
