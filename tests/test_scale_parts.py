@@ -9,13 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from gnn.engine.homogeneous import (
-    HomogeneousConfig,
-    build_homogeneous_adj,
-    fit_homogeneous,
-    undirected_pairs,
-)
+from gnn.engine.homogeneous import HomogeneousConfig, fit_homogeneous
 from gnn.eval.metrics import auroc
+from gnn.layers.lg_conv import build_homogeneous_adj, undirected_pairs
 from pipelines.core.vector_bytes import bytes_to_matrix, vectors_to_bytes
 from pipelines.train.seam import LEAF_LOG, LeafTrainSettings
 from pipelines.train.seeded_init import KIND_CODES, seeded_normal
@@ -74,7 +70,7 @@ def test_fit_homogeneous_zero_epochs_propagates_the_init():
 
 
 def test_train_leaf_homogeneous_rows_weights_and_init():
-    from pipelines.train.homogeneous import train_leaf_homogeneous
+    from pipelines.train.seam_homogeneous import train_leaf_homogeneous
 
     pdf = pd.DataFrame({"leaf_id": [7, 7, 7], "src": [10, 30, 20], "dst": [20, 10, 20]})
     settings = LeafTrainSettings(dim=4, layers=1, epochs=0, seed=5, threads=1, device="cpu")
@@ -105,7 +101,7 @@ def test_vector_bytes_float16_round_trip_and_mixed_rows_rejected():
 
 
 def test_train_leaf_homogeneous_float16_rows_are_the_float32_rows_rounded():
-    from pipelines.train.homogeneous import train_leaf_homogeneous
+    from pipelines.train.seam_homogeneous import train_leaf_homogeneous
 
     src, dst = _two_cliques()
     pdf = pd.DataFrame({"leaf_id": 3, "src": src, "dst": dst})

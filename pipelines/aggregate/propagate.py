@@ -1,6 +1,6 @@
 """One normalised propagation step in Spark, shipping each vector once and joining no degrees.
 
-LightGCN's layer (He et al. 2020, Eq. 3 and 7) over directed edges ``u -> v``::
+LightGCN's layer (He et al., SIGIR 2020, Eq. 8-9) over directed edges ``u -> v``::
 
     y_v = Σ_{(u, v) ∈ E} x_u / sqrt(out(u) · in(v))
 
@@ -8,7 +8,8 @@ The join formulation (edges ⋈ degrees twice, then edges ⋈ vectors on ``u``, 
 ``v``) copies a ``dim``-float vector onto every edge and moves it twice, so a layer costs
 ``O(E · dim)`` bytes of traffic plus two joins of the edge list. Here the edges are hashed into
 buckets by their source ``u`` (:func:`bucket_edges`, once) and each layer co-groups a bucket's
-edges with the vectors of the same bucket (:func:`push_partial_sums`). All of ``u``'s out-edges
+edges with the vectors of the same bucket (:func:`push_partial_sums`, whose arithmetic is the seam
+:func:`pipelines.aggregate.seam.bucket_partial_sums`). All of ``u``'s out-edges
 sit in ``u``'s bucket, so ``out(u)`` is counted there; each task reads its edges (two ids each)
 and each source vector once, and emits one partial row per ``(bucket, v)`` carrying
 ``Σ x_u / sqrt(out(u))`` and the number of edges it covers. :func:`sum_partials` adds a node's
@@ -30,12 +31,12 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from pipelines.aggregate.seam import bucket_partial_sums
 from pipelines.core.schema import KIND, NODE_ID, VECTOR
 from pipelines.core.vector_bytes import bytes_to_matrix, sums_by_node, vectors_to_bytes
 
 BUCKET_COL = "_bucket"
 COUNT = "w"
-ADD_CHUNK_ROWS = 1 << 20
 
 PARTIAL_SCHEMA = T.StructType(
     [
@@ -86,37 +87,20 @@ def push_partial_sums(
     """
 
     def push(edges: pd.DataFrame, xs: pd.DataFrame) -> pd.DataFrame:
-        import torch
-
         if edges.empty:
             return pd.DataFrame({f.name: [] for f in PARTIAL_SCHEMA.fields})
-        u = edges["u"].to_numpy(np.int64)
-        sources, src_slot, out_deg = np.unique(u, return_inverse=True, return_counts=True)
-        targets, dst_slot, in_count = np.unique(
-            edges["v"].to_numpy(np.int64), return_inverse=True, return_counts=True
+        x_ids, x = np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+        if len(xs):  # a bucket without vectors may come without columns
+            x_ids, x = xs[NODE_ID].to_numpy(np.int64), bytes_to_matrix(list(xs[VECTOR]), dim)
+        targets, in_count, sums = bucket_partial_sums(
+            edges["u"].to_numpy(np.int64), edges["v"].to_numpy(np.int64), x_ids, x
         )
-        x = torch.zeros(len(sources), dim)
-        if len(xs):
-            ids = xs[NODE_ID].to_numpy(np.int64)
-            pos = np.searchsorted(sources, ids).clip(0, len(sources) - 1)
-            hit = sources[pos] == ids
-            given = bytes_to_matrix(list(xs[VECTOR]), dim)[hit]
-            x[torch.from_numpy(pos[hit])] = torch.from_numpy(given)
-        x *= torch.from_numpy((1.0 / np.sqrt(out_deg)).astype(np.float32))[:, None]
-        acc = torch.zeros(len(targets), dim)
-        for start in range(0, len(u), ADD_CHUNK_ROWS):
-            part = slice(start, start + ADD_CHUNK_ROWS)
-            acc.index_add_(
-                0,
-                torch.from_numpy(dst_slot[part].astype(np.int64)),
-                x[torch.from_numpy(src_slot[part].astype(np.int64))],
-            )
         return pd.DataFrame(
             {
                 KIND: out_kind,
                 NODE_ID: targets,
                 COUNT: in_count.astype(np.float64),
-                VECTOR: vectors_to_bytes(acc.numpy()),
+                VECTOR: vectors_to_bytes(sums),
             }
         )
 

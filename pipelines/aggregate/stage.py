@@ -4,20 +4,20 @@ Design (measured in bench/pipeline.py): every leaf starts from the same determin
 initialisation, trains its ego embeddings for a few epochs on its core and halo edges, and the
 replicas of a node held by several leaves (halo copies, items shared by users of many leaves) are
 averaged with weights = the node's edge count in each leaf (federated averaging, McMahan et al.
-2017, Eq. 1: ``w = Σ_k (n_k / n) w_k``). After the last round the LightGCN propagation
-(He et al. 2020, Eq. 3-4: ``e_u^{(l+1)} = Σ_{i∈N_u} e_i^{(l)} / sqrt(|N_u||N_i|)``, final
-``e = mean_l e^{(l)}``) runs over the *whole* graph in Spark, so every vector is computed from the
-same global neighbourhoods and scores are comparable across leaves. Cost per layer and direction:
-one pass over the edges that ships each vector once (:mod:`pipelines.aggregate.propagate`), linear
-in
-nodes + edges; nothing is collected to the driver.
+2017, Eq. 1: ``w = Σ_k (n_k / n) w_k``). After the last round the LightGCN propagation (He et
+al., SIGIR 2020, Eq. 8-9: ``e_u^{(l+1)} = Σ_{i∈N_u} e_i^{(l)} / sqrt(|N_u||N_i|)``, final
+``e = mean_l e^{(l)}``, Eq. 4) runs over the *whole* graph in Spark, so every vector is computed
+from the same global neighbourhoods and scores are comparable across leaves. Cost per layer and
+direction: one pass over the edges that ships each vector once
+(:mod:`pipelines.aggregate.propagate`), linear in nodes + edges; nothing is collected to the
+driver.
 
 Vectors travel as raw float32 bytes (``binary``), see :mod:`pipelines.train.seam`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -76,13 +76,45 @@ def weighted_mean_by_node(
     return reduce_by_node(rows, dim=dim, partitions=partitions, weight_vectors=True, finish=finish)
 
 
+def layer_mean(
+    ego: DataFrame,
+    step: Callable[[DataFrame], DataFrame],
+    *,
+    layers: int,
+    dim: int,
+    partitions: int,
+) -> DataFrame:
+    """LightGCN's layer combination ``1/(K+1) Σ_{k=0}^{K} E^(k)`` (Eq. 4), in Spark.
+
+    ``E^(0)`` is ``ego``, ``E^(k+1) = step(E^(k))`` (one propagation layer, Eq. 8-9). Every
+    layer is checkpointed: layer 0 feeds the first step and the final mean (unpinned, its
+    upstream shuffle would run twice), and each layer feeds the next.
+
+    Schema:
+        ego and every ``step`` output: ``kind``, ``node_id``, ``vector``.
+        returns: :data:`VECTOR_TABLE_SCHEMA`.
+    """
+    share = 1.0 / (layers + 1)
+    layer = ego.select(KIND, NODE_ID, VECTOR).localCheckpoint()
+    acc = [layer.withColumn(WEIGHT_COL, F.lit(share))]
+    for _ in range(layers):
+        layer = step(layer).localCheckpoint()
+        acc.append(layer.withColumn(WEIGHT_COL, F.lit(share)))
+    stacked = acc[0]
+    for part in acc[1:]:
+        stacked = stacked.unionByName(part)
+    return weighted_mean_by_node(stacked, dim=dim, partitions=partitions, normalise=False)
+
+
 def lightgcn_propagate(
     interactions: DataFrame, ego: DataFrame, *, dim: int, layers: int, partitions: int
 ) -> DataFrame:
     """LightGCN's final embeddings over the whole bipartite graph, computed in Spark.
 
-    ``e^{(l+1)}_u = Σ_{i∈N_u} e^{(l)}_i / sqrt(|N_u| |N_i|)`` (and symmetrically for items),
-    ``e = (1 / (L + 1)) Σ_{l=0}^{L} e^{(l)}``.
+    ``e^{(l+1)}_u = Σ_{i∈N_u} e^{(l)}_i / sqrt(|N_u| |N_i|)`` (and symmetrically for items;
+    He et al., SIGIR 2020, Eq. 8-9), ``e = (1 / (L + 1)) Σ_{l=0}^{L} e^{(l)}`` (Eq. 4,
+    :func:`layer_mean`). The scale path; the tests check it against
+    :func:`gnn.layers.lg_conv.lightgcn_propagate`.
 
     Schema:
         interactions: ``user`` long, ``item`` long (distinct training pairs).
@@ -96,11 +128,8 @@ def lightgcn_propagate(
     item_to_user = bucket_edges(
         pairs.select(F.col(ITEM).alias("u"), F.col(USER).alias("v")), buckets=partitions
     ).localCheckpoint()
-    share = 1.0 / (layers + 1)
-    # Checkpointed: layer 0 feeds the first push and the final mean (it would be computed twice).
-    layer = ego.select(KIND, NODE_ID, VECTOR).localCheckpoint()
-    acc = [layer.withColumn(WEIGHT_COL, F.lit(share))]
-    for _ in range(layers):
+
+    def step(layer: DataFrame) -> DataFrame:
         users = layer.where(F.col(KIND) == USER)
         items = layer.where(F.col(KIND) == ITEM)
         to_items = push_partial_sums(
@@ -109,14 +138,9 @@ def lightgcn_propagate(
         to_users = push_partial_sums(
             item_to_user, items, dim=dim, buckets=partitions, out_kind=USER
         )
-        layer = sum_partials(
-            to_items.unionByName(to_users), dim=dim, partitions=partitions
-        ).localCheckpoint()
-        acc.append(layer.withColumn(WEIGHT_COL, F.lit(share)))
-    stacked = acc[0]
-    for part in acc[1:]:
-        stacked = stacked.unionByName(part)
-    return weighted_mean_by_node(stacked, dim=dim, partitions=partitions, normalise=False)
+        return sum_partials(to_items.unionByName(to_users), dim=dim, partitions=partitions)
+
+    return layer_mean(ego, step, layers=layers, dim=dim, partitions=partitions)
 
 
 PRIMARY = "primary"

@@ -1,36 +1,30 @@
 """Partitioned embedding of a homogeneous graph: per-leaf training in Spark tasks, then aggregation.
 
-The bipartite seam (:mod:`pipelines.train.seam`) trains user-item leaves; this module is the same
-seam for one node type (R-MAT, social graphs): each leaf's core and halo edges go to one Spark
-task (``applyInPandas``), which trains :func:`gnn.engine.homogeneous.fit_homogeneous`
-(LightGCN-style
-propagation over the leaf's undirected graph, BPR on ``(u, v, random v')``) from the shared
-deterministic initialisation :func:`pipelines.train.seeded_init.seeded_normal`, so every replica of
-a
-node starts from the same vector. Replicas (halo nodes) are then averaged with weights = the
-node's edge count in each leaf (federated averaging, McMahan et al. 2017, Eq. 1), and the final
-LightGCN propagation (He et al. 2020, Eq. 4 and 7, ``E = 1/(K+1) sum_k A_hat^k E^(0)``) runs
-over the whole graph in Spark, so every node's final vector sees its global neighbourhood.
-Nothing is collected to the driver but one log row per leaf.
+The bipartite seam (:mod:`pipelines.train.seam`) trains user-item leaves; this module does the
+same for one node type (R-MAT, social graphs): each leaf's core and halo edges go to one Spark
+task (``applyInPandas``), which runs :func:`pipelines.train.seam_homogeneous.train_leaf_homogeneous`
+(LightGCN-style propagation over the leaf's undirected graph, BPR on ``(u, v, random v')``, from
+the shared deterministic initialisation, so every replica of a node starts from the same vector).
+Replicas (halo nodes) are then averaged with weights = the node's edge count in each leaf
+(federated averaging, McMahan et al. 2017, Eq. 1), and the final LightGCN propagation (He et al.,
+SIGIR 2020, Eq. 8-9 per layer, Eq. 4 for ``E = 1/(K+1) sum_k A_hat^k E^(0)``) runs over the whole
+graph in Spark, so every node's final vector sees its global neighbourhood. Nothing is collected
+to the driver but one log row per leaf. This module is plain PySpark; torch runs in the seam.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Mapping
 
-import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from pipelines.aggregate.propagate import bucket_edges, propagate_layer
-from pipelines.aggregate.stage import WEIGHT_COL, weighted_mean_by_node
+from pipelines.aggregate.stage import WEIGHT_COL, layer_mean, weighted_mean_by_node
 from pipelines.core.local_tables import local_frame
 from pipelines.core.schema import DST, KIND, LEAF_ID, NODE_ID, SRC, VECTOR
-from pipelines.core.vector_bytes import vectors_to_bytes
 from pipelines.partition.output import internal_and_halo_edges
 from pipelines.train.homogeneous_direct import (
     DEFAULT_MAX_DIRECT_PAIRS,
@@ -38,21 +32,12 @@ from pipelines.train.homogeneous_direct import (
 )
 from pipelines.train.leaf_slots import balanced_slots, slot_keys
 from pipelines.train.rounds import SLOT_KEY
-from pipelines.train.seam import (
-    LEAF_LOG,
-    WEIGHTED_ROWS_SCHEMA,
-    LeafTrainSettings,
-    leaf_log,
-    task_device,
-    task_threads,
-)
-from pipelines.train.seeded_init import KIND_CODES, seeded_normal
+from pipelines.train.seam import WEIGHTED_ROWS_SCHEMA, LeafTrainSettings
+from pipelines.train.seam_homogeneous import NODE_KIND, train_leaf_homogeneous
 
-NODE_KIND = "node"
 _SPLIT_PLAN_SCHEMA = T.StructType(
     [T.StructField(c, T.LongType(), False) for c in (LEAF_ID, "_parts", "_base")]
 )
-INIT_STD = 0.1
 
 
 def leaf_edge_rows(pairs: DataFrame, assignment: DataFrame, halo_edges: DataFrame) -> DataFrame:
@@ -135,59 +120,6 @@ def one_leaf_per_task(leaf_edges: DataFrame, sizes: Mapping[int, int]) -> DataFr
     return leaf_edges.withColumn(SLOT_KEY, key_of_leaf[F.col(LEAF_ID)]).repartition(slots, SLOT_KEY)
 
 
-def train_leaf_homogeneous(pdf: pd.DataFrame, settings: LeafTrainSettings) -> pd.DataFrame:
-    """Train one leaf and return its nodes' ego vectors with federated-averaging weights.
-
-    Schema:
-        in: ``leaf_id``, ``src``, ``dst`` (global ids; one row per edge of the leaf).
-        out: :data:`pipelines.train.seam.WEIGHTED_ROWS_SCHEMA` with kind ``node``; ``w`` = the
-        node's number of distinct undirected edges in the leaf; ``leaf_log`` JSON on the first
-        row (losses, epochs, seconds, device).
-    """
-    import torch
-
-    from gnn.engine.homogeneous import HomogeneousConfig, fit_homogeneous, undirected_pairs
-
-    if pdf.empty:
-        return pd.DataFrame({f.name: [] for f in WEIGHTED_ROWS_SCHEMA.fields})
-    started = time.perf_counter()
-    torch.set_num_threads(task_threads(settings.threads))
-    device = torch.device(task_device(settings.device))
-    leaf_id = int(pdf[LEAF_ID].iloc[0])
-    ids, local = np.unique(
-        np.concatenate([pdf[SRC].to_numpy(np.int64), pdf[DST].to_numpy(np.int64)]),
-        return_inverse=True,
-    )
-    src, dst = local[: len(pdf)].astype(np.int64), local[len(pdf) :].astype(np.int64)
-    init = seeded_normal(ids, KIND_CODES[NODE_KIND], settings.dim, settings.seed, INIT_STD)
-    cfg = HomogeneousConfig(
-        dim=settings.dim,
-        layers=settings.layers,
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        reg=settings.reg,
-        seed=settings.seed * 1_000_003 + leaf_id,
-        time_budget_seconds=settings.time_budget_seconds,
-    )
-    result = fit_homogeneous(
-        src, dst, len(ids), cfg, init_embedding=torch.from_numpy(init), device=device
-    )
-    lo, hi = undirected_pairs(src, dst)
-    weights = np.bincount(np.concatenate([lo, hi]), minlength=len(ids)).astype(np.float64)
-    log = leaf_log(leaf_id, result, started, device, settings, nodes=len(ids), edges=len(lo))
-    return pd.DataFrame(
-        {
-            LEAF_ID: np.full(len(ids), leaf_id, dtype=np.int64),
-            KIND: [NODE_KIND] * len(ids),
-            NODE_ID: ids,
-            WEIGHT_COL: weights,
-            VECTOR: vectors_to_bytes(result.ego.numpy(), settings.vector_dtype),
-            LEAF_LOG: [json.dumps(log)] + [None] * (len(ids) - 1),
-        }
-    )
-
-
 def train_leaves_homogeneous(
     leaf_edges: DataFrame, settings: LeafTrainSettings, *, group_key: str = LEAF_ID
 ) -> DataFrame:
@@ -221,11 +153,12 @@ def propagate_homogeneous(
     """Final embeddings ``1/(K+1) sum_k A_hat^k E^(0)`` over the whole undirected graph, in Spark.
 
     ``A_hat[u, v] = 1 / sqrt(deg(u) deg(v))`` for every edge of the undirected simple graph
-    (LightGCN Eq. 7 with one node type). Each layer pushes every vector once along its edges and
-    counts degrees where the edges already are
-    (:func:`pipelines.aggregate.propagate.propagate_layer`),
-    with the edges hashed into ``buckets`` (default ``partitions``): fewer buckets mean fewer
-    partial rows per layer (at most ``buckets`` per node) and more edges per task.
+    (LightGCN Eq. 8-9 with one node type; the layer mean is Eq. 4,
+    :func:`pipelines.aggregate.stage.layer_mean`). Each layer pushes every vector once along its
+    edges and counts degrees where the edges already are
+    (:func:`pipelines.aggregate.propagate.propagate_layer`), with the edges hashed into
+    ``buckets`` (default ``partitions``): fewer buckets mean fewer partial rows per layer (at
+    most ``buckets`` per node) and more edges per task.
 
     Schema:
         pairs: ``src, dst`` (undirected simple pairs, each once); ego:
@@ -237,20 +170,11 @@ def propagate_homogeneous(
     )
     buckets = buckets or partitions
     edges = bucket_edges(both, buckets=buckets).localCheckpoint()
-    share = 1.0 / (layers + 1)
-    # Checkpointed: layer 0 feeds the first push and the final mean; unpinned, its (replica
-    # averaging) shuffle would run twice.
-    layer = ego.select(KIND, NODE_ID, VECTOR).localCheckpoint()
-    acc = [layer.withColumn(WEIGHT_COL, F.lit(share))]
-    for _ in range(layers):
-        layer = propagate_layer(
-            edges, layer, dim=dim, buckets=buckets, out_kind=NODE_KIND
-        ).localCheckpoint()
-        acc.append(layer.withColumn(WEIGHT_COL, F.lit(share)))
-    stacked = acc[0]
-    for part in acc[1:]:
-        stacked = stacked.unionByName(part)
-    return weighted_mean_by_node(stacked, dim=dim, partitions=partitions, normalise=False)
+
+    def step(layer: DataFrame) -> DataFrame:
+        return propagate_layer(edges, layer, dim=dim, buckets=buckets, out_kind=NODE_KIND)
+
+    return layer_mean(ego, step, layers=layers, dim=dim, partitions=partitions)
 
 
 def aggregate_homogeneous(

@@ -9,9 +9,11 @@ driver, holds them), in the same order of operations:
 
 1. replicas: ``e_v = Σ_k w_k e_v^(k) / Σ_k w_k`` (federated averaging, McMahan et al. 2017,
    Eq. 1), float64 sums, rounded to float32 as the Spark path's rows are;
-2. propagation over both directions of every pair: ``y_v = Σ_{(u, v)} x_u / sqrt(out(u) in(v))``
-   (LightGCN, He et al. 2020, Eq. 3 and 7) for ``K`` layers, float32;
-3. ``e = 1/(K+1) Σ_{k=0}^{K} e^(k)`` (Eq. 4), summed in float64.
+2. LightGCN propagation over the undirected graph of the pairs (He et al., SIGIR 2020,
+   Eq. 8-9: ``y_v = Σ_{(u, v)} x_u / sqrt(deg(u) deg(v))``) for ``K`` layers and
+   ``e = 1/(K+1) Σ_{k=0}^{K} e^(k)`` (Eq. 4), float32, by the one LightGCN layer
+   :mod:`gnn.layers.lg_conv` through the seam
+   :func:`pipelines.train.seam_homogeneous.propagate_mean`.
 
 Results equal the Spark path's up to float32 rounding (``tests/test_scale_parts.py``).
 """
@@ -27,51 +29,13 @@ from pipelines.aggregate.propagate import VECTOR_TABLE_SCHEMA
 from pipelines.aggregate.stage import WEIGHT_COL
 from pipelines.core.schema import DST, KIND, NODE_ID, SRC, VECTOR
 from pipelines.core.vector_bytes import sums_by_node, vectors_to_bytes
+from pipelines.train.seam_homogeneous import propagate_mean
 
 DEFAULT_MAX_DIRECT_PAIRS = 2_000_000
 """Graphs with at most this many pairs are aggregated in one task (the partitioner's one-task
 bound, ``partition.max_direct_edges``, is 4M adjacency rows = 2M pairs)."""
 
 _GROUP = "_one_task"
-
-
-def propagate_mean(
-    ego_ids: np.ndarray, ego: np.ndarray, src: np.ndarray, dst: np.ndarray, layers: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """``1/(K+1) Σ_k A_hat^k E^(0)`` over both directions of the pairs ``(src, dst)``.
-
-    ``A_hat[v, u] = 1 / sqrt(out(u) in(v))`` summed over the directed rows (duplicates count
-    twice, as in :func:`pipelines.aggregate.propagate.propagate_layer`); a pair end without an ego
-    vector
-    starts from zeros. Returns the ascending ids of ego nodes and pair ends, and their vectors.
-
-    Shapes:
-        ego_ids ``[M]`` (ascending), ego ``[M, dim]``, src/dst ``[P]`` -> ``[N]``, ``[N, dim]``.
-    """
-    import torch
-
-    u = np.concatenate([src, dst]).astype(np.int64)
-    v = np.concatenate([dst, src]).astype(np.int64)
-    ids = np.union1d(ego_ids, u)
-    n, dim = len(ids), ego.shape[1]
-    x = torch.zeros(n, dim)
-    x[torch.from_numpy(np.searchsorted(ids, ego_ids))] = torch.from_numpy(ego)
-    ui, vi = np.searchsorted(ids, u), np.searchsorted(ids, v)
-    coef = 1.0 / np.sqrt(
-        np.bincount(ui, minlength=n)[ui].astype(np.float64)
-        * np.bincount(vi, minlength=n)[vi].astype(np.float64)
-    )
-    adj = torch.sparse_coo_tensor(
-        torch.from_numpy(np.stack([vi, ui])),
-        torch.from_numpy(coef.astype(np.float32)),
-        (n, n),
-    ).coalesce()
-    acc = x.to(torch.float64)
-    layer = x
-    for _ in range(layers):
-        layer = torch.sparse.mm(adj, layer)
-        acc += layer.to(torch.float64)
-    return ids, (acc / (layers + 1)).to(torch.float32).numpy()
 
 
 def aggregate_one_task(
