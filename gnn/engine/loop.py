@@ -8,17 +8,19 @@ there, in the caller's order) and ``step(batch)`` (one optimiser step, returning
 trainer:
 
 - limits: at most ``epochs`` epochs and ``max_steps`` steps, and a wall-clock budget of
-  training seconds (evaluation and hooks excluded; ``spent`` charges setup time to it);
+  training seconds (evaluation and the epoch-end hooks excluded; ``spent`` charges setup
+  time to it);
 - records: one :class:`EpochRecord` per counted epoch (steps, seconds, mean loss);
 - evaluation: ``evaluate`` every ``eval_every`` epochs and, optionally, once more at the end;
 - early stop: after ``patience`` evaluations without improvement of ``monitor``;
 - hooks: ``on_step`` after every step (step logging), ``on_epoch`` after every counted epoch
   (epoch logging, before evaluation), ``after_epoch`` after evaluation (checkpoints).
 
-The budget has two flavours. ``strict_budget=True`` (BPR trainers): a step starts only while
-training time is left, and an epoch cut short by a limit does not count (its steps stay in the
-model). ``False`` (NBFNet, unlearning): the budget is read after every step, so a run takes at
-least one step, and the epoch a limit cuts short still counts (and is evaluated).
+The limits have two flavours. ``strict_budget=True`` (BPR trainers): a step starts only while
+training time and steps are left, and an epoch cut short by a limit does not count (its steps
+stay in the model). ``False`` (NBFNet, unlearning): time and steps are read after every step,
+so a run takes at least one step, and the epoch in which a limit is reached still counts (and
+is evaluated). Either way the run ends after the epoch in which a limit is reached.
 The loop draws no random numbers itself, so a seeded trainer stays bit-identical.
 """
 
@@ -116,7 +118,8 @@ class EpochRecord:
         seconds: Its training seconds.
         loss: Mean of its steps' losses (0.0 for an epoch without steps).
         total_seconds: Training seconds at its end.
-        completed: False when a limit cut it short.
+        completed: False when a limit cut it short (non-strict limits: when a limit was
+            reached in it).
     """
 
     epoch: int
@@ -202,7 +205,8 @@ class _Loop(Generic[B]):
         st.epoch_steps = 0
         completed = True
         for batch in hooks.batches(st):
-            if strict and not self.budget_left(st.seconds + time.perf_counter() - t0):
+            late = strict and not self.budget_left(st.seconds + time.perf_counter() - t0)
+            if late or not self.steps_left():
                 completed = False
                 break
             value = hooks.step(batch)
@@ -213,7 +217,7 @@ class _Loop(Generic[B]):
             elapsed = st.seconds + now - t0
             if hooks.on_step is not None:
                 hooks.on_step(LoopState(st.epoch, st.step, elapsed, now - self.started))
-            if not self.steps_left() or (not strict and not self.budget_left(elapsed)):
+            if not strict and not (self.steps_left() and self.budget_left(elapsed)):
                 completed = False
                 break
         if hooks.sync is not None:
