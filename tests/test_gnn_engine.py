@@ -250,7 +250,12 @@ def test_descend_reads_gradients_between_backward_and_step() -> None:
     w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
     opt = torch.optim.SGD([w], lr=0.5)
     grads: list[list[float]] = []
+
+    def read() -> None:
+        assert w.grad is not None
+        grads.append(w.grad.tolist())
+
     for _ in range(2):
-        descend(opt, (w**2).sum(), on_grad=lambda: grads.append(w.grad.tolist()))
+        descend(opt, (w**2).sum(), on_grad=read)
     assert grads == [[2.0, 4.0], [0.0, 0.0]]  # w halves to 0 after the first step
     assert w.tolist() == [0.0, 0.0]

@@ -323,15 +323,30 @@ def test_config_validation_names_the_field() -> None:
     )
 
 
-def test_bench_main_prints_table_and_json(tmp_path, capsys) -> None:
-    from bench.lightgcn import main
-
+def _bench_argv(tmp_path, *, epochs: int) -> list[str]:
+    """bench.lightgcn arguments on the clustered graph, written as LightGCN files."""
     tr_u, tr_i, te_u, te_i = clustered_graph()
     for name, users, items in (("train.txt", tr_u, tr_i), ("test.txt", te_u, te_i)):
         lines = [" ".join(map(str, [u, *items[users == u].tolist()])) for u in np.unique(users)]
         (tmp_path / name).write_text("\n".join(lines) + "\n")
     argv = ["--train", str(tmp_path / "train.txt"), "--test", str(tmp_path / "test.txt")]
-    argv += ["--device", "cpu", "--threads", "1", "--epochs", "2", "--batch-size", "512"]
+    return [
+        *argv,
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "512",
+    ]
+
+
+def test_bench_main_prints_table_and_json(tmp_path, capsys) -> None:
+    from bench.lightgcn import main
+
+    argv = _bench_argv(tmp_path, epochs=2)
     assert main([*argv, "--eval-every", "1", "--dim", "8", "--json"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert "| epoch | train s | recall@20 | ndcg@20 |" in out
@@ -347,6 +362,37 @@ def test_bench_main_prints_table_and_json(tmp_path, capsys) -> None:
     }
     assert summary["epochs"] == 2 and 0.0 <= summary["recall@20"] <= 1.0
     assert summary["pyg_epoch_seconds"] is None and summary["epoch_time_ratio"] is None
+
+
+def test_bench_compare_pyg_trains_through_the_same_loop(tmp_path, capsys, monkeypatch) -> None:
+    """--compare-pyg times a PyG-style model through train_bpr (a stand-in for PyG here)."""
+    import sys
+    import types
+
+    from bench.lightgcn import main
+
+    class StandInLightGCN(torch.nn.Module):
+        def __init__(self, num_nodes: int, dim: int, layers: int) -> None:
+            super().__init__()
+            self.embedding = torch.nn.Embedding(num_nodes, dim)
+
+        def get_embedding(self, edge_index: torch.Tensor) -> torch.Tensor:
+            out = torch.zeros_like(self.embedding.weight)
+            out = out.index_add(0, edge_index[1], self.embedding.weight[edge_index[0]])
+            return self.embedding.weight + 0.1 * out
+
+    models = types.ModuleType("torch_geometric.nn.models")
+    models.LightGCN = StandInLightGCN  # type: ignore[attr-defined]
+    for name in ("torch_geometric", "torch_geometric.nn"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "torch_geometric.nn.models", models)
+    argv = _bench_argv(tmp_path, epochs=1)
+    assert main([*argv, "--dim", "8", "--compare-pyg", "--pyg-epochs", "3", "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert sum(line.startswith("pyg epoch") for line in out) == 3
+    assert any(line.startswith("pyg lightgcn: ") for line in out)
+    summary = json.loads(out[-1])
+    assert summary["pyg_epoch_seconds"] > 0 and summary["epoch_time_ratio"] > 0
 
 
 def test_load_lightgcn_file(tmp_path) -> None:
