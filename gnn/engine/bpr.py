@@ -152,10 +152,10 @@ def train_bpr(
 ) -> LoopResult:
     """BPR + Adam epochs (LightGCN Eq. 15) of any ``forward() -> (final, ego)`` model.
 
-    The sampler, batches, loss, optimiser, lr schedule and (on CUDA) graph-replayed steps of
-    ``cfg``, driven by :func:`gnn.engine.loop.run_loop` (strict budget: a step starts only
-    within ``cfg.time_budget_seconds``; evaluation every ``cfg.eval_every`` epochs and at the
-    end). :func:`fit_lightgcn` and the PyG comparison of ``bench.lightgcn`` both train here.
+    ``cfg``'s sampler, loss, optimiser, lr schedule and (CUDA) graph-replayed steps, driven by
+    :func:`gnn.engine.loop.run_loop` (strict budget: a step starts only within
+    ``cfg.time_budget_seconds``; evaluation every ``cfg.eval_every`` epochs and at the end).
+    :func:`gnn.engine.lightgcn.fit_lightgcn` and ``bench.lightgcn``'s PyG timing train here.
 
     Args:
         forward: Propagated and layer-0 embeddings of all nodes, users first.
@@ -183,8 +183,6 @@ def train_bpr(
         mode=cfg.sampling,
     )
     generator = torch.Generator(device=dev).manual_seed(cfg.seed)
-    graphed = cfg.cuda_graphs and dev.type == "cuda" and cfg.lr_schedule == "constant"
-    optimizer = make_adam(parameters, cfg.lr, dev, capturable=graphed)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else None
     if sync is not None:
         sync()
@@ -192,19 +190,34 @@ def train_bpr(
         f"{name}: {num_users} users, {num_items} items, {len(sampler)} interactions, "
         f"device {dev}, setup {time.perf_counter() - started:.2f}s"
     )
-    step = BPRStepper(
-        forward,
-        optimizer,
-        num_users=num_users,
-        reg=cfg.reg,
-        batch_size=cfg.batch_size,
-        cuda_graph=graphed,
-    )
+    step, optimizer, graphed = _stepper(forward, parameters, num_users, cfg, dev)
 
     def batches(state: LoopState) -> Iterable[tuple[Tensor, Tensor, Tensor]]:
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr_at(state.epoch, elapsed=state.seconds)
         return sampler.epoch(cfg.batch_size, generator=generator)
+
+    limits = LoopLimits(
+        epochs=cfg.epochs if epochs is None else epochs,
+        budget_seconds=cfg.time_budget_seconds or None,
+        eval_every=cfg.eval_every,
+    )
+    return run_loop(
+        batches,
+        lambda b: step(*b),
+        limits,
+        on_epoch=_epoch_logger(optimizer, step, graphed, log),
+        evaluate=evaluate,
+        sync=sync,
+        log=log,
+    )
+
+
+def _epoch_logger(
+    optimizer: torch.optim.Optimizer, step: BPRStepper, graphed: bool, log: Callable[..., Any]
+) -> Callable[[EpochRecord], None]:
+    """The loop's ``on_epoch``: loss, lr and times of every epoch; after the first, whether
+    the CUDA graph replays."""
 
     def on_epoch(rec: EpochRecord) -> None:
         lr_now = float(optimizer.param_groups[0]["lr"])
@@ -218,17 +231,25 @@ def train_bpr(
                 + (f" ({step.graph_error})" if step.graph_error else "")
             )
 
-    limits = LoopLimits(
-        epochs=cfg.epochs if epochs is None else epochs,
-        budget_seconds=cfg.time_budget_seconds or None,
-        eval_every=cfg.eval_every,
+    return on_epoch
+
+
+def _stepper(
+    forward: Callable[[], tuple[Tensor, Tensor]],
+    parameters: Iterable[Tensor],
+    num_users: int,
+    cfg: LightGCNTrainConfig,
+    dev: torch.device,
+) -> tuple[BPRStepper, torch.optim.Optimizer, bool]:
+    """``cfg``'s step, its Adam and whether the step is CUDA-graph-replayed (CUDA, constant lr)."""
+    graphed = cfg.cuda_graphs and dev.type == "cuda" and cfg.lr_schedule == "constant"
+    optimizer = make_adam(parameters, cfg.lr, dev, capturable=graphed)
+    step = BPRStepper(
+        forward,
+        optimizer,
+        num_users=num_users,
+        reg=cfg.reg,
+        batch_size=cfg.batch_size,
+        cuda_graph=graphed,
     )
-    return run_loop(
-        batches,
-        lambda b: step(*b),
-        limits,
-        on_epoch=on_epoch,
-        evaluate=evaluate,
-        sync=sync,
-        log=log,
-    )
+    return step, optimizer, graphed

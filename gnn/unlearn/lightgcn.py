@@ -266,12 +266,7 @@ def _unlearn_lightgcn(
     t0 = time.perf_counter()
     users = np.asarray(users, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)
-    if deletion.keep.shape != users.shape:
-        raise ValueError("deletion.keep must have one entry per interaction")
-    if tuple(teacher_ego.shape[:1]) != (num_users + num_items,):
-        raise ValueError(
-            f"teacher_ego: expected {num_users + num_items} rows, got {teacher_ego.shape[0]}"
-        )
+    _check_inputs(teacher_ego, users, num_users + num_items, deletion)
     ru, ri = users[deletion.keep], items[deletion.keep]
     du = torch.as_tensor(users[~deletion.keep], device=dev)
     di = torch.as_tensor(items[~deletion.keep], device=dev)
@@ -335,3 +330,13 @@ def _unlearn_lightgcn(
         retained_users=ru,
         retained_items=ri,
     )
+
+
+def _check_inputs(
+    teacher_ego: Tensor, users: np.ndarray, rows: int, deletion: LightGCNDeletion
+) -> None:
+    """Raise ``ValueError`` unless the deletion covers ``users`` and the teacher has ``rows``."""
+    if deletion.keep.shape != users.shape:
+        raise ValueError("deletion.keep must have one entry per interaction")
+    if tuple(teacher_ego.shape[:1]) != (rows,):
+        raise ValueError(f"teacher_ego: expected {rows} rows, got {teacher_ego.shape[0]}")
