@@ -7,6 +7,7 @@ Pure PyTorch / standard library (no pyspark). Triples are ``[M, 3]`` long tensor
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,17 +149,22 @@ def _read_dict(path: Path) -> dict[str, int]:
     return out
 
 
-def _read_triples(path: Path, ents: dict[str, int], rels: dict[str, int]) -> Tensor:
-    rows = []
+def _tsv_triples(path: Path) -> Iterator[tuple[int, str, str, str, str]]:
+    """``(line number, line, head, relation, tail)`` of a tab-separated triples file."""
     with path.open() as f:
         for n, line in enumerate(f, 1):
             parts = line.rstrip("\r\n").split("\t")
             if len(parts) != 3:
                 raise ValueError(f"{path}:{n}: expected head<TAB>relation<TAB>tail")
-            h, r, t = parts
-            if h not in ents or t not in ents or r not in rels:
-                raise ValueError(f"{path}:{n}: unknown entity or relation in {line.strip()!r}")
-            rows.append((ents[h], rels[r], ents[t]))
+            yield n, line, parts[0], parts[1], parts[2]
+
+
+def _read_triples(path: Path, ents: dict[str, int], rels: dict[str, int]) -> Tensor:
+    rows = []
+    for n, line, h, r, t in _tsv_triples(path):
+        if h not in ents or t not in ents or r not in rels:
+            raise ValueError(f"{path}:{n}: unknown entity or relation in {line.strip()!r}")
+        rows.append((ents[h], rels[r], ents[t]))
     return torch.tensor(rows, dtype=torch.long)
 
 
@@ -167,15 +173,10 @@ def _dict_from_triples(paths: list[Path]) -> tuple[dict[str, int], dict[str, int
     ents: dict[str, int] = {}
     rels: dict[str, int] = {}
     for path in paths:
-        with path.open() as f:
-            for n, line in enumerate(f, 1):
-                parts = line.rstrip("\r\n").split("\t")
-                if len(parts) != 3:
-                    raise ValueError(f"{path}:{n}: expected head<TAB>relation<TAB>tail")
-                h, r, t = parts
-                ents.setdefault(h, len(ents))
-                rels.setdefault(r, len(rels))
-                ents.setdefault(t, len(ents))
+        for _, _, h, r, t in _tsv_triples(path):
+            ents.setdefault(h, len(ents))
+            rels.setdefault(r, len(rels))
+            ents.setdefault(t, len(ents))
     return ents, rels
 
 

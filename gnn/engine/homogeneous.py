@@ -18,14 +18,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from gnn.engine.loop import LoopLimits, LoopState, run_loop
+from gnn.engine.settings import field_check
+from gnn.engine.settings import help_field as _f
 from gnn.layers.lg_conv import (
     build_homogeneous_adj,
     lightgcn_propagate,
@@ -41,10 +42,6 @@ __all__ = [
     "fit_homogeneous",
     "undirected_pairs",
 ]
-
-
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - reads best in field declarations
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
@@ -73,9 +70,9 @@ class HomogeneousConfig:
             (self.init_std > 0, "init_std"),
             (self.time_budget_seconds >= 0, "time_budget_seconds"),
         ]
+        require = field_check(self)
         for ok, name in checks:
-            if not ok:
-                raise ValueError(f"HomogeneousConfig.{name}: invalid value {getattr(self, name)!r}")
+            require(ok, name, "invalid value")
 
 
 @dataclass

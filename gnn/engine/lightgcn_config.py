@@ -9,11 +9,10 @@ from typing import Any
 
 from torch import Tensor
 
+from gnn.engine.settings import field_check
+from gnn.engine.settings import help_field as _f
+
 __all__ = ["LightGCNResult", "LightGCNTrainConfig"]
-
-
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - reads best in field declarations
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
@@ -46,9 +45,7 @@ class LightGCNTrainConfig:
     )
 
     def __post_init__(self) -> None:
-        def require(cond: bool, name: str, msg: str) -> None:
-            if not cond:
-                raise ValueError(f"LightGCNTrainConfig.{name}: {msg} (got {getattr(self, name)!r})")
+        require = field_check(self)
 
         require(self.epochs >= 0, "epochs", "must be >= 0")
         require(self.batch_size >= 1, "batch_size", "must be >= 1")

@@ -6,20 +6,17 @@ Shared by full-graph training (:mod:`gnn.engine.nbfnet`), leaf-by-leaf training
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from gnn.data.kg import RelationalGraph
+from gnn.engine.settings import field_check
+from gnn.engine.settings import help_field as _f
 from gnn.models.nbfnet import NBFNet
 
 __all__ = ["NBFNetResult", "NBFNetTrainConfig", "build_model", "default_train_triples"]
-
-
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - reads best in field declarations
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
@@ -69,9 +66,7 @@ class NBFNetTrainConfig:
     backend: str = _f("auto", "Aggregation backend: auto, naive, torch or triton.")
 
     def __post_init__(self) -> None:
-        def require(cond: bool, name: str, msg: str) -> None:
-            if not cond:
-                raise ValueError(f"NBFNetTrainConfig.{name}: {msg} (got {getattr(self, name)!r})")
+        require = field_check(self)
 
         require(self.task in ("kg", "link"), "task", "must be 'kg' or 'link'")
         require(self.dim >= 1, "dim", "must be >= 1")

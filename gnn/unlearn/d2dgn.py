@@ -34,7 +34,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gnn.engine.loop import LoopLimits, descend, run_loop
+from gnn.engine.settings import field_check
+from gnn.engine.settings import help_field as _f
 
 __all__ = [
     "LossTerms",
@@ -55,10 +57,6 @@ __all__ = [
     "log_distill",
     "pick_rows",
 ]
-
-
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - reads best in field declarations
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
@@ -83,9 +81,7 @@ class UnlearnConfig:
     )
 
     def __post_init__(self) -> None:
-        def require(cond: bool, name: str, msg: str) -> None:
-            if not cond:
-                raise ValueError(f"UnlearnConfig.{name}: {msg} (got {getattr(self, name)!r})")
+        require = field_check(self)
 
         require(0.0 <= self.alpha <= 1.0, "alpha", "must be in [0, 1]")
         require(math.isfinite(self.beta) and self.beta >= 0, "beta", "must be >= 0")
