@@ -17,7 +17,7 @@ from pipelines.serve.ann import (
     lift_queries,
     save_index,
 )
-from pipelines.serve.topk import topk_block
+from pipelines.serve.seam import topk_block
 
 
 def random_table(n_items=400, n_users=60, dim=8, seed=0):

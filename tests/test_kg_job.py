@@ -58,8 +58,8 @@ def test_kg_job_end_to_end_and_resume(spark, ring_kg, tmp_path, capsys):
 
     from gnn.engine.nbfnet import build_model
     from pipelines.core.config import load_config
-    from pipelines.kg.run import MODEL_FILE, train_config
-    from pipelines.kg.seam import load_model, model_bytes
+    from pipelines.kg.run import MODEL_FILE
+    from pipelines.kg.seam import load_model, model_bytes, train_config
 
     run_dir = tmp_path / "run"
     assert kg.main(_argv(ring_kg, run_dir)) == 0

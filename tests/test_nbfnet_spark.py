@@ -146,10 +146,9 @@ def test_a_query_whose_source_has_no_leaf_fails_naming_it(spark) -> None:
 def test_train_rounds_average_the_leaf_updates_by_query_count(spark) -> None:
     import io
 
-    from pipelines.kg.seam import (
-        LEAF_ID,
+    from pipelines.kg.seam import LEAF_ID, _leaf_rows
+    from pipelines.kg.seam_train import (
         NBFNetRounds,
-        _leaf_rows,
         average_states,
         train_leaf_round,
         train_rounds,

@@ -9,7 +9,7 @@ so a rerun skips finished stages and a killed run resumes):
    edges (:func:`pipelines.partition.stage.partition_stage`);
 3. ``nbfnet-train``: one NBFNet (Zhu et al., NeurIPS 2021) shared by all leaves, trained by
    rounds of per-leaf Adam steps averaged by query count, ``w <- Σ_k n_k w_k / Σ_k n_k``
-   (McMahan et al. 2017; :func:`pipelines.kg.seam.train_rounds`); writes ``model.pt``;
+   (McMahan et al. 2017; :func:`pipelines.kg.seam_train.train_rounds`); writes ``model.pt``;
 4. ``nbfnet-evaluate``: every test triple as a tail and a head query, each ranked on its source's
    leaf + halo against all entities, filtered by the known (train + test) triples
    (:func:`pipelines.kg.seam.rank_queries`); writes ``ranks/`` and ``metrics.json`` (MRR,
@@ -60,23 +60,6 @@ def kg_sizes(spark: SparkSession, run_dir: Path) -> tuple[int, int]:
     return counts.get("entity", 0), counts.get("relation", 0)
 
 
-def train_config(cfg: PipelineConfig) -> Any:
-    """The :class:`gnn.engine.nbfnet.NBFNetTrainConfig` of the ``nbfnet`` section."""
-    from gnn.engine.nbfnet import NBFNetTrainConfig
-
-    n = cfg.nbfnet
-    return NBFNetTrainConfig(
-        task="kg",
-        dim=n.dim,
-        layers=n.layers,
-        batch_size=n.batch_size,
-        lr=n.lr,
-        num_negative=n.num_negative,
-        adversarial_temperature=n.adversarial_temperature,
-        seed=cfg.run.seed,
-    )
-
-
 def _leaf_frames(spark: SparkSession, run_dir: Path) -> tuple[DataFrame, DataFrame]:
     from pipelines.kg.seam import leaf_triples
 
@@ -90,7 +73,8 @@ def _leaf_frames(spark: SparkSession, run_dir: Path) -> tuple[DataFrame, DataFra
 def nbfnet_train_body(
     spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path
 ) -> dict[str, Any]:
-    from pipelines.kg.seam import NBFNetRounds, train_rounds
+    from pipelines.kg.seam import train_config
+    from pipelines.kg.seam_train import NBFNetRounds, train_rounds
 
     num_entities, num_relations = kg_sizes(spark, run_dir)
     edges, assignment = _leaf_frames(spark, run_dir)
@@ -143,7 +127,7 @@ def query_rows(test: DataFrame, num_relations: int, limit: int, seed: int) -> Da
 def nbfnet_evaluate_body(
     spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path
 ) -> dict[str, Any]:
-    from pipelines.kg.seam import NBFNetScoring, mrr_and_hits, rank_queries
+    from pipelines.kg.seam import NBFNetScoring, mrr_and_hits, rank_queries, train_config
 
     num_entities, num_relations = kg_sizes(spark, run_dir)
     edges, assignment = _leaf_frames(spark, run_dir)

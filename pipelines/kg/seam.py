@@ -1,16 +1,15 @@
 """Partitioned NBFNet in Spark tasks: training by averaging over leaves, leaf + halo inference.
 
-Training (:func:`train_rounds`): rounds of one task per leaf training the shared parameters on
-the leaf's own queries, averaged on the driver weighted by query count (federated averaging).
-Inference (:func:`rank_queries`), described here:
+Training (:func:`pipelines.kg.seam_train.train_rounds`): rounds of one task per leaf training
+the shared parameters on the leaf's own queries, averaged on the driver weighted by query count
+(federated averaging). Inference (:func:`rank_queries`, this module), described here:
 
 NBFNet (Zhu et al., NeurIPS 2021) scores the tails of a query ``(s, r, ?)`` with ``T``
 Bellman-Ford steps ``h_v^{(t)} = AGG({MSG(h_x^{(t-1)}, w_q(x, r', v)) : (x, r', v) in E} ∪
 {h_v^{(0)}})`` from the boundary condition ``h_v^{(0)} = 1[v = s] q_r`` (Eq. 2-3), so a query's
-cost grows with the edges it propagates over. Here, as in :mod:`gnn.engine.nbfnet_partitioned`, a
-query
-runs on the subgraph of the leaf that owns ``s``: the leaf's core nodes, its 1-hop halo and the
-edges the partitioner ships with the leaf (internal + cut edges: the ``outward`` rule);
+cost grows with the edges it propagates over. Here, as in :mod:`gnn.engine.nbfnet_partitioned`,
+a query runs on the subgraph of the leaf that owns ``s``: the leaf's core nodes, its 1-hop halo
+and the edges the partitioner ships with the leaf (internal + cut edges: the ``outward`` rule);
 candidates outside it score ``-inf``. One Spark task per leaf (``applyInPandas`` grouped by
 leaf) builds that subgraph from the partition tables, loads the shared parameters and returns
 one filtered rank per query, so the ranks equal
@@ -34,6 +33,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from pipelines.core.config import PipelineConfig
 from pipelines.core.schema import DST, LEAF_ID, NODE_ID, REL, SRC
 from pipelines.partition.output import internal_and_halo_edges
 from pipelines.train.seam import task_device, task_threads
@@ -84,6 +84,23 @@ def model_bytes(model: Any) -> bytes:
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
     return buf.getvalue()
+
+
+def train_config(cfg: PipelineConfig) -> Any:
+    """The :class:`gnn.engine.nbfnet.NBFNetTrainConfig` of the ``nbfnet`` section."""
+    from gnn.engine.nbfnet import NBFNetTrainConfig
+
+    n = cfg.nbfnet
+    return NBFNetTrainConfig(
+        task="kg",
+        dim=n.dim,
+        layers=n.layers,
+        batch_size=n.batch_size,
+        lr=n.lr,
+        num_negative=n.num_negative,
+        adversarial_temperature=n.adversarial_temperature,
+        seed=cfg.run.seed,
+    )
 
 
 def leaf_triples(triples: DataFrame, assignment: DataFrame, halo_edges: DataFrame) -> DataFrame:
@@ -256,154 +273,6 @@ def _leaf_rows(leaf_edges: DataFrame, assignment: DataFrame) -> DataFrame:
         empty.alias(_KNOWN),
     )  # fmt: skip
     return edges.unionByName(nodes)
-
-
-TRAIN_SCHEMA = f"{LEAF_ID} long, queries long, loss double, state binary"
-
-
-@dataclass(frozen=True)
-class NBFNetRounds:
-    """Federated-averaging training of one NBFNet over the leaves (see :func:`train_rounds`).
-
-    Args:
-        config: the :class:`gnn.engine.nbfnet.NBFNetTrainConfig` (``lr``, ``batch_size``,
-            negatives, ``seed``).
-        num_entities: entity count ``N``.
-        num_relations: relation count ``R`` without inverses.
-        rounds: rounds of per-leaf training + averaging.
-        steps: optimiser steps per leaf and round.
-        device: ``auto`` | ``cpu`` | ``cuda[:N]`` (``auto``: the task's GPU when given one).
-        threads: torch threads per task (0: the task's cores).
-    """
-
-    config: Any
-    num_entities: int
-    num_relations: int
-    rounds: int = 1
-    steps: int = 10
-    device: str = "auto"
-    threads: int = 0
-
-    def __post_init__(self) -> None:
-        if self.rounds < 1 or self.steps < 1:
-            raise ValueError(
-                f"NBFNetRounds: rounds and steps must be >= 1, got {self.rounds}, {self.steps}"
-            )
-
-
-def leaf_seed(seed: int, round_no: int, leaf_id: int) -> int:
-    """The seed of one leaf's training in one round (a retried task draws the same batches)."""
-    return ((seed * 1_000_003 + round_no) * 1_000_003 + leaf_id) % (2**63 - 1)
-
-
-def train_leaf_round(
-    pdf: pd.DataFrame, state: bytes, round_no: int, rounds: NBFNetRounds
-) -> pd.DataFrame:
-    """One leaf's round (the per-task function of :func:`train_rounds`, testable on pandas)."""
-    import torch
-
-    from gnn.engine.device import torch_threads
-    from gnn.engine.nbfnet_partitioned import train_leaf_steps
-
-    leaf_id = int(pdf[LEAF_ID].iloc[0])
-    dev = torch.device(task_device(rounds.device))
-    with torch_threads(task_threads(rounds.threads)):
-        _, _, graph, core = leaf_graph(pdf, rounds.num_entities, rounds.num_relations)
-        model = load_model(state, rounds.config, rounds.num_relations)
-        seed = leaf_seed(int(rounds.config.seed), round_no, leaf_id)
-        n, losses = train_leaf_steps(
-            model, graph, core, rounds.config, steps=rounds.steps, seed=seed, device=dev
-        )
-    loss = sum(losses) / len(losses) if losses else float("nan")
-    return pd.DataFrame(
-        {LEAF_ID: [leaf_id], "queries": [n], "loss": [loss], "state": [model_bytes(model)]}
-    )
-
-
-def average_states(rows: list[tuple[int, bytes]]) -> bytes:
-    """``sum_k n_k w_k / sum_k n_k`` over ``(n_k, state_k)``; leaves with ``n_k = 0`` skipped.
-
-    Non-float entries (counters) are taken from the first leaf.
-    """
-    import torch
-
-    kept = [(n, torch.load(io.BytesIO(b), map_location="cpu")) for n, b in rows if n > 0]
-    if not kept:
-        raise ValueError("average_states: no leaf has training queries")
-    total = float(sum(n for n, _ in kept))
-    first = kept[0][1]
-    out = {}
-    for key, value in first.items():
-        if torch.is_floating_point(value):
-            acc = torch.zeros_like(value, dtype=torch.float64)
-            for n, sd in kept:
-                acc += sd[key].double() * (n / total)
-            out[key] = acc.to(value.dtype)
-        else:
-            out[key] = value
-    buf = io.BytesIO()
-    torch.save(out, buf)
-    return buf.getvalue()
-
-
-def _round_function(state: bytes, round_no: int, rounds: NBFNetRounds) -> Any:
-    def run(pdf: pd.DataFrame) -> pd.DataFrame:
-        return train_leaf_round(pdf, state, round_no, rounds)
-
-    return run
-
-
-def train_rounds(
-    leaf_edges: DataFrame,
-    assignment: DataFrame,
-    rounds: NBFNetRounds,
-    *,
-    state: bytes | None = None,
-    log: Any = None,
-) -> tuple[bytes, list[dict[str, float]]]:
-    """Train one NBFNet on the leaves in Spark tasks, by rounds of federated averaging.
-
-    Every round, one ``applyInPandas`` task per leaf builds the leaf's subgraph (as
-    :func:`rank_queries` does), loads the current parameters, takes ``rounds.steps`` Adam steps
-    on the queries whose source is in the leaf's core (:func:`gnn.engine.nbfnet_partitioned.
-    train_leaf_steps`, seeded by seed, round and leaf, so a retried task returns the same
-    bytes) and returns its parameters and query count; the driver averages them weighted by
-    query count (McMahan et al. 2017, ``w <- sum_k n_k w_k / sum_k n_k``). Only the k parameter
-    sets (one model each, no graph data) reach the driver.
-
-    Args:
-        leaf_edges: :func:`leaf_triples` rows; assignment ``(node_id, leaf_id)``.
-        rounds: settings.
-        state: starting parameters (default: ``build_model`` seeded by ``config.seed``).
-        log: ``log(message)`` per round (default: nothing).
-
-    Returns:
-        ``(parameters as bytes, one {"round", "loss", "queries", "leaves"} per round)``.
-    """
-    import torch
-
-    from gnn.engine.nbfnet import build_model
-
-    if state is None:
-        torch.manual_seed(int(rounds.config.seed))
-        state = model_bytes(build_model(2 * rounds.num_relations, rounds.config))
-    rows = _leaf_rows(leaf_edges, assignment).localCheckpoint()
-    history = []
-    for round_no in range(rounds.rounds):
-        run = _round_function(state, round_no, rounds)
-        out = rows.groupBy(LEAF_ID).applyInPandas(run, TRAIN_SCHEMA).collect()
-        out.sort(key=lambda row: row[LEAF_ID])
-        state = average_states([(int(row["queries"]), bytes(row["state"])) for row in out])
-        n = sum(int(row["queries"]) for row in out)
-        loss = sum(float(row["loss"]) * int(row["queries"]) for row in out if row["queries"]) / max(
-            n, 1
-        )
-        history.append(
-            {"round": round_no + 1, "loss": loss, "queries": float(n), "leaves": float(len(out))}
-        )
-        if log is not None:
-            log(f"[nbfnet-spark] round {round_no + 1}: loss {loss:.4f} over {len(out)} leaves")
-    return state, history
 
 
 def mrr_and_hits(ranks: DataFrame) -> dict[str, float]:

@@ -126,15 +126,7 @@ def connected_components(
             raise NotConvergedError(
                 f"connected_components: not converged after max_iter={max_iter} rounds"
             )
-        large = joined.select(SRC, F.coalesce(_M, DST).alias(DST)).distinct()
-        m2 = large.groupBy(SRC).agg(F.min(DST).alias(_M))
-        small = (
-            large.join(m2, on=SRC)
-            .select(F.col(DST).alias(SRC), F.col(_M).alias(DST))
-            .filter(F.col(SRC) != F.col(DST))
-            .union(m2.select(SRC, F.col(_M).alias(DST)))
-            .distinct()
-        )
+        small = _large_then_small_star(joined)
         held.append(e)
         if (iteration + 1) % checkpoint_interval == 0:
             e = _truncate(small, checkpoint)
@@ -149,6 +141,23 @@ def connected_components(
         df.unpersist()
     _describe(spark, None)
     return result
+
+
+def _large_then_small_star(joined: DataFrame) -> DataFrame:
+    """One round of :func:`connected_components` on ``joined`` ``(src, dst, m(dst))``.
+
+    Large-star maps ``(x, y)`` to ``(x, m(y))``; small-star then maps ``(u, v)`` to
+    ``(v, m(u))`` and adds ``(u, m(u))`` (Kiveris et al. 2014).
+    """
+    large = joined.select(SRC, F.coalesce(_M, DST).alias(DST)).distinct()
+    m2 = large.groupBy(SRC).agg(F.min(DST).alias(_M))
+    return (
+        large.join(m2, on=SRC)
+        .select(F.col(DST).alias(SRC), F.col(_M).alias(DST))
+        .filter(F.col(SRC) != F.col(DST))
+        .union(m2.select(SRC, F.col(_M).alias(DST)))
+        .distinct()
+    )
 
 
 def _int32(x: Column) -> Column:

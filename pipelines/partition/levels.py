@@ -10,7 +10,7 @@ Schema:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
@@ -30,9 +30,7 @@ from pipelines.partition.common import (
 from pipelines.partition.hash_start import balanced_hash_split
 from pipelines.partition.initial import InitialParams, initial_partition
 from pipelines.partition.refine import leaf_loads, project, refine
-
-if TYPE_CHECKING:
-    from pipelines.partition.stage import PartitionSettings
+from pipelines.partition.settings import PartitionSettings
 
 _HASH_START_STAGE = 5
 
@@ -96,7 +94,31 @@ def assign_leaves(
     coarsest = levels[-1]
     state, how = _initial(spark, coarsest, k, settings, ck, settings.max_initial_edges)
     state = ck.keep(state, "initial")
-    loads = leaf_loads(state, k)
+    state = _uncoarsen(spark, levels, state, leaf_loads(state, k), how, capacity, settings, ck)
+    state = ck.write(state, "assigned")
+    info = {
+        "levels": len(levels) - 1,
+        "coarsest_nodes": coarsest.num_nodes,
+        "initial": how,
+        "direct": False,
+    }
+    return state, info
+
+
+def _uncoarsen(
+    spark: SparkSession,
+    levels: list[Level],
+    state: DataFrame,
+    loads: list[int],
+    how: str,
+    capacity: list[int],
+    settings: PartitionSettings,
+    ck: Checkpointer,
+) -> DataFrame:
+    """Project the coarsest leaves level by level to the fine graph, refining at each level.
+
+    A hash start (``how == "hash"``) is refined on the coarsest level too.
+    """
 
     def refine_level(i: int, state: DataFrame, loads: list[int]) -> tuple[DataFrame, list[int]]:
         level = levels[i]
@@ -124,14 +146,7 @@ def assign_leaves(
         assert mapping is not None
         state = ck.step(project(mapping, state, levels[i].nodes), "refine")
         state, loads = refine_level(i, state, loads)
-    state = ck.write(state, "assigned")
-    info = {
-        "levels": len(levels) - 1,
-        "coarsest_nodes": coarsest.num_nodes,
-        "initial": how,
-        "direct": False,
-    }
-    return state, info
+    return state
 
 
 def _initial(

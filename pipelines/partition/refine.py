@@ -92,34 +92,7 @@ def refine(
     loads = list(loads)
     for it in range(iterations):
         s = salt(_REFINE_STAGE, level, it)
-        by_v = state.select(F.col(NODE).alias(V), F.col(PART).alias("pv"))
-        conn = adjacency.join(small(by_v, broadcast), V).groupBy(U, "pv").agg(F.sum(W).alias("c"))
-        mine = state.select(F.col(NODE).alias(U), F.col(PART).alias("pu"), VW)
-        rows = conn.join(small(mine, broadcast), U)
-        option = F.struct(F.col("c"), seeded_hash(seed, s, U, "pv").alias("h"), F.col("pv"))
-        other = F.col("pv") != F.col("pu")
-        per = rows.groupBy(U, "pu", VW).agg(
-            F.sum(F.when(~other, F.col("c")).otherwise(F.lit(0))).alias("own"),
-            F.max(F.when(other, option)).alias("best"),
-        )
-        rank = Window.partitionBy("src_part", "dst_part").orderBy(F.desc("gain"), "h", NODE)
-        # Nodes of leaves above capacity may also move at a loss (best first), to shed weight.
-        over = [a for a, load in enumerate(loads) if load > capacity[a]]
-        wanted = F.col("best.c") > F.col("own")
-        if over:
-            wanted = wanted | (F.col("pu").isin(over) & F.col("best").isNotNull())
-        cand = (
-            per.where(hash_fraction_below(seed, s + 1, U, active_fraction) & wanted)
-            .select(
-                F.col(U).alias(NODE),
-                F.col("pu").alias("src_part"),
-                F.col("best.pv").alias("dst_part"),
-                (F.col("best.c") - F.col("own")).alias("gain"),
-                VW,
-                seeded_hash(seed, s + 2, U).alias("h"),
-            )
-            .withColumn("run", F.sum(VW).over(rank.rowsBetween(Window.unboundedPreceding, 0)))
-        )
+        cand = _candidates(adjacency, state, loads, capacity, seed, s, active_fraction, broadcast)
         cand = ck.keep(cand, "refine-cand", eager=False)
         totals = {
             (int(r["src_part"]), int(r["dst_part"])): int(r["x"])
@@ -128,21 +101,7 @@ def refine(
         if not totals:
             log.info("partition: level %d refinement converged after %d rounds", level, it)
             break
-        allow = pair_allowances(loads, capacity, totals)
-        for attempt in range(_TIGHTEN_ROUNDS):
-            admitted = cand.join(
-                F.broadcast(_pairs_df(spark, allow)), ["src_part", "dst_part"]
-            ).where(F.col("run") <= F.col("allow"))
-            flows = {
-                (int(r["src_part"]), int(r["dst_part"])): int(r["f"])
-                for r in admitted.groupBy("src_part", "dst_part")
-                .agg(F.sum(VW).alias("f"))
-                .collect()
-            }
-            tighter = tighten_allowances(loads, capacity, allow, flows)
-            if tighter is None or attempt == _TIGHTEN_ROUNDS - 1:
-                break
-            allow = tighter
+        admitted, allow, flows = _admit(spark, cand, loads, capacity, totals)
         kept = repair_flows(loads, capacity, flows)
         kept_allow = {p: allow[p] for p in kept}
         moves = admitted.join(
@@ -166,6 +125,77 @@ def refine(
         )
     ck.release("refine-cand")
     return state, loads
+
+
+def _candidates(
+    adjacency: DataFrame,
+    state: DataFrame,
+    loads: list[int],
+    capacity: list[int],
+    seed: int,
+    s: int,
+    active_fraction: float,
+    broadcast: bool,
+) -> DataFrame:
+    """Each sampled node's best move ``(node, src_part, dst_part, gain, vw, h, run)``.
+
+    ``run`` is the running weight of the moves between the same two leaves, best gain first.
+    """
+    by_v = state.select(F.col(NODE).alias(V), F.col(PART).alias("pv"))
+    conn = adjacency.join(small(by_v, broadcast), V).groupBy(U, "pv").agg(F.sum(W).alias("c"))
+    mine = state.select(F.col(NODE).alias(U), F.col(PART).alias("pu"), VW)
+    rows = conn.join(small(mine, broadcast), U)
+    option = F.struct(F.col("c"), seeded_hash(seed, s, U, "pv").alias("h"), F.col("pv"))
+    other = F.col("pv") != F.col("pu")
+    per = rows.groupBy(U, "pu", VW).agg(
+        F.sum(F.when(~other, F.col("c")).otherwise(F.lit(0))).alias("own"),
+        F.max(F.when(other, option)).alias("best"),
+    )
+    rank = Window.partitionBy("src_part", "dst_part").orderBy(F.desc("gain"), "h", NODE)
+    # Nodes of leaves above capacity may also move at a loss (best first), to shed weight.
+    over = [a for a, load in enumerate(loads) if load > capacity[a]]
+    wanted = F.col("best.c") > F.col("own")
+    if over:
+        wanted = wanted | (F.col("pu").isin(over) & F.col("best").isNotNull())
+    return (
+        per.where(hash_fraction_below(seed, s + 1, U, active_fraction) & wanted)
+        .select(
+            F.col(U).alias(NODE),
+            F.col("pu").alias("src_part"),
+            F.col("best.pv").alias("dst_part"),
+            (F.col("best.c") - F.col("own")).alias("gain"),
+            VW,
+            seeded_hash(seed, s + 2, U).alias("h"),
+        )
+        .withColumn("run", F.sum(VW).over(rank.rowsBetween(Window.unboundedPreceding, 0)))
+    )
+
+
+def _admit(
+    spark: SparkSession,
+    cand: DataFrame,
+    loads: list[int],
+    capacity: list[int],
+    totals: dict[tuple[int, int], int],
+) -> tuple[DataFrame, dict[tuple[int, int], int], dict[tuple[int, int], int]]:
+    """The candidates admitted by per-pair allowances, tightened until no leaf overflows.
+
+    Returns the admitted moves, the allowance of each leaf pair and the weight each pair moves.
+    """
+    allow = pair_allowances(loads, capacity, totals)
+    for attempt in range(_TIGHTEN_ROUNDS):
+        admitted = cand.join(F.broadcast(_pairs_df(spark, allow)), ["src_part", "dst_part"]).where(
+            F.col("run") <= F.col("allow")
+        )
+        flows = {
+            (int(r["src_part"]), int(r["dst_part"])): int(r["f"])
+            for r in admitted.groupBy("src_part", "dst_part").agg(F.sum(VW).alias("f")).collect()
+        }
+        tighter = tighten_allowances(loads, capacity, allow, flows)
+        if tighter is None or attempt == _TIGHTEN_ROUNDS - 1:
+            break
+        allow = tighter
+    return admitted, allow, flows
 
 
 def _pairs_df(spark: SparkSession, allow: dict[tuple[int, int], int]) -> DataFrame:

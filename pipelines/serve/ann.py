@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from pipelines.serve.topk import topk_block
+from pipelines.serve.seam import topk_block
 
 INDEX_FILE, IDS_FILE, META_FILE = "index.faiss", "item_ids.parquet", "meta.json"
 KINDS = ("hnsw", "ivf", "flat")

@@ -23,7 +23,7 @@ from pyspark.sql import types as T
 
 from pipelines.core.schema import ITEM, RANK, SCORE, USER, VECTOR
 from pipelines.core.vector_bytes import bytes_to_matrix
-from pipelines.serve.topk import topk_block
+from pipelines.serve.seam import topk_block
 
 __all__ = [
     "RECOMMENDATION_SCHEMA",

@@ -7,16 +7,16 @@ plain pandas DataFrame without Spark, which is how it is unit-tested.
 
 Device: the GPU Spark assigned to the task (``TaskContext.get().resources()["gpu"]``, requested
 with ``spark.executor.resource.gpu.amount`` and ``spark.task.resource.gpu.amount``), else CUDA when
-running outside Spark on a machine that has it, else CPU. Threads: ``settings.threads`` or the
-task's CPU count (Spark sets ``OMP_NUM_THREADS=1`` in Python workers otherwise). Each leaf is seeded
-from ``(seed, leaf_id)`` so a retried task returns identical rows.
+running outside Spark on a machine that has it, else CPU (:mod:`pipelines.train.seam_task`).
+Threads: ``settings.threads`` or the task's CPU count (Spark sets ``OMP_NUM_THREADS=1`` in Python
+workers otherwise). Each leaf is seeded from ``(seed, leaf_id)`` so a retried task returns
+identical rows.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -25,163 +25,46 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from pipelines.core.schema import ITEM, KIND, LEAF_ID, NODE_ID, ROLE, USER, VECTOR
 from pipelines.core.vector_bytes import (
     arrow_to_matrix,
     bytes_to_matrix,
-    check_vector_dtype,
     matrix_to_arrow,
     vectors_to_bytes,
 )
+from pipelines.train.seam_task import (
+    EMBEDDING_ROWS_SCHEMA,
+    LEAF_LOG,
+    REPLICAS,
+    WEIGHTED_ROWS_SCHEMA,
+    LeafTrainSettings,
+    leaf_log,
+    leaf_train_config,
+    positions_in,
+    setup_leaf,
+    task_device,
+    task_threads,
+)
 from pipelines.train.seeded_init import seeded_vectors
 
-LEAF_LOG = "leaf_log"
-REPLICAS = "replicas"
-"""How many leaves hold a node (a column of the round rows); > 1 marks a shared node."""
-
-EMBEDDING_ROWS_SCHEMA = T.StructType(
-    [
-        T.StructField(LEAF_ID, T.LongType(), False),
-        T.StructField(KIND, T.StringType(), False),
-        T.StructField(NODE_ID, T.LongType(), False),
-        T.StructField(ROLE, T.StringType(), False),
-        T.StructField(VECTOR, T.BinaryType(), False),
-        T.StructField(LEAF_LOG, T.StringType(), True),
-    ]
-)
-
-
-@dataclass(frozen=True)
-class LeafTrainSettings:
-    """What every leaf's training needs; plain data so it pickles into the Spark closure."""
-
-    dim: int = 64
-    layers: int = 3
-    epochs: int = 30
-    batch_size: int = 8192
-    lr: float = 0.001
-    reg: float = 1e-4
-    seed: int = 0
-    time_budget_seconds: float = 0.0
-    device: str = "auto"
-    threads: int = 0
-    vector_dtype: str = "float32"  # of the returned rows' vectors; "float16" halves their bytes
-    shared_step: float = 1.0
-    """Server step on nodes held by several leaves (FedAvg with a server learning rate, Reddi
-    et al. 2021, Alg. 1 with SGD on the server: ``x <- x + eta * mean_k(x_k - x)``). A leaf
-    returns ``x + eta (x_k - x)`` for a node whose start row says ``replicas > 1``; the weighted
-    mean of those is the server step, with no extra pass. 1 is plain federated averaging."""
-
-    def __post_init__(self) -> None:
-        check_vector_dtype(self.vector_dtype, "vector_dtype")
-        if not 0.0 < self.shared_step <= 8.0:
-            raise ValueError(f"shared_step: must be in (0, 8] (got {self.shared_step})")
-
-
-def task_device(requested: str = "auto") -> str:
-    """The torch device for this task: the Spark-assigned GPU, else CUDA if present, else CPU."""
-    if requested != "auto":
-        return requested
-    try:
-        from pyspark import TaskContext
-
-        ctx = TaskContext.get()
-    except ImportError:  # pragma: no cover - pyspark is a dependency
-        ctx = None
-    if ctx is not None:
-        gpus = ctx.resources().get("gpu")
-        if gpus is not None and gpus.addresses:
-            return f"cuda:{gpus.addresses[0]}"
-        return "cpu"  # a task without an assigned GPU never grabs one
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def task_threads(requested: int = 0) -> int:
-    """torch threads: the requested count, else the cores Spark gave this task, else all cores."""
-    if requested > 0:
-        return requested
-    try:
-        from pyspark import TaskContext
-
-        ctx = TaskContext.get()
-        if ctx is not None:
-            return max(1, int(ctx.cpus()))
-    except ImportError:  # pragma: no cover
-        pass
-    import os
-
-    return max(1, len(os.sched_getaffinity(0)))
-
-
-@dataclass(frozen=True)
-class _LeafSetup:
-    leaf_id: int
-    device: Any
-    users_global: np.ndarray
-    users_local: np.ndarray
-    items_global: np.ndarray
-    items_local: np.ndarray
-
-
-def _setup_leaf(pdf: pd.DataFrame, settings: LeafTrainSettings) -> _LeafSetup:
-    """Threads and device of the task, and the leaf's global ids mapped to local 0..n-1."""
-    import torch
-
-    torch.set_num_threads(task_threads(settings.threads))
-    users_global, users_local = np.unique(pdf[USER].to_numpy(np.int64), return_inverse=True)
-    items_global, items_local = np.unique(pdf[ITEM].to_numpy(np.int64), return_inverse=True)
-    return _LeafSetup(
-        leaf_id=int(pdf[LEAF_ID].iloc[0]),
-        device=torch.device(task_device(settings.device)),
-        users_global=users_global,
-        users_local=users_local.astype(np.int64),
-        items_global=items_global,
-        items_local=items_local.astype(np.int64),
-    )
-
-
-def _leaf_config(settings: LeafTrainSettings, seed: int) -> Any:
-    from gnn.engine.lightgcn import LightGCNTrainConfig
-
-    return LightGCNTrainConfig(
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        reg=settings.reg,
-        layers=settings.layers,
-        dim=settings.dim,
-        seed=seed,
-        time_budget_seconds=settings.time_budget_seconds,
-    )
-
-
-def leaf_log(
-    leaf_id: int,
-    result: Any,
-    started: float,
-    device: Any,
-    settings: LeafTrainSettings,
-    **sizes: int,
-) -> dict[str, Any]:
-    """The JSON log row of one trained leaf: sizes, epochs, loss curve, seconds, device.
-
-    ``result`` is a training result with ``epochs``, ``losses`` and ``seconds``.
-    """
-    return {
-        "leaf_id": leaf_id,
-        **sizes,
-        "epochs": result.epochs,
-        "losses": [round(float(x), 6) for x in result.losses],
-        "train_seconds": round(result.seconds, 3),
-        "seconds": round(time.perf_counter() - started, 3),
-        "device": str(device),
-        "settings": asdict(settings),
-    }
+__all__ = [
+    "EMBEDDING_ROWS_SCHEMA",
+    "LEAF_LOG",
+    "REPLICAS",
+    "WEIGHTED_ROWS_ARROW_SCHEMA",
+    "WEIGHTED_ROWS_SCHEMA",
+    "LeafTrainSettings",
+    "leaf_log",
+    "task_device",
+    "task_threads",
+    "train_leaf",
+    "train_leaf_from",
+    "train_leaf_from_arrow",
+    "train_leaves",
+    "train_leaves_from",
+]
 
 
 def train_leaf(pdf: pd.DataFrame, settings: LeafTrainSettings) -> pd.DataFrame:
@@ -199,7 +82,7 @@ def train_leaf(pdf: pd.DataFrame, settings: LeafTrainSettings) -> pd.DataFrame:
     if pdf.empty:
         return pd.DataFrame({f.name: [] for f in EMBEDDING_ROWS_SCHEMA.fields})
     started = time.perf_counter()
-    leaf = _setup_leaf(pdf, settings)
+    leaf = setup_leaf(pdf, settings)
     leaf_id, device = leaf.leaf_id, leaf.device
     users_global, items_global = leaf.users_global, leaf.items_global
     result = fit_lightgcn(
@@ -207,7 +90,7 @@ def train_leaf(pdf: pd.DataFrame, settings: LeafTrainSettings) -> pd.DataFrame:
         leaf.items_local,
         len(users_global),
         len(items_global),
-        _leaf_config(settings, settings.seed * 1_000_003 + leaf_id),
+        leaf_train_config(settings, settings.seed * 1_000_003 + leaf_id),
         device=device,
         log=lambda *a, **k: None,
     )
@@ -255,18 +138,6 @@ def train_leaves(interactions: DataFrame, settings: LeafTrainSettings) -> DataFr
         .groupBy(LEAF_ID)
         .applyInPandas(fn, schema=EMBEDDING_ROWS_SCHEMA)
     )
-
-
-WEIGHTED_ROWS_SCHEMA = T.StructType(
-    [
-        T.StructField(LEAF_ID, T.LongType(), False),
-        T.StructField(KIND, T.StringType(), False),
-        T.StructField(NODE_ID, T.LongType(), False),
-        T.StructField("w", T.DoubleType(), False),
-        T.StructField(VECTOR, T.BinaryType(), False),
-        T.StructField(LEAF_LOG, T.StringType(), True),
-    ]
-)
 
 
 def train_leaf_from(
@@ -361,7 +232,7 @@ def _train_leaf_arrays(
     from gnn.engine.lightgcn import fit_lightgcn
 
     started = time.perf_counter()
-    leaf = _setup_leaf(edges, settings)
+    leaf = setup_leaf(edges, settings)
     leaf_id, device = leaf.leaf_id, leaf.device
     users_global, users_local = leaf.users_global, leaf.users_local
     items_global, items_local = leaf.items_global, leaf.items_local
@@ -370,9 +241,7 @@ def _train_leaf_arrays(
     shared = np.zeros(n_u + n_i, dtype=bool)
     for kind, ids, offset in ((USER, users_global, 0), (ITEM, items_global, n_u)):
         mask = init_kinds == kind
-        node_ids = init_ids[mask]
-        pos = np.searchsorted(ids, node_ids)
-        ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == node_ids)
+        pos, ok = positions_in(ids, init_ids[mask])
         if init_vectors is not None:
             start[offset + pos[ok]] = init_vectors[mask][ok]
         if init_replicas is not None:
@@ -386,7 +255,7 @@ def _train_leaf_arrays(
         items_local,
         n_u,
         n_i,
-        _leaf_config(settings, (settings.seed * 1_000_003 + leaf_id) * 1_009 + round_index),
+        leaf_train_config(settings, (settings.seed * 1_000_003 + leaf_id) * 1_009 + round_index),
         device=device,
         init_embedding=torch.from_numpy(start),
         log=lambda *a, **k: None,

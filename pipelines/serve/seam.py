@@ -1,4 +1,6 @@
-"""Exact top-K by inner product for one block of queries (NumPy in and out, torch inside).
+"""The serve folder's seam: exact top-K by inner product for one block of queries.
+
+NumPy in and out, torch inside (the only module of ``serve/`` that imports torch or :mod:`gnn`).
 
 Shared by the Spark tasks of :mod:`pipelines.serve.recommend` and the ANN loader and benchmark of
 :mod:`pipelines.serve.ann`, so every path orders results the same way: score descending, then the
