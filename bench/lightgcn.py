@@ -35,8 +35,9 @@ import numpy as np
 import torch
 
 from gnn.data.lightgcn_files import load_lightgcn_file
+from gnn.data.sampling import Interactions
 from gnn.engine.bpr import train_bpr
-from gnn.engine.device import select_device
+from gnn.engine.device import select_device, torch_threads
 from gnn.engine.lightgcn import LightGCNTrainConfig, fit_lightgcn
 
 
@@ -143,10 +144,7 @@ def pyg_epoch_seconds(
     run = train_bpr(
         forward,
         model.parameters(),
-        users,
-        items,
-        num_users,
-        num_items,
+        Interactions(users, items, num_users, num_items),
         cfg.replace(time_budget_seconds=None),
         device,
         log=lambda line: print(f"pyg {line}", flush=True),
@@ -159,13 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = build_config(args)
     device = select_device(args.device)
-    threads = torch.get_num_threads()
-    if device.type == "cpu" and cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads if device.type == "cpu" else 0):
         return run(args, cfg, device)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def run(args: argparse.Namespace, cfg: LightGCNTrainConfig, device: torch.device) -> int:

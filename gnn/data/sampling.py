@@ -19,6 +19,7 @@ deterministic for a seed.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -26,7 +27,20 @@ from torch import Tensor
 
 from gnn.data.kg import RelationalGraph
 
-__all__ = ["BPRSampler", "NegativeSampler", "uniform_negatives"]
+__all__ = ["BPRSampler", "Interactions", "NegativeSampler", "uniform_negatives"]
+
+
+class Interactions(NamedTuple):
+    """User-item training interactions and their id ranges.
+
+    Shapes:
+        users, items: ``[E]`` int, ids in ``[0, num_users)`` / ``[0, num_items)``.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    num_users: int
+    num_items: int
 
 
 def uniform_negatives(

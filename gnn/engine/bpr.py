@@ -11,11 +11,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from gnn.data.sampling import BPRSampler
+from gnn.data.sampling import BPRSampler, Interactions
 from gnn.engine.lightgcn_config import LightGCNTrainConfig
 from gnn.engine.loop import EpochRecord, LoopLimits, LoopResult, LoopState, run_loop
 from gnn.losses import lightgcn_bpr_loss
@@ -137,10 +136,7 @@ def make_adam(
 def train_bpr(
     forward: Callable[[], tuple[Tensor, Tensor]],
     parameters: Iterable[Tensor],
-    users: np.ndarray,
-    items: np.ndarray,
-    num_users: int,
-    num_items: int,
+    data: Interactions,
     cfg: LightGCNTrainConfig,
     dev: torch.device,
     *,
@@ -160,8 +156,7 @@ def train_bpr(
     Args:
         forward: Propagated and layer-0 embeddings of all nodes, users first.
         parameters: What Adam steps (the parameters behind ``ego``).
-        users, items: Training interactions.
-        num_users, num_items: Id ranges.
+        data: Training interactions and id ranges.
         cfg: Settings.
         dev: Training device.
         log: Receives the setup line, one line per epoch and the budget's stop line.
@@ -174,9 +169,10 @@ def train_bpr(
         The loop's :class:`gnn.engine.loop.LoopResult` (one record per completed epoch).
     """
     started = time.perf_counter() if started is None else started
+    num_users, num_items = data.num_users, data.num_items
     sampler = BPRSampler(
-        users,
-        items,
+        data.users,
+        data.items,
         num_items,
         device=dev,
         exclude_positives=cfg.exclude_positives,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gnn.data.sampling import Interactions
 from gnn.engine.bpr import BPRStepper, make_adam, train_bpr
 from gnn.engine.device import torch_threads
 from gnn.engine.lightgcn_config import LightGCNResult, LightGCNTrainConfig
@@ -72,34 +73,21 @@ def fit_lightgcn(
     """
     dev = torch.device(device)
     with torch_threads(cfg.threads):
-        return _fit(
-            users,
-            items,
-            num_users,
-            num_items,
-            cfg,
-            dev,
-            test_users,
-            test_items,
-            log,
-            init_embedding,
-        )
+        data = Interactions(users, items, num_users, num_items)
+        return _fit(data, cfg, dev, (test_users, test_items), log, init_embedding)
 
 
 def _fit(
-    users: np.ndarray,
-    items: np.ndarray,
-    num_users: int,
-    num_items: int,
+    data: Interactions,
     cfg: LightGCNTrainConfig,
     dev: torch.device,
-    test_users: np.ndarray | None,
-    test_items: np.ndarray | None,
+    test: tuple[np.ndarray | None, np.ndarray | None],
     log: Callable[..., Any],
     init_embedding: Tensor | None = None,
 ) -> LightGCNResult:
     started = time.perf_counter()
-    adj = build_norm_adj(users, items, num_users, num_items, dev)
+    num_users, num_items = data.num_users, data.num_items
+    adj = build_norm_adj(data.users, data.items, num_users, num_items, dev)
     model = LightGCN(
         num_users, num_items, dim=cfg.dim, layers=cfg.layers, seed=cfg.seed, init_std=cfg.init_std
     ).to(dev)
@@ -111,26 +99,14 @@ def _fit(
             )
         with torch.no_grad():
             model.embedding.copy_(init_embedding.to(dev, torch.float32))
-    evaluate = _evaluator(
-        model, adj, users, items, num_users, num_items, cfg, dev, log, test_users, test_items
-    )
+    evaluate = _evaluator(model, adj, data, cfg, dev, log, test)
 
     def forward() -> tuple[Tensor, Tensor]:
         return model(adj), model.embedding
 
     model.train()
     run = train_bpr(
-        forward,
-        model.parameters(),
-        users,
-        items,
-        num_users,
-        num_items,
-        cfg,
-        dev,
-        log=log,
-        evaluate=evaluate,
-        started=started,
+        forward, model.parameters(), data, cfg, dev, log=log, evaluate=evaluate, started=started
     )
     model.eval()
     with torch.no_grad():
@@ -151,29 +127,26 @@ def _fit(
 def _evaluator(
     model: LightGCN,
     adj: Tensor,
-    users: np.ndarray,
-    items: np.ndarray,
-    num_users: int,
-    num_items: int,
+    data: Interactions,
     cfg: LightGCNTrainConfig,
     dev: torch.device,
     log: Callable[..., Any],
-    test_users: np.ndarray | None,
-    test_items: np.ndarray | None,
+    test: tuple[np.ndarray | None, np.ndarray | None],
 ) -> Callable[[LoopState], dict[str, float]] | None:
     """The loop's ``evaluate``: Recall/NDCG@K of the propagated embeddings (None: no test)."""
+    test_users, test_items = test
     if (test_users is None) != (test_items is None):
         raise ValueError("give both test_users and test_items, or neither")
     if test_users is None or test_items is None or not len(test_users):
         return None
     evaluator = RankingEvaluator(
-        users,
-        items,
+        data.users,
+        data.items,
         test_users,
         test_items,
-        num_users=num_users,
-        num_items=num_items,
-        k=min(cfg.k, num_items),
+        num_users=data.num_users,
+        num_items=data.num_items,
+        k=min(cfg.k, data.num_items),
         batch_size=cfg.eval_batch_size,
         device=dev,
     )
