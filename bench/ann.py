@@ -10,7 +10,7 @@ Examples::
     python -m bench.ann --train ... --test ... --embeddings runs/demo/aggregate/embeddings --json
 
 Queries are users (all, or ``--queries N`` evenly spaced); each user's training items are
-masked in both searches. Exact: :func:`pipelines.serve.topk.topk_block` (the pipeline's exact path,
+masked in both searches. Exact: :func:`pipelines.serve.seam.topk_block` (the pipeline's exact path,
 NumPy) in blocks of 1024 users. ANN: :meth:`pipelines.serve.ann.AnnIndex.search` (faiss candidates,
 exact re-scoring, same masking). ``ann_recall@20`` is the mean overlap of the two top-20 sets.
 Prints a table and ends with one JSON line: ``ann_recall@20``, ``exact_seconds``,
@@ -20,20 +20,18 @@ Prints a table and ends with one JSON line: ``ann_recall@20``, ``exact_seconds``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from typing import Any
 
 import numpy as np
 
+from bench.common import add_json_flag, add_lightgcn_files, parser, print_json, timed
 from pipelines.serve.ann import AnnIndex, AnnSettings, build_index
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.ann", description=__doc__.split("\n")[0])
-    p.add_argument("--train", required=True, help="LightGCN-format training file")
-    p.add_argument("--test", required=True, help="LightGCN-format test file")
+    p = parser("python -m bench.ann", __doc__)
+    add_lightgcn_files(p, described=True)
     p.add_argument("--embeddings", help="Parquet of vectors (kind, node_id, vector): no training")
     p.add_argument("--save-embeddings", help="write the trained vectors here (Parquet file)")
     p.add_argument("--budget-minutes", type=float, default=3.0, help="training time budget")
@@ -48,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, default=0, help="users queried (0: all)")
     p.add_argument("--keep-seen", action="store_true", help="do not mask training items")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", action="store_true", help="end with one JSON line")
+    add_json_flag(p, "end with one JSON line")
     return p.parse_args(argv)
 
 
@@ -152,12 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     seen_all = [items_by_user[bounds[u] : bounds[u + 1]] for u in range(len(users))]
     exclude = None if args.keep_seen else [seen_all[u] for u in qrows]
 
-    started = time.perf_counter()
-    exact, _ = ann.exact(queries, args.k, exclude=exclude)
-    exact_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    got, _ = ann.search(queries, args.k, exclude=exclude)
-    ann_seconds = time.perf_counter() - started
+    (exact, _), exact_seconds = timed(lambda: ann.exact(queries, args.k, exclude=exclude))
+    (got, _), ann_seconds = timed(lambda: ann.search(queries, args.k, exclude=exclude))
     hits = [
         len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, int((b >= 0).sum()))
         for a, b in zip(got, exact, strict=True)
@@ -185,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{exact_seconds:>9.2f}{ann_seconds:>8.2f}{n_q / ann_seconds:>9.0f}{recall:>11.4f}"
     )
     if args.json:
-        print(json.dumps(result))
+        print_json(result)
     return 0
 
 

@@ -108,8 +108,11 @@ def work_folder(path: str | None, prefix: str) -> Path:
     return work
 
 
-def bench_spark(name: str, args: argparse.Namespace, work: Path, **conf: str) -> SparkSession:
-    """A session on ``--master`` with ``--shuffle-partitions`` and ``--driver-memory``."""
+def bench_spark(
+    name: str, args: argparse.Namespace, work: Path, conf: dict[str, str] | None = None
+) -> SparkSession:
+    """A session on ``--master`` with ``--shuffle-partitions``, ``--driver-memory`` and
+    ``conf``; its checkpoints under ``work``."""
     from pipelines.core.session import build_spark
 
     return build_spark(
@@ -119,7 +122,7 @@ def bench_spark(name: str, args: argparse.Namespace, work: Path, **conf: str) ->
         conf={
             "spark.sql.shuffle.partitions": str(args.shuffle_partitions),
             "spark.driver.memory": args.driver_memory,
-            **conf,
+            **(conf or {}),
         },
     )
 
@@ -243,6 +246,18 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
         print("| " + " | ".join(str(c) for c in row) + " |")
+
+
+def format_row(
+    columns: Sequence[tuple[str, str, int, str]], row: dict[str, Any] | None, left: str = ""
+) -> str:
+    """One line of a fixed-width table, ``None``: the header. ``columns``: (key, header, width,
+    format) each; a missing value prints ``-``; the ``left`` column is left-aligned."""
+    cells = []
+    for key, head, width, fmt in columns:
+        text = head if row is None else ("-" if row.get(key) is None else fmt.format(row[key]))
+        cells.append(text.ljust(width) if key == left else text.rjust(width))
+    return " ".join(cells)
 
 
 def rounded(value: float | None, digits: int = 4) -> float | None:

@@ -27,17 +27,19 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bench.common import add_lightgcn_files, print_json, rounded, timed
+
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--train", required=True)
-    p.add_argument("--test", required=True)
+    add_lightgcn_files(p)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--delete-users", type=float, help="fraction of training users to forget")
     what.add_argument("--delete-edges", type=float, help="fraction of training edges to forget")
@@ -161,79 +163,68 @@ def stage_seconds(run: Path) -> dict[str, float]:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse(argv)
-    import torch
+@dataclass
+class Deletion:
+    """The forget request: what it deletes, its rows (request file) and the pairs it takes."""
 
-    torch.set_num_threads(2)
-    from jobs import export, forget, pipeline
-    from pipelines.core.versions import current_version
-    from pipelines.forget.verify import DeletedSet, verify_erased
+    users: set[str]
+    edges: set[tuple[str, str]]
+    rows: list[tuple[str, str, str, str]]
+    pairs: list[tuple[str, str]]
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-forget-"))
-    work.mkdir(parents=True, exist_ok=True)
-    train = read_lines(args.train, args.max_users)
-    test = {u: v for u, v in read_lines(args.test, 0).items() if u in train}
-    write_lines(work / "train.txt", train)
-    write_lines(work / "test.txt", test)
+
+def sample_deletion(args: argparse.Namespace, train: dict[str, list[str]]) -> Deletion:
+    """``--delete-users`` of the users (all their edges) or ``--delete-edges`` of the edges."""
     rng = np.random.default_rng(args.seed)
     edges = [(u, i) for u, items in train.items() for i in items]
     if args.delete_users:
         n = max(1, round(args.delete_users * len(train)))
-        gone_users = set(rng.choice(sorted(train), size=n, replace=False).tolist())
-        gone_edges: set[tuple[str, str]] = set()
-        rows = [(f"u{k}", "user", u, "") for k, u in enumerate(sorted(gone_users))]
-        deleted_pairs = [(u, i) for u, i in edges if u in gone_users]
-    else:
-        n = max(1, round(args.delete_edges * len(edges)))
-        pick = rng.choice(len(edges), size=n, replace=False)
-        gone_users, gone_edges = set(), {edges[k] for k in pick}
-        rows = [(f"e{k}", "edge", u, i) for k, (u, i) in enumerate(sorted(gone_edges))]
-        deleted_pairs = sorted(gone_edges)
-    req = work / "requests.csv"
-    req.write_text(
+        users = set(rng.choice(sorted(train), size=n, replace=False).tolist())
+        rows = [(f"u{k}", "user", u, "") for k, u in enumerate(sorted(users))]
+        return Deletion(users, set(), rows, [(u, i) for u, i in edges if u in users])
+    n = max(1, round(args.delete_edges * len(edges)))
+    pick = rng.choice(len(edges), size=n, replace=False)
+    gone = {edges[k] for k in pick}
+    rows = [(f"e{k}", "edge", u, i) for k, (u, i) in enumerate(sorted(gone))]
+    return Deletion(set(), gone, rows, sorted(gone))
+
+
+def write_requests(path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
+    path.write_text(
         "request_id,kind,id,other_id,timestamp\n"
         + "".join(f"{r},{k},{a},{b},2026-11-27T00:00:00Z\n" for r, k, a, b in rows)
     )
-    known = edges + [(u, i) for u, items in test.items() for i in items]
+    return path
 
-    run = work / "run"
-    t0 = time.perf_counter()
-    assert (
-        pipeline.main(
-            ["--run-dir", str(run), *settings(args, work / "train.txt", work / "test.txt")]
-        )
-        == 0
-    )
-    assert (
-        export.main(["--run-dir", str(run), *settings(args, work / "train.txt", work / "test.txt")])
-        == 0
-    )
-    original_seconds = time.perf_counter() - t0
-    original_metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
-    original_auroc = deleted_auroc(run, deleted_pairs, known, args.seed)
-    if args.keep_original:
-        shutil.copytree(run, work / "original", dirs_exist_ok=True)
+
+def run_pipeline(run: Path, sets: list[str]) -> tuple[float, float]:
+    """jobs.pipeline then jobs.export on ``run``: (pipeline seconds, both seconds)."""
+    from jobs import export, pipeline
 
     t0 = time.perf_counter()
-    rc = forget.main(
-        [
-            "--run-dir",
-            str(run),
-            "--requests",
-            str(req),
-            "--steps",
-            str(args.steps),
-            "--trainable-hops",
-            str(args.trainable_hops),
-            *settings(args, work / "train.txt", work / "test.txt"),
-        ]
+    assert pipeline.main(["--run-dir", str(run), *sets]) == 0
+    pipeline_seconds = time.perf_counter() - t0
+    # the forget job rewrites export too (when the run has one): the rerun must produce it
+    assert export.main(["--run-dir", str(run), *sets]) == 0
+    return pipeline_seconds, time.perf_counter() - t0
+
+
+def run_forget(args: argparse.Namespace, run: Path, req: Path, sets: list[str], gone: Deletion
+               ) -> tuple[float, Path, dict[str, Any], bool]:  # fmt: skip
+    """The forget job on ``run``: seconds, the new version, its metadata and whether the
+    deletion is erased everywhere (job verification, a rescan, the old version gone)."""
+    from jobs import forget
+    from pipelines.core.versions import current_version
+    from pipelines.forget.verify import DeletedSet, verify_erased
+
+    argv = ["--run-dir", str(run), "--requests", str(req), "--steps", str(args.steps)]
+    rc, seconds = timed(
+        lambda: forget.main([*argv, "--trainable-hops", str(args.trainable_hops), *sets])
     )
-    seconds = time.perf_counter() - t0
     version = current_version(run)
     meta = json.loads((version / "_VERSION.json").read_text()) if rc == 0 else {}
     deleted = DeletedSet(
-        user_ids=frozenset(gone_users), item_ids=frozenset(), edge_ids=frozenset(gone_edges)
+        user_ids=frozenset(gone.users), item_ids=frozenset(), edge_ids=frozenset(gone.edges)
     )
     rescan = verify_erased(version, deleted)
     erased = (
@@ -242,54 +233,77 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         and rescan.ok
         and not (run / "ingest").exists()
     )
-    forget_metrics = json.loads((version / "evaluate" / "metrics.json").read_text())
+    return seconds, version, meta, bool(erased)
 
-    kept_train = {
-        u: [i for i in items if u not in gone_users and (u, i) not in gone_edges]
-        for u, items in train.items()
+
+def kept(data: dict[str, list[str]], gone: Deletion) -> dict[str, list[str]]:
+    """``data`` without the deleted users and edges."""
+    return {
+        u: [i for i in items if u not in gone.users and (u, i) not in gone.edges]
+        for u, items in data.items()
     }
-    kept_test = {
-        u: [i for i in items if u not in gone_users and (u, i) not in gone_edges]
-        for u, items in test.items()
-    }
-    write_lines(work / "train_kept.txt", kept_train)
-    write_lines(work / "test_kept.txt", kept_test)
+
+
+def recall(run: Path) -> float:
+    return json.loads((run / "evaluate" / "metrics.json").read_text())["recall@20"]
+
+
+def print_report(result: dict[str, Any]) -> None:
+    rec = result["recall@20"]
+    print(f"{'model':<10}{'recall@20':>10}{'deleted AUROC':>15}{'seconds':>10}")
+    for name, auc, sec in (
+        ("original", "original_deleted_auroc", "original_seconds"),
+        ("forget", "deleted_auroc", "seconds"),
+        ("rerun", "rerun_deleted_auroc", "rerun_seconds"),
+    ):
+        print(f"{name:<10}{rec[name]:>10.4f}{result[auc]!s:>15}{result[sec]:>10}")
+    for name in ("forget", "rerun"):
+        print(f"stages {name}: {result['stage_seconds'][name]}")
+    print(
+        f"leaves retrained {result['leaves_retrained']}/{result['leaves_total']}, "
+        f"erased everywhere: {result['erased_everywhere']}"
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse(argv)
+    import torch
+
+    torch.set_num_threads(2)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-forget-"))
+    work.mkdir(parents=True, exist_ok=True)
+    train = read_lines(args.train, args.max_users)
+    test = {u: v for u, v in read_lines(args.test, 0).items() if u in train}
+    write_lines(work / "train.txt", train)
+    write_lines(work / "test.txt", test)
+    gone = sample_deletion(args, train)
+    req = write_requests(work / "requests.csv", gone.rows)
+    edges = [(u, i) for u, items in train.items() for i in items]
+    known = edges + [(u, i) for u, items in test.items() for i in items]
+
+    def auroc(version: Path) -> float | None:
+        return rounded(deleted_auroc(version, gone.pairs, known, args.seed))
+
+    run, sets = work / "run", settings(args, work / "train.txt", work / "test.txt")
+    _, original_seconds = run_pipeline(run, sets)
+    original_recall, original_auroc = recall(run), auroc(run)
+    if args.keep_original:
+        shutil.copytree(run, work / "original", dirs_exist_ok=True)
+    seconds, version, meta, erased = run_forget(args, run, req, sets, gone)
+
+    write_lines(work / "train_kept.txt", kept(train, gone))
+    write_lines(work / "test_kept.txt", kept(test, gone))
     rerun = work / "rerun"
-    t0 = time.perf_counter()
-    assert (
-        pipeline.main(
-            [
-                "--run-dir",
-                str(rerun),
-                *settings(args, work / "train_kept.txt", work / "test_kept.txt"),
-            ]
-        )
-        == 0
-    )
-    rerun_pipeline_seconds = time.perf_counter() - t0
-    # the forget job rewrites export too (when the run has one): the rerun must produce it
-    assert (
-        export.main(
-            [
-                "--run-dir",
-                str(rerun),
-                *settings(args, work / "train_kept.txt", work / "test_kept.txt"),
-            ]
-        )
-        == 0
-    )
-    rerun_seconds = time.perf_counter() - t0
-    rerun_metrics = json.loads((rerun / "evaluate" / "metrics.json").read_text())
-    rerun_auroc = deleted_auroc(rerun, deleted_pairs, known, args.seed)
-    forget_auroc = deleted_auroc(version, deleted_pairs, known, args.seed)
-
-    r_forget, r_rerun = forget_metrics["recall@20"], rerun_metrics["recall@20"]
+    rerun_sets = settings(args, work / "train_kept.txt", work / "test_kept.txt")
+    rerun_pipeline_seconds, rerun_seconds = run_pipeline(rerun, rerun_sets)
+    rerun_auroc = auroc(rerun)
+    r_forget, r_rerun = recall(version), recall(rerun)
     result = {
-        "erased_everywhere": bool(erased),
+        "erased_everywhere": erased,
         "utility_ratio": round(r_forget / r_rerun, 4) if r_rerun else None,
-        "deleted_auroc": None if forget_auroc is None else round(forget_auroc, 4),
-        "rerun_deleted_auroc": None if rerun_auroc is None else round(rerun_auroc, 4),
-        "original_deleted_auroc": None if original_auroc is None else round(original_auroc, 4),
+        "deleted_auroc": auroc(version),
+        "rerun_deleted_auroc": rerun_auroc,
+        "original_deleted_auroc": original_auroc,
         "seconds": round(seconds, 1),
         "rerun_seconds": round(rerun_seconds, 1),
         "rerun_pipeline_seconds": round(rerun_pipeline_seconds, 1),
@@ -297,36 +311,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "stage_seconds": {"forget": stage_seconds(version), "rerun": stage_seconds(rerun)},
         "leaves_retrained": len(meta.get("leaves_retrained", [])),
         "leaves_total": meta.get("leaves_total", 0),
-        "recall@20": {
-            "original": original_metrics["recall@20"],
-            "forget": r_forget,
-            "rerun": r_rerun,
-        },
+        "recall@20": {"original": original_recall, "forget": r_forget, "rerun": r_rerun},
         "users": len(train),
         "train_edges": len(edges),
-        "deleted_rows": len(rows),
-        "deleted_edges": len(deleted_pairs),
+        "deleted_rows": len(gone.rows),
+        "deleted_edges": len(gone.pairs),
     }
-    print(f"{'model':<10}{'recall@20':>10}{'deleted AUROC':>15}{'seconds':>10}")
-    for name, rec, auc, sec in (
-        (
-            "original",
-            original_metrics["recall@20"],
-            result["original_deleted_auroc"],
-            result["original_seconds"],
-        ),
-        ("forget", r_forget, result["deleted_auroc"], result["seconds"]),
-        ("rerun", r_rerun, result["rerun_deleted_auroc"], result["rerun_seconds"]),
-    ):
-        print(f"{name:<10}{rec:>10.4f}{auc!s:>15}{sec:>10}")
-    for name in ("forget", "rerun"):
-        print(f"stages {name}: {result['stage_seconds'][name]}")
-    print(
-        f"leaves retrained {result['leaves_retrained']}/{result['leaves_total']}, "
-        f"erased everywhere: {result['erased_everywhere']}"
-    )
+    print_report(result)
     if args.json:
-        print(json.dumps(result))
+        print_json(result)
     return result
 
 

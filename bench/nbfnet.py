@@ -40,7 +40,7 @@ from bench.common import (
     print_json,
 )
 from bench.nbfnet_kernels import choose_backend, sweep
-from bench.nbfnet_setup import kg_data, link_data, overridden, task_preset
+from bench.nbfnet_setup import kg_data, link_data, task_preset, train_config
 from gnn.engine.device import select_device
 from gnn.engine.nbfnet import NBFNetTrainConfig, evaluate_kg, evaluate_link_auc, fit_nbfnet
 
@@ -100,17 +100,9 @@ def _config(args: argparse.Namespace, dev: torch.device) -> NBFNetTrainConfig:
     base = {**task_preset(kg, dev.type == "cuda", args.negative_sources), "epochs": 20 if kg else 2}
     if args.symmetric and not kg:
         base.update(symmetric=True, num_negative=1, negative_sources=0.0)
-    return NBFNetTrainConfig(
-        **overridden(base, args, "epochs", "batch_size", "lr", "num_negative"),
-        dim=args.dim,
-        layers=args.layers,
-        aggregate=args.aggregate,
-        message=args.message,
-        seed=args.seed,
-        time_budget_seconds=60.0 * args.budget_minutes,
-        log_every=args.log_every,
-        backend=args.backend,
-    )
+    overrides = ("epochs", "batch_size", "lr", "num_negative")
+    extra = {"aggregate": args.aggregate, "message": args.message, "backend": args.backend}
+    return train_config(args, base, overrides, **extra)
 
 
 def run_kg(args: argparse.Namespace, dev: torch.device) -> dict[str, Any]:

@@ -72,10 +72,10 @@ from bench.nbfnet_setup import (
     full_model,
     kg_data,
     link_data,
-    overridden,
     query_caps,
     scope_sizes,
     task_preset,
+    train_config,
     undirected_pairs,
 )
 from gnn.data.kg import LinkSplit, RelationalGraph
@@ -158,16 +158,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _config(args: argparse.Namespace, kg: bool, gpu: bool) -> NBFNetTrainConfig:
     base = task_preset(kg, gpu, args.negative_sources)
-    return NBFNetTrainConfig(
-        **overridden(base, args, "batch_size", "num_negative"),
-        dim=args.dim,
-        layers=args.layers,
-        epochs=args.epochs,
-        seed=args.seed,
-        time_budget_seconds=60.0 * args.budget_minutes,
-        max_steps=args.max_steps,
-        log_every=args.log_every,
-    )
+    extra = {"epochs": args.epochs, "max_steps": args.max_steps}
+    return train_config(args, base, ("batch_size", "num_negative"), **extra)
 
 
 @dataclasses.dataclass

@@ -69,27 +69,32 @@ def link_data(folder: str, name: str, seed: int) -> LinkData:
 
 def task_preset(kg: bool, gpu: bool, negative_sources: float = 1.0) -> dict[str, Any]:
     """The benches' NBFNet task settings: filtered KG ranking or Planetoid link prediction."""
-    if kg:
-        return dict(
-            task="kg",
-            dependent=True,
-            num_negative=32,
-            adversarial_temperature=0.5,
-            batch_size=64 if gpu else 4,
-        )
-    return dict(
-        task="link",
-        dependent=False,
-        num_negative=8,
-        adversarial_temperature=0.0,
-        batch_size=64 if gpu else 16,
-        negative_sources=negative_sources,
+    preset: dict[str, Any] = {
+        "task": "kg" if kg else "link",
+        "dependent": kg,
+        "num_negative": 32 if kg else 8,
+        "adversarial_temperature": 0.5 if kg else 0.0,
+        "batch_size": 64 if gpu else (4 if kg else 16),
+    }
+    if not kg:
+        preset["negative_sources"] = negative_sources
+    return preset
+
+
+def train_config(
+    args: argparse.Namespace, base: dict[str, Any], overrides: tuple[str, ...], **extra: Any
+) -> NBFNetTrainConfig:
+    """A training config: ``base`` with the ``overrides`` given on the command line, the model
+    size, seed, time budget and log interval of ``args``, and ``extra``."""
+    return NBFNetTrainConfig(
+        **{**base, **{k: getattr(args, k) for k in overrides if getattr(args, k) is not None}},
+        dim=args.dim,
+        layers=args.layers,
+        seed=args.seed,
+        time_budget_seconds=60.0 * args.budget_minutes,
+        log_every=args.log_every,
+        **extra,
     )
-
-
-def overridden(base: dict[str, Any], args: argparse.Namespace, *keys: str) -> dict[str, Any]:
-    """``base`` with every ``args.KEY`` that was given (not ``None``)."""
-    return {**base, **{k: getattr(args, k) for k in keys if getattr(args, k) is not None}}
 
 
 def query_caps(spec: str, full_queries: int) -> list[int]:

@@ -17,7 +17,7 @@ from ``--checkpoint`` (a ``bench.nbfnet_partitioned
 --full-checkpoint`` file) or are a seeded initialisation: throughput and agreement do not depend
 on training. ``--train-rounds R --train-steps S`` also trains from the seeded start: ``R`` Spark
 rounds of ``S`` Adam steps per leaf, averaged by query count
-(:func:`pipelines.kg.seam.train_rounds`), against the torch leaf-by-leaf loop
+(:func:`pipelines.kg.seam_train.train_rounds`), against the torch leaf-by-leaf loop
 (:func:`gnn.engine.nbfnet_partitioned.fit_partitioned`) with as many steps in all, both scored on
 the
 leaves. Ends with one JSON line ``{"k", "queries", "full": {...}, "torch": {...}, "spark":
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shutil
 import sys
 import tempfile
@@ -39,7 +38,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from gnn.data.kg import kg_graph, load_triples_dir
+from bench.common import add_json_flag, parser, print_json
+from bench.nbfnet_setup import KGData, assignment_file, kg_data, task_preset
 from gnn.engine.nbfnet import NBFNetTrainConfig, build_model
 from gnn.engine.nbfnet_partitioned import PartitionedGraph, fit_partitioned
 from gnn.eval.nbfnet import evaluate_kg
@@ -47,9 +47,7 @@ from gnn.eval.nbfnet_partitioned import evaluate_kg_partitioned
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.nbfnet_spark", description=__doc__.split("\n")[0]
-    )
+    p = parser("python -m bench.nbfnet_spark", __doc__)
     p.add_argument("--triples", required=True, help="folder with train/valid/test.txt")
     p.add_argument("--k", type=int, default=16)
     p.add_argument(
@@ -74,67 +72,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "leaf updates, against the torch leaf-by-leaf loop with as many steps",
     )
     p.add_argument("--train-steps", type=int, default=10, help="steps per leaf and round")
-    p.add_argument("--json", action="store_true", help="end with the JSON line")
+    add_json_flag(p, "end with the JSON line")
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    ds = load_triples_dir(args.triples)
-    dataset = Path(args.triples).name
-    graph = kg_graph(ds.train, ds.num_entities, ds.num_relations)
-    test = ds.test[torch.randperm(len(ds.test), generator=torch.Generator().manual_seed(args.seed))]
-    test = test[: args.test_queries] if args.test_queries else test
-    every = torch.cat([ds.train, ds.valid, ds.test])
-    cfg = NBFNetTrainConfig(
-        task="kg",
-        dependent=True,
-        num_negative=32,
-        adversarial_temperature=0.5,
-        batch_size=4,
-        dim=args.dim,
-        layers=args.layers,
-        seed=args.seed,
-    )
+def _model(args: argparse.Namespace, num_relations: int, cfg: NBFNetTrainConfig) -> tuple[Any, str]:
+    """The model to rank with (``--checkpoint``'s weights or a seeded start) and its source."""
     torch.manual_seed(args.seed)
-    model = build_model(graph.num_relations, cfg)
+    model = build_model(num_relations, cfg)
     source = "seeded initialisation"
     if args.checkpoint:
         saved = torch.load(args.checkpoint, map_location="cpu")
         model.load_state_dict(saved["state_dict"])
         source = args.checkpoint
-    model.eval()
-    cache = Path(args.assignment_cache) / f"{dataset}-spark-k{args.k}-s{args.seed}.pt"
-    assignment = torch.load(cache)
-    print(
-        f"[bench] {dataset}: {graph.num_nodes} nodes, {len(ds.train)} train triples, "
-        f"{2 * len(test)} queries, k = {args.k} ({cache}), weights: {source}",
-        flush=True,
-    )
+    return model.eval(), source
 
-    rows: dict[str, dict[str, Any]] = {}
-    if not args.skip_full:
-        full = evaluate_kg(model, graph, test, filter_triples=every, batch_size=args.batch_size)
-        rows["full"] = full
-    pg = PartitionedGraph(graph, assignment, halo_hops=1, halo_edges="outward")
-    rows["torch"] = evaluate_kg_partitioned(
-        model, pg, test, filter_triples=every, batch_size=args.batch_size
-    )
+
+def _spark_runs(
+    args: argparse.Namespace, data: KGData, assignment: torch.Tensor, pg: PartitionedGraph,
+    model: Any, cfg: NBFNetTrainConfig,
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:  # fmt: skip
+    """The Spark inference (and, with ``--train-rounds``, training) on a fresh session."""
     from pipelines.core.session import build_spark
 
     work = Path(tempfile.mkdtemp(prefix="bench-nbfnet-spark-"))
     spark = build_spark("bench-nbfnet-spark", master=args.master, checkpoint_dir=str(work / "ckpt"))
     trained: dict[str, dict[str, float]] = {}
     try:
-        frames = spark_frames(spark, ds, assignment, args.k)
-        rows["spark"] = spark_ranks(spark, frames, args, ds, test, model, cfg)
+        frames = spark_frames(spark, data.ds, assignment, args.k)
+        ranked = spark_ranks(spark, frames, args, data.ds, data.test, model, cfg)
         if args.train_rounds:
-            trained = training(spark, frames, args, ds, pg, test, every, cfg)
+            trained = training(spark, frames, args, data.ds, pg, data.test, data.every, cfg)
     finally:
         spark.stop()
         shutil.rmtree(work, ignore_errors=True)
+    return ranked, trained
 
+
+def _report(
+    args: argparse.Namespace, dataset: str, queries: int, source: str,
+    rows: dict[str, dict[str, Any]], trained: dict[str, dict[str, float]],
+) -> dict[str, Any]:  # fmt: skip
+    """Print the table; the JSON figures."""
     print(f"{'run':>6} {'MRR':>8} {'hits@10':>8} {'coverage':>8} {'queries/s':>10} {'s':>8}")
     for name, r in rows.items():
         print(
@@ -144,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "dataset": dataset,
         "k": args.k,
-        "queries": 2 * len(test),
+        "queries": queries,
         "weights": source,
         **{name: {k: round(float(v), 4) for k, v in r.items()} for name, r in rows.items()},
         "spark_vs_torch": round(rows["spark"]["qps"] / rows["torch"]["qps"], 3),
@@ -157,8 +136,39 @@ def main(argv: list[str] | None = None) -> int:
         out["training"] = {
             name: {k: round(v, 4) for k, v in r.items()} for name, r in trained.items()
         }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    data = kg_data(args.triples, args.seed, args.test_queries)
+    ds, graph, test, every = data
+    dataset = Path(args.triples).name
+    cfg = NBFNetTrainConfig(
+        **task_preset(kg=True, gpu=False), dim=args.dim, layers=args.layers, seed=args.seed
+    )
+    model, source = _model(args, graph.num_relations, cfg)
+    cache = assignment_file(args.assignment_cache, dataset, "spark", args.k, args.seed)
+    assignment = torch.load(cache)
+    print(
+        f"[bench] {dataset}: {graph.num_nodes} nodes, {len(ds.train)} train triples, "
+        f"{2 * len(test)} queries, k = {args.k} ({cache}), weights: {source}",
+        flush=True,
+    )
+    rows: dict[str, dict[str, Any]] = {}
+    if not args.skip_full:
+        rows["full"] = evaluate_kg(
+            model, graph, test, filter_triples=every, batch_size=args.batch_size
+        )
+    pg = PartitionedGraph(graph, assignment, halo_hops=1, halo_edges="outward")
+    rows["torch"] = evaluate_kg_partitioned(
+        model, pg, test, filter_triples=every, batch_size=args.batch_size
+    )
+    rows["spark"], trained = _spark_runs(args, data, assignment, pg, model, cfg)
+    out = _report(args, dataset, 2 * len(test), source, rows, trained)
     if args.json:
-        print(json.dumps(out))
+        print_json(out)
     return 0
 
 
@@ -249,7 +259,8 @@ def training(
     cfg: NBFNetTrainConfig,
 ) -> dict[str, dict[str, float]]:
     """Spark rounds of averaged leaf updates vs the torch leaf-by-leaf loop, equal steps."""
-    from pipelines.kg.seam import NBFNetRounds, load_model, train_rounds
+    from pipelines.kg.seam import load_model
+    from pipelines.kg.seam_train import NBFNetRounds, train_rounds
 
     steps = args.train_rounds * args.train_steps * args.k
     rounds = NBFNetRounds(

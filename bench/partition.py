@@ -23,12 +23,8 @@ Prints a table, then one JSON line ``{"results": [...]}``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,10 +34,20 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from bench.common import (
+    add_json_flag,
+    add_spark_args,
+    bench_spark,
+    format_row,
+    peak_rss_mb,
+    print_json,
+    reset_peak_rss,
+    work_folder,
+)
+from bench.common import parser as bench_parser
 from pipelines.core.config import IngestConfig
 from pipelines.core.logs import setup_logging
 from pipelines.core.schema import DST, ITEM, SRC, USER
-from pipelines.core.session import build_spark
 from pipelines.partition.stage import PartitionSettings, partition_graph, partition_interactions
 
 FORMATS: dict[str, dict[str, Any]] = {
@@ -52,42 +58,11 @@ FORMATS: dict[str, dict[str, Any]] = {
 }
 
 
-def _descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-        except OSError:
-            continue
-        out += [int(k) for k in kids]
-        todo += [int(k) for k in kids]
-    return out
-
-
-def _processes(spark: SparkSession) -> list[int]:
-    jvm = int(spark.sparkContext._jvm.ProcessHandle.current().pid())  # type: ignore[attr-defined,union-attr]
-    return [os.getpid(), jvm, *_descendants(jvm)]
-
-
-def reset_peak_rss(spark: SparkSession) -> None:
-    """Reset the peak-RSS counters (Linux ``clear_refs`` 5) of the driver, JVM and workers."""
-    for pid in _processes(spark):
-        with contextlib.suppress(OSError):
-            Path(f"/proc/{pid}/clear_refs").write_text("5")
-
-
-def peak_rss_mb(spark: SparkSession) -> float:
-    """Sum of ``VmHWM`` over the driver, the JVM and its Python workers, in MiB."""
-    total = 0
-    for pid in _processes(spark):
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return round(total / 1024, 1)
+def _undirected(df: DataFrame) -> DataFrame:
+    """``src < dst`` pairs of the edges, self-loops dropped (duplicates kept)."""
+    return df.where(F.col(SRC) != F.col(DST)).select(
+        F.least(SRC, DST).alias(SRC), F.greatest(SRC, DST).alias(DST)
+    )
 
 
 def load_graph(spark: SparkSession, path: str, fmt: str, work: Path) -> tuple[DataFrame, bool]:
@@ -101,10 +76,7 @@ def load_graph(spark: SparkSession, path: str, fmt: str, work: Path) -> tuple[Da
         df = spark.read.parquet(str(out / "interactions")).where("split = 'train'")
         return df.select(USER, ITEM).distinct(), True
     df = spark.read.parquet(str(out / "edges")).where("split = 'train'")
-    pairs = df.where(F.col(SRC) != F.col(DST)).select(
-        F.least(SRC, DST).alias(SRC), F.greatest(SRC, DST).alias(DST)
-    )
-    return pairs.distinct(), False
+    return _undirected(df).distinct(), False
 
 
 def rmat_graph(spark: SparkSession, num_edges: int, seed: int, work: Path) -> DataFrame:
@@ -114,10 +86,7 @@ def rmat_graph(spark: SparkSession, num_edges: int, seed: int, work: Path) -> Da
     out = work / f"rmat-{num_edges}-{seed}"
     if not out.is_dir():
         generate_rmat(spark, num_edges=num_edges, seed=seed).write.parquet(str(out))
-    df = spark.read.parquet(str(out))
-    pairs = df.where(F.col(SRC) != F.col(DST)).select(
-        F.least(SRC, DST).alias(SRC), F.greatest(SRC, DST).alias(DST)
-    )
+    pairs = _undirected(spark.read.parquet(str(out)))
     simple = work / f"rmat-{num_edges}-{seed}-simple"
     if not simple.is_dir():
         pairs.distinct().write.parquet(str(simple))
@@ -250,19 +219,8 @@ COLUMNS = [  # (key, header, width, format)
 ]
 
 
-def format_row(row: dict[str, Any] | None) -> str:
-    """One table line (``None``: the header)."""
-    cells = []
-    for key, head, width, fmt in COLUMNS:
-        text = head if row is None else ("-" if row.get(key) is None else fmt.format(row[key]))
-        cells.append(text.ljust(width) if key == "graph" else text.rjust(width))
-    return " ".join(cells)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser("python -m bench.partition", __doc__, raw=True)
     parser.add_argument("--edges", help="Edge list or interactions file (or folder).")
     parser.add_argument("--format", choices=sorted(FORMATS), default="snap")
     parser.add_argument("--name", help="Graph name in the table (default: file name).")
@@ -279,27 +237,16 @@ def main(argv: list[str] | None = None) -> int:
         "4000000,0: the one-task path, then the Spark coarsening path).",
     )
     parser.add_argument("--metis-max-edges", type=float, default=2e7)
-    parser.add_argument("--master", default="local[2]")
-    parser.add_argument("--shuffle-partitions", type=int, default=8)
-    parser.add_argument("--driver-memory", default="6g")
+    add_spark_args(parser)
     parser.add_argument("--work-dir", help="Folder for generated graphs and intermediate files.")
-    parser.add_argument("--json", action="store_true", help="End with one JSON line.")
+    add_json_flag(parser, "End with one JSON line.")
     args = parser.parse_args(argv)
     setup_logging()
     if not args.edges and not args.rmat:
         parser.error("give --edges PATH and/or --rmat SIZES")
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-partition-"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_folder(args.work_dir, "bench-partition-")
     args.work_dir = str(work / "spark")
-    spark = build_spark(
-        "bench-partition",
-        master=args.master,
-        checkpoint_dir=str(work / "ckpt"),
-        conf={
-            "spark.sql.shuffle.partitions": str(args.shuffle_partitions),
-            "spark.driver.memory": args.driver_memory,
-        },
-    )
+    spark = bench_spark("bench-partition", args, work)
     graphs: list[tuple[str, DataFrame, bool]] = []
     if args.edges:
         pairs, bipartite = load_graph(spark, args.edges, args.format, work)
@@ -307,17 +254,17 @@ def main(argv: list[str] | None = None) -> int:
     for size in filter(None, args.rmat.split(",")):
         n = int(float(size))
         graphs.append((f"rmat-{size}", rmat_graph(spark, n, args.seed, work), False))
-    print(format_row(None), flush=True)
+    print(format_row(COLUMNS, None, left="graph"), flush=True)
     results = []
     for name, pairs, bipartite in graphs:
         for k in (int(x) for x in args.k.split(",")):
             for direct in (int(float(x)) for x in args.max_direct_edges.split(",")):
                 row = run_one(spark, name, pairs, bipartite, k, args, direct)
                 results.append(row)
-                print(format_row(row), flush=True)
+                print(format_row(COLUMNS, row, left="graph"), flush=True)
     spark.stop()
     if args.json:
-        print(json.dumps({"results": results}))
+        print_json({"results": results})
     return 0
 
 

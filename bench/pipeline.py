@@ -17,7 +17,6 @@ both clocks). Ends with one JSON line:
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -27,16 +26,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gnn.data.lightgcn_files import load_lightgcn_file
+from bench.common import (
+    LightGCNSplit,
+    add_lightgcn_files,
+    int_list,
+    load_lightgcn_split,
+    print_json,
+    ranking_evaluator,
+    score_ego_rows,
+)
 from gnn.engine.lightgcn import LightGCNTrainConfig, fit_lightgcn
-from gnn.eval.metrics import RankingEvaluator
-from gnn.models.lightgcn import build_norm_adj, lightgcn_propagate
+from gnn.models.lightgcn import build_norm_adj
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--train", required=True)
-    p.add_argument("--test", required=True)
+    add_lightgcn_files(p)
     p.add_argument("--k", default="8,16,32", help="Numbers of leaves, comma-separated.")
     p.add_argument("--budget-minutes", type=float, default=10.0)
     p.add_argument("--full-batch-size", type=int, default=16384)
@@ -76,152 +81,151 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-    users, items = load_lightgcn_file(args.train)
-    test_users, test_items = load_lightgcn_file(args.test)
-    n_users = int(max(users.max(), test_users.max())) + 1
-    n_items = int(max(items.max(), test_items.max())) + 1
-    budget = args.budget_minutes * 60
-    evaluator = RankingEvaluator(
-        users,
-        items,
-        test_users,
-        test_items,
-        num_users=n_users,
-        num_items=n_items,
-        k=20,
-        batch_size=4096,
+def train_full(args: argparse.Namespace, d: LightGCNSplit) -> dict[str, Any]:
+    """The full-graph model under the budget: final figures and its Recall@20 curve."""
+    torch.set_num_threads(args.threads)
+    cfg = LightGCNTrainConfig(
+        epochs=100_000,
+        batch_size=args.full_batch_size,
+        lr=args.lr,
+        dim=args.dim,
+        layers=args.layers,
+        seed=args.seed,
+        time_budget_seconds=args.budget_minutes * 60,
+        eval_every=2,
     )
-    full: dict[str, Any] = {"recall@20": None, "ndcg@20": None, "seconds": None, "curve": []}
-    if not args.skip_full:
-        torch.set_num_threads(args.threads)
-        cfg = LightGCNTrainConfig(
-            epochs=100_000,
-            batch_size=args.full_batch_size,
-            lr=args.lr,
-            dim=args.dim,
-            layers=args.layers,
-            seed=args.seed,
-            time_budget_seconds=budget,
-            eval_every=2,
-        )
-        res = fit_lightgcn(
-            users,
-            items,
-            n_users,
-            n_items,
-            cfg,
-            device="cpu",
-            test_users=test_users,
-            test_items=test_items,
-            log=print,
-        )
-        last = res.history[-1]
-        full = {
-            "recall@20": last["recall@20"],
-            "ndcg@20": last["ndcg@20"],
-            "seconds": round(res.seconds, 1),
-            "curve": [(h["seconds"], h["recall@20"]) for h in res.history],
-        }
-        print(
-            f"full graph: recall@20 {full['recall@20']:.4f} ndcg@20 {full['ndcg@20']:.4f} "
-            f"in {full['seconds']} s, {res.epochs} epochs"
-        )
+    res = fit_lightgcn(
+        d.users,
+        d.items,
+        d.num_users,
+        d.num_items,
+        cfg,
+        device="cpu",
+        test_users=d.test_users,
+        test_items=d.test_items,
+        log=print,
+    )
+    last = res.history[-1]
+    full = {
+        "recall@20": last["recall@20"],
+        "ndcg@20": last["ndcg@20"],
+        "seconds": round(res.seconds, 1),
+        "curve": [(h["seconds"], h["recall@20"]) for h in res.history],
+    }
+    print(
+        f"full graph: recall@20 {full['recall@20']:.4f} ndcg@20 {full['ndcg@20']:.4f} "
+        f"in {full['seconds']} s, {res.epochs} epochs"
+    )
+    return full
 
+
+def partition_leaves(spark: Any, inter: Any, k: int, args: argparse.Namespace, work: Path
+                     ) -> tuple[Any, float, dict[str, Any]]:  # fmt: skip
+    """Partition the bipartite graph into ``k`` leaves; every interaction goes to its user's
+    leaf. Returns the leaf edges (written under ``work``), the seconds and the quality."""
     from pyspark.sql import functions as F
 
-    from pipelines.core.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
-    from pipelines.core.session import build_spark
-    from pipelines.core.vector_bytes import bytes_to_matrix
+    from pipelines.core.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER
     from pipelines.partition.stage import PartitionSettings, partition_interactions
+
+    t0 = time.perf_counter()
+    part = partition_interactions(
+        spark,
+        inter,
+        PartitionSettings(num_leaves=k, seed=args.seed).validate(),
+        out_dir=work / "partition",
+    )
+    owner = part.assignment.where(F.col(KIND) == USER).select(F.col(NODE_ID).alias(USER), LEAF_ID)
+    leaf_edges = inter.join(owner, USER).select(LEAF_ID, USER, ITEM)
+    leaf_edges.write.parquet(str(work / "leaf_edges"))
+    leaf_edges = spark.read.parquet(str(work / "leaf_edges"))
+    partition_seconds = time.perf_counter() - t0
+    print(f"k={k}: partitioned in {partition_seconds:.1f} s, quality {part.quality}")
+    return leaf_edges, partition_seconds, part.quality
+
+
+def run_rounds(
+    spark: Any, leaf_edges: Any, k: int, args: argparse.Namespace, work: Path,
+    score: Any,
+) -> tuple[float, int, list[tuple[float, float]], dict[str, float]]:  # fmt: skip
+    """Rounds of leaf training until the budget is spent, each scored by ``score(pdf)``.
+
+    Returns the training seconds, the rounds, the Recall@20 curve and the last figures."""
     from pipelines.train.rounds import iter_rounds
     from pipelines.train.seam import LeafTrainSettings
+
+    settings = LeafTrainSettings(
+        dim=args.dim,
+        layers=args.layers,
+        epochs=args.epochs_per_round,
+        batch_size=args.leaf_batch_size,
+        lr=args.leaf_lr if args.leaf_lr is not None else args.lr,
+        seed=args.seed,
+        threads=1,
+        vector_dtype=args.vector_dtype,
+        shared_step=args.shared_step,
+    )
+    train_seconds, rounds, curve = 0.0, 0, []
+    best = {"recall@20": 0.0, "ndcg@20": 0.0}
+    steps = iter_rounds(spark, leaf_edges, settings=settings, rounds=None,
+                        partitions=args.round_partitions, work_dir=work / "rounds")  # fmt: skip
+    for done in steps:  # the evaluation between rounds is outside every round's clock
+        rounds = done.index
+        train_seconds += done.seconds
+        figures = score(done.ego(spark).toPandas())
+        curve.append((round(train_seconds, 1), figures["recall@20"]))
+        best = figures
+        loss = np.mean([x["losses"][-1] for x in done.leaf_logs if x["losses"]])
+        leaf_train = sum(x["train_seconds"] for x in done.leaf_logs)
+        leaf_total = sum(x["seconds"] for x in done.leaf_logs)
+        print(
+            f"k={k} round {rounds}: recall@20 {figures['recall@20']:.4f} "
+            f"ndcg@20 {figures['ndcg@20']:.4f} train {train_seconds:.1f}s "
+            f"(round {done.seconds:.1f}s; leaf functions {leaf_total:.1f}s, of which "
+            f"training {leaf_train:.1f}s, summed over leaves) "
+            f"loss {loss:.4f}"
+        )
+        if train_seconds >= args.budget_minutes * 60:
+            steps.close()
+            break
+    return train_seconds, rounds, curve, best
+
+
+def partitioned(args: argparse.Namespace, d: LightGCNSplit, full: dict[str, Any]) -> list[dict]:
+    """One partitioned run per ``--k`` on a Spark session; a result row each."""
+    from pipelines.core.schema import ITEM, KIND, NODE_ID, USER, VECTOR
+    from pipelines.core.session import build_spark
+    from pipelines.core.vector_bytes import bytes_to_matrix
 
     spark = build_spark(
         "bench-pipeline",
         master=f"local[{args.threads}]",
         conf={"spark.sql.shuffle.partitions": "8", "spark.driver.memory": "4g"},
     )
-    inter = spark.createDataFrame(pd.DataFrame({USER: users, ITEM: items})).cache()
-    adj = build_norm_adj(users, items, n_users, n_items, "cpu")
+    inter = spark.createDataFrame(pd.DataFrame({USER: d.users, ITEM: d.items})).cache()
+    adj = build_norm_adj(d.users, d.items, d.num_users, d.num_items, "cpu")
+    evaluator = ranking_evaluator(d, batch_size=4096)
+
+    def score(pdf: pd.DataFrame) -> dict[str, float]:
+        rows = ((pdf[KIND] == USER).to_numpy(), pdf[NODE_ID].to_numpy(),
+                bytes_to_matrix(list(pdf[VECTOR]), args.dim))  # fmt: skip
+        return score_ego_rows(d, evaluator, adj, rows, dim=args.dim, layers=args.layers)
+
     results = []
-    for k in [int(x) for x in args.k.split(",") if x]:
+    for k in int_list(args.k):
         work = Path(tempfile.mkdtemp(prefix=f"bench-pipeline-k{k}-"))
-        t0 = time.perf_counter()
-        part = partition_interactions(
-            spark,
-            inter,
-            PartitionSettings(num_leaves=k, seed=args.seed).validate(),
-            out_dir=work / "partition",
-        )
-        owner = part.assignment.where(F.col(KIND) == USER).select(
-            F.col(NODE_ID).alias(USER), LEAF_ID
-        )
-        leaf_edges = inter.join(owner, USER).select(LEAF_ID, USER, ITEM)
-        leaf_edges.write.parquet(str(work / "leaf_edges"))
-        leaf_edges = spark.read.parquet(str(work / "leaf_edges"))
-        partition_seconds = time.perf_counter() - t0
-        q = part.quality
-        print(f"k={k}: partitioned in {partition_seconds:.1f} s, quality {q}")
-        settings = LeafTrainSettings(
-            dim=args.dim,
-            layers=args.layers,
-            epochs=args.epochs_per_round,
-            batch_size=args.leaf_batch_size,
-            lr=args.leaf_lr if args.leaf_lr is not None else args.lr,
-            seed=args.seed,
-            threads=1,
-            vector_dtype=args.vector_dtype,
-            shared_step=args.shared_step,
-        )
-        train_seconds, rounds, curve = 0.0, 0, []
-        best = {"recall@20": 0.0, "ndcg@20": 0.0}
-        steps = iter_rounds(
-            spark,
-            leaf_edges,
-            settings=settings,
-            rounds=None,
-            partitions=args.round_partitions,
-            work_dir=work / "rounds",
-        )
-        for done in steps:  # the evaluation between rounds is outside every round's clock
-            rounds = done.index
-            train_seconds += done.seconds
-            pdf: pd.DataFrame = done.ego(spark).toPandas()
-            ego = np.zeros((n_users + n_items, args.dim), dtype=np.float32)
-            vecs = bytes_to_matrix(list(pdf[VECTOR]), args.dim)
-            is_user = (pdf[KIND] == USER).to_numpy()
-            ids = pdf[NODE_ID].to_numpy()
-            ego[ids[is_user]] = vecs[is_user]
-            ego[n_users + ids[~is_user]] = vecs[~is_user]
-            with torch.no_grad():
-                final = lightgcn_propagate(adj, torch.from_numpy(ego), args.layers)
-            figures = evaluator.evaluate(final[:n_users], final[n_users:])
-            curve.append((round(train_seconds, 1), figures["recall@20"]))
-            best = figures
-            loss = np.mean([x["losses"][-1] for x in done.leaf_logs if x["losses"]])
-            leaf_train = sum(x["train_seconds"] for x in done.leaf_logs)
-            leaf_total = sum(x["seconds"] for x in done.leaf_logs)
-            print(
-                f"k={k} round {rounds}: recall@20 {figures['recall@20']:.4f} "
-                f"ndcg@20 {figures['ndcg@20']:.4f} train {train_seconds:.1f}s "
-                f"(round {done.seconds:.1f}s; leaf functions {leaf_total:.1f}s, of which "
-                f"training {leaf_train:.1f}s, summed over leaves) "
-                f"loss {loss:.4f}"
-            )
-            if train_seconds >= budget:
-                steps.close()
-                break
+        leaf_edges, partition_seconds, q = partition_leaves(spark, inter, k, args, work)
+        train_seconds, rounds, curve, best = run_rounds(spark, leaf_edges, k, args, work, score)
         target = full["recall@20"]
-        reach = next((s for s, r in curve if target is not None and r >= target), None)
         results.append(
             {
                 "k": k,
                 "recall@20": round(best["recall@20"], 4),
                 "ndcg@20": round(best["ndcg@20"], 4),
                 "seconds": round(train_seconds, 1),
-                "seconds_to_full_recall": reach,
+                "seconds_to_full_recall": next(
+                    (s for s, r in curve if target is not None and r >= target), None
+                ),
                 "partition_seconds": round(partition_seconds, 1),
                 "rounds": rounds,
                 "edge_cut": q.get("edge_cut"),
@@ -232,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     spark.stop()
+    return results
+
+
+def print_table(full: dict[str, Any], results: list[dict[str, Any]]) -> None:
     print(
         f"\n{'k':>4} {'recall@20':>10} {'ndcg@20':>9} {'train s':>8} {'to full':>8} "
         f"{'rounds':>6} {'part s':>7}"
@@ -246,8 +254,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['k']:>4} {r['recall@20']:>10.4f} {r['ndcg@20']:>9.4f} {r['seconds']:>8} "
             f"{str(r['seconds_to_full_recall']):>8} {r['rounds']:>6} {r['partition_seconds']:>7}"
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    d = load_lightgcn_split(args.train, args.test)
+    full: dict[str, Any] = {"recall@20": None, "ndcg@20": None, "seconds": None, "curve": []}
+    if not args.skip_full:
+        full = train_full(args, d)
+    results = partitioned(args, d, full)
+    print_table(full, results)
     full_out = {key: full[key] for key in ("recall@20", "ndcg@20", "seconds")}
-    print(json.dumps({"full": full_out, "results": results}))
+    print_json({"full": full_out, "results": results})
     return 0
 
 

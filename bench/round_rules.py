@@ -25,7 +25,6 @@ Ends with one JSON line ``{"results": [{"rule", "recall@20": [per round]}, ...]}
 from __future__ import annotations
 
 import argparse
-import json
 from multiprocessing import Pool
 from typing import Any
 
@@ -33,9 +32,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gnn.data.lightgcn_files import load_lightgcn_file
-from gnn.eval.metrics import RankingEvaluator
-from gnn.models.lightgcn import build_norm_adj, lightgcn_propagate
+from bench.common import (
+    LightGCNSplit,
+    add_lightgcn_files,
+    load_lightgcn_split,
+    print_json,
+    ranking_evaluator,
+    score_ego_rows,
+)
+from gnn.models.lightgcn import build_norm_adj
 from pipelines.train.seam import LeafTrainSettings, _train_leaf_arrays
 from pipelines.train.seeded_init import seeded_vectors
 
@@ -78,11 +83,10 @@ def _step(rule: str, start: np.ndarray, mean: np.ndarray, replicas: np.ndarray,
     return start + eta[:, None].astype(np.float32) * delta
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--leaf-edges", required=True)
-    p.add_argument("--train", required=True)
-    p.add_argument("--test", required=True)
+    add_lightgcn_files(p)
     p.add_argument("--rounds", type=int, default=18)
     p.add_argument("--rule", action="append", default=[])
     p.add_argument("--lr", type=float, default=0.01)
@@ -90,11 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
-    settings = LeafTrainSettings(dim=args.dim, layers=args.layers, epochs=1,
-                                 batch_size=args.batch_size, lr=args.lr, seed=0, threads=1,
-                                 vector_dtype="float16")  # fmt: skip
-    df = pd.read_parquet(args.leaf_edges)
+    return p.parse_args(argv)
+
+
+def read_leaves(path: str) -> tuple[dict[int, pd.DataFrame], pd.DataFrame, pd.DataFrame]:
+    """The leaves' edges, their members (``leaf_id, kind, node_id, g``: ``g`` the row in
+    ``nodes``) and the distinct nodes (``kind, node_id``, sorted)."""
+    df = pd.read_parquet(path)
     leaves = {int(k): g.reset_index(drop=True) for k, g in df.groupby("leaf_id")}
     members = pd.concat(
         [pd.DataFrame({"leaf_id": k, "kind": kind, "node_id": np.unique(g[kind].to_numpy())})
@@ -105,48 +111,62 @@ def main(argv: list[str] | None = None) -> int:
     nodes = nodes.reset_index(drop=True)
     index = pd.MultiIndex.from_frame(nodes)
     members["g"] = index.get_indexer(pd.MultiIndex.from_frame(members[["kind", "node_id"]]))
+    return leaves, members, nodes
+
+
+def replay(args: argparse.Namespace, rule: str, pool: Any, members: pd.DataFrame,
+           nodes: pd.DataFrame, score: Any) -> list[float]:  # fmt: skip
+    """``--rounds`` rounds of the leaves under ``rule``; Recall@20 after each."""
+    index = pd.MultiIndex.from_frame(nodes)
     replicas = np.bincount(members["g"], minlength=len(nodes)).astype(np.float64)
-    users, items = load_lightgcn_file(args.train)
-    test_users, test_items = load_lightgcn_file(args.test)
-    n_users = int(max(users.max(), test_users.max())) + 1
-    n_items = int(max(items.max(), test_items.max())) + 1
-    evaluator = RankingEvaluator(users, items, test_users, test_items, num_users=n_users,
-                                 num_items=n_items, k=20, batch_size=4096)  # fmt: skip
-    adj = build_norm_adj(users, items, n_users, n_items, "cpu")
+    state = seeded_vectors(nodes, dim=args.dim, seed=0)
+    velocity = np.zeros_like(state)
+    curve = []
+    for r in range(1, args.rounds + 1):
+        jobs = [(k, r, m["kind"].to_numpy(), m["node_id"].to_numpy(), state[m["g"].to_numpy()])
+                for k, m in members.groupby("leaf_id")]  # fmt: skip
+        sums = np.zeros(state.shape, np.float64)
+        weights = np.zeros(len(nodes))
+        for kinds, node_ids, w, ego in pool.map(_train, jobs):
+            g = index.get_indexer(pd.MultiIndex.from_arrays([kinds, node_ids]))
+            np.add.at(weights, g, w)
+            np.add.at(sums, g, ego.astype(np.float64) * w[:, None])
+        mean = (sums / weights[:, None]).astype(np.float32)
+        state = _step(rule, state, mean, replicas, velocity)
+        state = state.astype(np.float16).astype(np.float32)  # the rounds' row dtype
+        recall = score(state)
+        curve.append(round(float(recall), 4))
+        print(f"{rule:>14} round {r:>2}: recall@20 {recall:.4f}", flush=True)
+    return curve
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = LeafTrainSettings(dim=args.dim, layers=args.layers, epochs=1,
+                                 batch_size=args.batch_size, lr=args.lr, seed=0, threads=1,
+                                 vector_dtype="float16")  # fmt: skip
+    leaves, members, nodes = read_leaves(args.leaf_edges)
+    d: LightGCNSplit = load_lightgcn_split(args.train, args.test)
+    evaluator = ranking_evaluator(d, batch_size=4096)
+    adj = build_norm_adj(d.users, d.items, d.num_users, d.num_items, "cpu")
     is_user = (nodes["kind"] == "user").to_numpy()
     ids = nodes["node_id"].to_numpy()
+
+    def score(state: np.ndarray) -> float:
+        rows = (is_user, ids, state)
+        return score_ego_rows(d, evaluator, adj, rows, dim=args.dim, layers=args.layers)[
+            "recall@20"
+        ]
+
     results = []
     with Pool(2, initializer=_init_worker, initargs=(leaves, settings)) as pool:
         for rule in args.rule or ["plain"]:
-            state = seeded_vectors(nodes, dim=args.dim, seed=0)
-            velocity = np.zeros_like(state)
-            curve = []
-            for r in range(1, args.rounds + 1):
-                jobs = [(k, r, m["kind"].to_numpy(), m["node_id"].to_numpy(),
-                         state[m["g"].to_numpy()])
-                        for k, m in members.groupby("leaf_id")]  # fmt: skip
-                sums = np.zeros(state.shape, np.float64)
-                weights = np.zeros(len(nodes))
-                for kinds, node_ids, w, ego in pool.map(_train, jobs):
-                    g = index.get_indexer(pd.MultiIndex.from_arrays([kinds, node_ids]))
-                    np.add.at(weights, g, w)
-                    np.add.at(sums, g, ego.astype(np.float64) * w[:, None])
-                mean = (sums / weights[:, None]).astype(np.float32)
-                state = _step(rule, state, mean, replicas, velocity)
-                state = state.astype(np.float16).astype(np.float32)  # the rounds' row dtype
-                ego_all = np.zeros((n_users + n_items, args.dim), np.float32)
-                ego_all[ids[is_user]] = state[is_user]
-                ego_all[n_users + ids[~is_user]] = state[~is_user]
-                with torch.no_grad():
-                    final = lightgcn_propagate(adj, torch.from_numpy(ego_all), args.layers)
-                recall = evaluator.evaluate(final[:n_users], final[n_users:])["recall@20"]
-                curve.append(round(float(recall), 4))
-                print(f"{rule:>14} round {r:>2}: recall@20 {recall:.4f}", flush=True)
+            curve = replay(args, rule, pool, members, nodes, score)
             results.append({"rule": rule, "recall@20": curve})
     print(f"\n{'rule':>14} " + " ".join(f"{r:>6}" for r in range(1, args.rounds + 1)))
     for row in results:
         print(f"{row['rule']:>14} " + " ".join(f"{x:>6.4f}" for x in row["recall@20"]))
-    print(json.dumps({"results": results}))
+    print_json({"results": results})
     return 0
 
 
