@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
 import pytest
 import torch
@@ -373,23 +374,27 @@ def test_cuda_model_triton_matches_naive() -> None:
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
 
 
-def test_link_training_with_negative_sources_runs_and_learns() -> None:
-    ring = torch.stack([torch.arange(20), (torch.arange(20) + 1) % 20], 1)
-    pairs = torch.sort(ring, dim=1).values
-    graph = homogeneous_graph(pairs, 20)
-    cfg = NBFNetTrainConfig(
+def link_config(**changes: Any) -> NBFNetTrainConfig:
+    """A small link-task NBFNet (d = 8, 2 layers, no query-dependent relations, uniform
+    negative weights, seed 0, one thread) with ``changes``."""
+    base: dict[str, Any] = dict(
         task="link",
         dependent=False,
         dim=8,
         layers=2,
-        batch_size=5,
-        epochs=3,
-        num_negative=3,
-        negative_sources=1.0,
         log_every=0,
         adversarial_temperature=0.0,
+        seed=0,
         threads=1,
     )
+    return NBFNetTrainConfig(**{**base, **changes})
+
+
+def test_link_training_with_negative_sources_runs_and_learns() -> None:
+    ring = torch.stack([torch.arange(20), (torch.arange(20) + 1) % 20], 1)
+    pairs = torch.sort(ring, dim=1).values
+    graph = homogeneous_graph(pairs, 20)
+    cfg = link_config(batch_size=5, epochs=3, num_negative=3, negative_sources=1.0)
     res = fit_nbfnet(graph, cfg)
     assert res.steps == 12 and res.queries == 60
     assert sum(res.losses[-3:]) < sum(res.losses[:3])
@@ -422,19 +427,7 @@ def test_symmetric_pair_training_matches_the_reference_link_loss() -> None:
     ring = torch.stack([torch.arange(20), (torch.arange(20) + 1) % 20], 1)
     chords = torch.tensor([[0, 10], [5, 15]])
     graph = homogeneous_graph(torch.cat([ring, chords]), 20)
-    cfg = NBFNetTrainConfig(
-        task="link",
-        dependent=False,
-        dim=8,
-        layers=2,
-        batch_size=4,
-        epochs=4,
-        num_negative=2,
-        symmetric=True,
-        log_every=0,
-        adversarial_temperature=0.0,
-        threads=1,
-    )
+    cfg = link_config(batch_size=4, epochs=4, num_negative=2, symmetric=True)
     torch.manual_seed(0)
     model = build_model(graph.num_relations, cfg)
     src, ans = torch.tensor([0, 3, 5, 9]), torch.tensor([1, 4, 15, 10])

@@ -268,27 +268,19 @@ def test_nbfnet_unlearning_moves_deleted_logits_to_destroyer(device: str) -> Non
         seed=0,
         threads=1,
     )
-    res = unlearn_nbfnet(
-        teacher,
-        g,
-        triples,
-        deleted,
-        cfg,
-        task="link",
-        device=device,
-        make_model=_nbf_unseeded,
-        log=lambda *a: None,
-    )
-    again = unlearn_nbfnet(
-        teacher,
-        g,
-        triples,
-        deleted,
-        cfg,
-        task="link",
-        device=device,
-        make_model=_nbf_unseeded,
-        log=lambda *a: None,
+    res, again = (
+        unlearn_nbfnet(
+            teacher,
+            g,
+            triples,
+            deleted,
+            cfg,
+            task="link",
+            device=device,
+            make_model=_nbf_unseeded,
+            log=lambda *a: None,
+        )
+        for _ in range(2)
     )
     assert res.model is not None and again.model is not None and res.graph is not None
     for (k, v), w in zip(

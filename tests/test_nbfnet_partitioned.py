@@ -21,6 +21,7 @@ from gnn.eval.nbfnet_partitioned import (
     score_all_partitioned,
 )
 from gnn.models.nbfnet import NBFNet
+from tests.test_gnn_nbfnet import link_config
 
 # Path 0-1-2-3-4-5; leaves {0,1,2} and {3,4,5}.
 PATH = torch.tensor([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]])
@@ -260,20 +261,10 @@ def test_pair_scope_runs_each_pair_on_the_union_of_its_two_leaves():
 
 
 def _cfg(**kw) -> NBFNetTrainConfig:
-    base = dict(
-        task="link",
-        dim=4,
-        layers=2,
-        dependent=False,
-        batch_size=2,
-        num_negative=2,
-        adversarial_temperature=0.0,
-        epochs=3,
-        log_every=0,
-        seed=0,
-    )
-    base.update(kw)
-    return NBFNetTrainConfig(**base)
+    """:func:`tests.test_gnn_nbfnet.link_config` at d = 4, batch 2, 2 negatives, 3 epochs
+    (torch's thread count left alone)."""
+    base = {"dim": 4, "batch_size": 2, "num_negative": 2, "epochs": 3, "threads": 0}
+    return link_config(**{**base, **kw})
 
 
 def _two_triangles() -> PartitionedGraph:
