@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import add_json_flag, add_lightgcn_files, parser, print_json, timed
+from bench.common import add_json_flag, add_lightgcn_files, log, parser, print_json, timed
 from pipelines.serve.ann import AnnIndex, AnnSettings, build_index
 
 
@@ -76,7 +76,7 @@ def train_embeddings(
         device="cpu",
         test_users=test_u,
         test_items=test_i,
-        log=lambda *a: print(*a, flush=True),
+        log=log,
     )
     final = result.history[-1] if result.history else {}
     info = {

@@ -235,6 +235,11 @@ def score_ego_rows(
 # --------------------------------------------------------------------------- output
 
 
+def log(*parts: Any) -> None:
+    """A progress line, flushed at once (the benches' ``log=`` callback)."""
+    print(*parts, flush=True)
+
+
 def print_json(obj: Any) -> None:
     """The benches' last line: one JSON object."""
     print(json.dumps(obj), flush=True)

@@ -4,15 +4,10 @@
 # Side by side on the one GPU: FB15k-237 with [fb15k_minutes] of training (the issue's 8-minute
 # target), Cora to 20 epochs (the AUROC/AP target, which 2 CPU cores cannot reach in a session),
 # and the gnn tests marked gpu. Logs go to $OUT; the last lines are each run's JSON.
-set -u
-export PYTHONUNBUFFERED=1
-DATA="${DATA:-../shared/data}"
-OUT="${OUT:-/tmp/gpu-out}"
+source "$(dirname "$0")/gpu_env.sh"
 MIN="${1:-7.5}"
 DEV="${2:-cuda}"
-mkdir -p "$OUT"
 if command -v nvidia-smi >/dev/null; then
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
   nvidia-smi dmon -s um -d 10 > "$OUT/dmon.txt" 2>&1 &
 fi
 python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__,

@@ -12,16 +12,9 @@
 # 2,000 test triples (4,000 filtered queries) with each, and reports the speedup, the relative
 # MRR loss and the restriction's ceiling (restriction_* keys). The full model is kept in
 # $OUT/full.pt: `--ceiling-only --full-checkpoint $OUT/full.pt` re-reads it.
-set -u
-export PYTHONUNBUFFERED=1
-DATA="${DATA:-../shared/data}"
-OUT="${OUT:-/tmp/gpu-out}"
+source "$(dirname "$0")/gpu_env.sh"
 MIN="${1:-3}"
 K="${2:-16}"
-mkdir -p "$OUT"
-if command -v nvidia-smi >/dev/null; then
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-fi
 limit=$(python3 -c "print(int(float('$MIN') * 150 + 120))")
 timeout "$limit" python3 -m bench.nbfnet_partitioned --triples "$DATA/fb15k-237" --k "$K" \
   --halo-hops 1 --halo-edges outward --budget-minutes "$MIN" --test-queries "${TEST_QUERIES:-2000}" \

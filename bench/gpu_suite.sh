@@ -3,13 +3,8 @@
 # Usage (repo root): DATA=.cache/gpu-data OUT=/tmp/out bash bench/gpu_suite.sh [minutes]
 # Runs the gnn tests on CUDA, then LightGCN with the paper's settings on Gowalla and NBFNet on
 # FB15k-237 side by side on the one GPU, each with a training budget of [minutes] (default 6).
-set -u
-export PYTHONUNBUFFERED=1
-DATA="${DATA:-../shared/data}"
-OUT="${OUT:-/tmp/gpu-out}"
+source "$(dirname "$0")/gpu_env.sh"
 MIN="${1:-6}"
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))" | tee -a "$OUT/gpu.txt"
 timeout 60 python3 -m pytest -q -p no:cacheprovider -m "not slow" \
   tests/test_gnn_lightgcn.py tests/test_gnn_metrics.py tests/test_gnn_nbfnet.py > "$OUT/pytest-gpu.log" 2>&1

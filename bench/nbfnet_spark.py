@@ -38,7 +38,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from bench.common import add_json_flag, parser, print_json
+from bench.common import add_json_flag, log, parser, print_json
 from bench.nbfnet_setup import KGData, assignment_file, kg_data, task_preset
 from gnn.engine.nbfnet import NBFNetTrainConfig, build_model
 from gnn.engine.nbfnet_partitioned import PartitionedGraph, fit_partitioned
@@ -273,9 +273,7 @@ def training(
         threads=1,
     )
     t0 = time.perf_counter()
-    state, history = train_rounds(
-        frames["edges"], frames["assign"], rounds, log=lambda m: print(m, flush=True)
-    )
+    state, history = train_rounds(frames["edges"], frames["assign"], rounds, log=log)
     spark_secs = time.perf_counter() - t0
     spark_model = load_model(state, cfg, ds.num_relations).eval()
     t0 = time.perf_counter()

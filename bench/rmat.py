@@ -11,13 +11,13 @@ count), ``generate_seconds``, ``edges_per_second`` and ``parquet_mib``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from bench.common import print_json
 from jobs.rmat import _count
 from pipelines.core.session import build_spark
 from pipelines.generate.rmat import RmatSpec, generate_rmat
@@ -51,19 +51,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['edges']:>13,} {r['scale']:>5} {r['partitions']:>5} {r['generate_s']:>10.1f} "
             f"{r['write_s']:>11.1f} {rate:>8.2f} {r['mib']:>7.1f}"
         )
-    print(
-        json.dumps(
-            {
-                "rmat_seconds": {str(r["edges"]): round(r["write_s"], 2) for r in rows},
-                "generate_seconds": {str(r["edges"]): round(r["generate_s"], 2) for r in rows},
-                "edges_per_second": {
-                    str(r["edges"]): round(r["edges"] / r["write_s"]) for r in rows
-                },
-                "parquet_mib": {str(r["edges"]): round(r["mib"], 1) for r in rows},
-                "master": args.master,
-                "cpus": os.cpu_count(),
-            }
-        )
+    print_json(
+        {
+            "rmat_seconds": {str(r["edges"]): round(r["write_s"], 2) for r in rows},
+            "generate_seconds": {str(r["edges"]): round(r["generate_s"], 2) for r in rows},
+            "edges_per_second": {str(r["edges"]): round(r["edges"] / r["write_s"]) for r in rows},
+            "parquet_mib": {str(r["edges"]): round(r["mib"], 1) for r in rows},
+            "master": args.master,
+            "cpus": os.cpu_count(),
+        }
     )
     spark.stop()
     return 0

@@ -109,19 +109,20 @@ def partition_settings(args: argparse.Namespace, work: Path) -> PartitionSetting
 def _table_stage(
     spark: SparkSession,
     work: Path,
-    name: str,
-    config_hash: str,
+    stage: tuple[str, argparse.Namespace, int, tuple[str, ...]],
     make: Callable[[], DataFrame],
     table: str = "vectors",
 ) -> tuple[StageResult, DataFrame]:
-    """A resumable stage that writes ``make()`` as the Parquet table ``table``: the stage's
+    """A resumable stage that writes ``make()`` as the Parquet table ``table``. ``stage``: its
+    name and what its config hash reads (arguments, size, argument names). Returns the stage's
     result and the table read back."""
+    name, args, n, keys = stage
 
     def body(out: Path) -> dict[str, Any]:
         make().write.mode("overwrite").parquet(str(out / table))
         return {}
 
-    done = run_stage(work, name, config_hash, body)
+    done = run_stage(work, name, stage_hash(args, n, *keys), body)
     return done, spark.read.parquet(str(done.path / table))
 
 
@@ -174,8 +175,7 @@ def run_ours(
     aggregated, vectors = _table_stage(
         spark,
         work,
-        "vectors",
-        stage_hash(args, n, *AGGREGATE_KEYS),
+        ("vectors", args, n, AGGREGATE_KEYS),
         lambda: aggregate_homogeneous(
             rows,
             train,
@@ -232,8 +232,7 @@ def run_peer(
     walked, walks = _table_stage(
         spark,
         work,
-        "walks",
-        stage_hash(args, n, *WALK_KEYS),
+        ("walks", args, n, WALK_KEYS),
         lambda: random_walks(
             train,
             walks_per_node=args.walks_per_node,
@@ -246,8 +245,7 @@ def run_peer(
     trained, vectors = _table_stage(
         spark,
         work,
-        "w2v-vectors",
-        stage_hash(args, n, *WORD2VEC_KEYS),
+        ("w2v-vectors", args, n, WORD2VEC_KEYS),
         lambda: word2vec_vectors(
             walks,
             dim=args.dim,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from bench.common import LightGCNSplit, load_lightgcn_split, markdown_table
+from bench.common import log as _log
 from bench.nbfnet_setup import link_data, task_preset
 from gnn.data.kg import homogeneous_graph
 from gnn.engine.lightgcn import LightGCNTrainConfig, fit_lightgcn
@@ -38,10 +39,6 @@ from gnn.unlearn.lightgcn import LightGCNDeletion, lightgcn_deletion, unlearn_li
 from gnn.unlearn.nbfnet import unlearn_nbfnet
 
 Rows = dict[str, dict[str, float]]
-
-
-def _log(*parts: Any) -> None:
-    print(*parts, flush=True)
 
 
 def _unlearn_config(args: argparse.Namespace, base: UnlearnConfig) -> UnlearnConfig:
