@@ -71,10 +71,10 @@ def lightgcn_bpr_loss(
 def nbfnet_loss(logits: Tensor, temperature: float) -> Tensor:
     """Binary cross-entropy, positive in column 0, self-adversarial weights on negatives.
 
-    NBFNet's loss (Zhu et al., NeurIPS 2021, Eq. 7) with the self-adversarial negative weights
-    of Sun et al., ICLR 2019, Eq. 5: ``L = -log s(x_+) - sum_i p_i log(1 - s(x_i))``,
-    ``p = softmax(x_neg / T)`` (no gradient; uniform ``1 / K`` when ``T = 0``), normalised by
-    ``1 + sum_i p_i`` as in the reference.
+    NBFNet's loss (Zhu et al., NeurIPS 2021, Sec. 3.3, Eq. 7-8) with the self-adversarial
+    negative weights of Sun et al., ICLR 2019, Eq. 5:
+    ``L = -log s(x_+) - sum_i p_i log(1 - s(x_i))``, ``p = softmax(x_neg / T)`` (no gradient;
+    uniform ``1 / K`` when ``T = 0``), normalised by ``1 + sum_i p_i`` as in the reference.
 
     Shapes:
         logits: ``[B, 1 + K]`` -> scalar.

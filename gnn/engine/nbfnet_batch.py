@@ -173,7 +173,7 @@ def query_batch_loss(
     """The training loss of one batch of queries ``(src, rel, ?)`` with answers ``ans``.
 
     Each query scores its answer against ``cfg.num_negative`` sampled negatives; the
-    self-adversarial BCE of :func:`gnn.losses.nbfnet_loss` (Zhu et al. 2021, Eq. 7) is taken
+    self-adversarial BCE of :func:`gnn.losses.nbfnet_loss` (Zhu et al. 2021, Eq. 7-8) is taken
     over them. ``cfg.negative_sources`` adds all-negative queries whose sources are drawn
     uniformly from ``source_pool`` (all nodes when None), scored with the mean BCE towards 0.
     The batch's own edges are removed from the graph first (``remove_easy_edges``).
