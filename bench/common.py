@@ -59,14 +59,21 @@ def add_nbfnet_args(
     log_every: bool = True,
 ) -> None:
     """Model size, batch sizes and negatives of an NBFNet bench (``None``: the preset's)."""
-    p.add_argument("--layers", type=int, default=6)
-    p.add_argument("--dim", type=int, default=32)
+    add_model_size(p, dim=32, layers=6)
     p.add_argument("--batch-size", type=int, default=batch_size)
     p.add_argument("--eval-batch-size", type=int, default=None)
     p.add_argument("--num-negative", type=int, default=None)
     p.add_argument("--negative-sources", type=float, default=1.0, help=negatives_help)
     if log_every:
         p.add_argument("--log-every", type=int, default=50)
+
+
+def add_model_size(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup, *, dim: int, layers: int
+) -> None:
+    """``--dim`` (vector size) and ``--layers`` (propagation depth), each bench's defaults."""
+    p.add_argument("--layers", type=int, default=layers)
+    p.add_argument("--dim", type=int, default=dim)
 
 
 def add_lightgcn_files(p: argparse.ArgumentParser, *, described: bool = False) -> None:

@@ -38,7 +38,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from bench.common import add_json_flag, log, parser, print_json
+from bench.common import add_json_flag, add_model_size, log, parser, print_json
 from bench.nbfnet_setup import KGData, assignment_file, kg_data, task_preset
 from gnn.engine.nbfnet import NBFNetTrainConfig, build_model
 from gnn.engine.nbfnet_partitioned import PartitionedGraph, fit_partitioned
@@ -58,8 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoint", default="", help="bench.nbfnet_partitioned --full-checkpoint")
     p.add_argument("--test-queries", type=int, default=200, help="test triples (x2 queries)")
     p.add_argument("--batch-size", type=int, default=32, help="queries per Bellman-Ford pass")
-    p.add_argument("--layers", type=int, default=6)
-    p.add_argument("--dim", type=int, default=32)
+    add_model_size(p, dim=32, layers=6)
     p.add_argument("--master", default="local[2]")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the torch runs")
     p.add_argument("--seed", type=int, default=0)

@@ -29,6 +29,7 @@ import torch
 from bench.common import (
     LightGCNSplit,
     add_lightgcn_files,
+    add_model_size,
     int_list,
     load_lightgcn_split,
     print_json,
@@ -72,8 +73,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=1.0,
         help="Server step on nodes held by several leaves (1: plain federated averaging).",
     )
-    p.add_argument("--dim", type=int, default=64)
-    p.add_argument("--layers", type=int, default=3)
+    add_model_size(p, dim=64, layers=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="Cores: full model threads, Spark slots.")
     p.add_argument("--skip-full", action="store_true")

@@ -35,6 +35,7 @@ import torch
 from bench.common import (
     LightGCNSplit,
     add_lightgcn_files,
+    add_model_size,
     load_lightgcn_split,
     print_json,
     ranking_evaluator,
@@ -91,8 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rule", action="append", default=[])
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--batch-size", type=int, default=2048)
-    p.add_argument("--dim", type=int, default=64)
-    p.add_argument("--layers", type=int, default=3)
+    add_model_size(p, dim=64, layers=3)
     p.add_argument("--json", action="store_true")
     return p.parse_args(argv)
 

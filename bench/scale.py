@@ -48,6 +48,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from bench.common import (
     add_json_flag,
+    add_model_size,
     add_spark_args,
     bench_spark,
     format_row,
@@ -76,8 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--holdout", type=float, default=0.01, help="Share of pairs held out.")
     add_partition_args(p)
-    p.add_argument("--dim", type=int, default=64)
-    p.add_argument("--layers", type=int, default=2)
+    add_model_size(p, dim=64, layers=2)
     p.add_argument("--epochs", type=int, default=10, help="Epochs per leaf.")
     p.add_argument("--batch-size", type=int, default=16384)
     p.add_argument("--lr", type=float, default=0.01)

@@ -31,7 +31,7 @@ import sys
 
 import torch
 
-from bench.common import add_json_flag, parser, print_json
+from bench.common import add_json_flag, add_model_size, parser, print_json
 from bench.unlearn_runs import run_lightgcn, run_planetoid
 from gnn.engine.device import select_device
 
@@ -73,8 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     u.add_argument("--unlearn-batch", type=int, default=None)
     u.add_argument("--unlearn-deleted-batch", type=int, default=None)
     n = p.add_argument_group("NBFNet (Planetoid)")
-    n.add_argument("--layers", type=int, default=6)
-    n.add_argument("--dim", type=int, default=32)
+    add_model_size(n, dim=32, layers=6)
     n.add_argument("--aggregate", default="pna", choices=("sum", "mean", "max", "pna"))
     n.add_argument("--batch-size", type=int, default=16)
     n.add_argument(
