@@ -40,7 +40,10 @@ class JobContext:
 
 def job_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", help="YAML config (defaults: deploy/configs/local.yaml)")
+    parser.add_argument(
+        "--config",
+        help="YAML config (default: the built-in defaults = deploy/configs/local.yaml's values)",
+    )
     parser.add_argument("--run-dir", required=True, help="Output folder of the run.")
     parser.add_argument(
         "--set",

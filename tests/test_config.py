@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,13 +11,35 @@ REPO = Path(__file__).resolve().parents[1]
 def test_defaults_validate():
     cfg = load_config()
     assert cfg == PipelineConfig()
-    assert cfg.train.lr == 0.001 and cfg.export.top_k == 20
+    assert cfg.train.lr == 0.02 and cfg.train.epochs == 400 and cfg.export.top_k == 20
 
 
 def test_deploy_config_loads():
     cfg = load_config(REPO / "deploy" / "configs" / "local.yaml")
     assert cfg.model.name == "lightgcn"
     assert cfg.ingest.format == "lightgcn"
+
+
+#: What local.yaml adds to the defaults: where the local data lies, nothing about the model.
+LOCAL_ONLY = {"ingest.train_path", "ingest.test_path"}
+
+
+def _flat(cfg: PipelineConfig) -> dict[str, object]:
+    return {
+        f"{section}.{key}": value
+        for section, values in dataclasses.asdict(cfg).items()
+        for key, value in values.items()
+    }
+
+
+def test_local_yaml_and_the_bare_defaults_are_one_config():
+    """A job run without --config trains what a run with deploy/configs/local.yaml trains."""
+    local = _flat(load_config(REPO / "deploy" / "configs" / "local.yaml"))
+    defaults = _flat(PipelineConfig())
+    assert local.keys() == defaults.keys()
+    differ = {k: (local[k], defaults[k]) for k in local if local[k] != defaults[k]}
+    assert set(differ) == LOCAL_ONLY, differ
+    assert all(defaults[k] == "" for k in LOCAL_ONLY)  # no data path is built in
 
 
 def test_overrides_are_typed(tmp_path):
