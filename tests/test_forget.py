@@ -575,6 +575,7 @@ def test_trained_config_differences_ignore_execution_keys_and_later_fields():
     ]
     older = {k: v for k, v in recorded.items() if k != "ingest.tombstones_dir"}
     assert trained_config_differences(older, cfg) == []  # field added later, at its default
+    assert trained_config_differences({**recorded, "train.eval_every": 0}, cfg) == []  # removed
     moved = load_config(None, ["train.lr=0.01", "ingest.tombstones_dir=/x"])
     assert trained_config_differences(older, moved) == [
         "ingest.tombstones_dir: run has none, now '/x'"

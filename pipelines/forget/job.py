@@ -70,7 +70,7 @@ from pipelines.forget.tombstones import (
     tombstones_folder,
     write_tombstones,
 )
-from pipelines.forget.verify import verify_erased
+from pipelines.forget.verify import DeletedSet, VerificationReport, verify_erased
 from pipelines.train.stage import (
     TRAINED_CONFIG,
     TRAINED_SECTIONS,
@@ -132,13 +132,14 @@ def trained_config_differences(recorded: dict[str, Any], cfg: PipelineConfig) ->
     ``recorded`` is the ``train`` marker's flat config (:meth:`PipelineConfig.flat_sections`).
     :data:`EXECUTION_ONLY` keys are ignored, and so is a key the run's config lacks while
     ``cfg`` holds its default (a field added by a later version of this software, whose
-    default keeps the earlier behaviour).
+    default keeps the earlier behaviour), and a key ``cfg`` no longer has (a field removed
+    since, such as ``train.eval_every``, which never changed the model).
     """
     current = cfg.flat_sections(*_TRAINED)
     defaults = PipelineConfig().flat_sections(*_TRAINED)
     out = []
     for key in sorted(set(current) | set(recorded)):
-        if key in EXECUTION_ONLY:
+        if key in EXECUTION_ONLY or key not in current:
             continue
         if key not in recorded:
             if current.get(key) != defaults.get(key):
@@ -191,43 +192,132 @@ def forget(
             ``cfg`` is not the config the run was trained with.
         VerificationFailed: A deleted element remained in the new version (discarded).
     """
-    from pipelines.registry import STAGES
-
     started = time.perf_counter()
     settings = settings or ForgetSettings()
     run_dir = Path(run_dir)
     done = applied_request_ids(run_dir)
     new_ids = set(requests.request_ids) - done
+    skipped = sorted(done & set(requests.request_ids))
     if not new_ids:
         return ForgetResult(
-            "already_applied",
-            None,
-            [],
-            sorted(done & set(requests.request_ids)),
-            seconds=time.perf_counter() - started,
+            "already_applied", None, [], skipped, seconds=time.perf_counter() - started
         )
     todo = requests.only(new_ids)
     cur = current_version(run_dir)
+    _check_current(cur, cfg)
+    dictionary = spark.read.parquet(str(cur / "ingest" / "dictionary"))
+    inter = spark.read.parquet(str(cur / "ingest" / "interactions"))
+    resolved = resolve_requests(spark, todo, dictionary, inter.select(USER, ITEM))
+    tomb = _tombstone_rows(todo)
+    tombstones = tombstones_folder(run_dir, cfg.ingest.tombstones_dir)
+    keys = frozenset(t[1] for t in tomb) | read_tombstone_keys(tombstones)
+    d = dataclasses.replace(resolved.deleted, keys=keys)
+    vdir, final = new_version_dir(run_dir)
+    state = Unlearned([], 0, [])
+    report = _build_version(spark, cfg, cur, vdir, d, settings, state, tombstones)
+    record = _commit(
+        run_dir, cur, (vdir, final), tombstones, tomb, sorted(new_ids), state, report, settings
+    )
+    seconds = time.perf_counter() - started
+    _write_audit(run_dir, todo, sorted(new_ids), resolved.unknown, record, seconds)
+    if settings.purge_previous:
+        purge_version(run_dir, cur)
+    log.info(
+        "forget: %s applied, version %s, leaves %s/%d, %.1f s",
+        sorted(new_ids),
+        final.name,
+        state.leaves_retrained,
+        state.leaves_total,
+        seconds,
+    )
+    return ForgetResult(
+        "applied",
+        final,
+        sorted(new_ids),
+        skipped,
+        state.leaves_retrained,
+        state.leaves_total,
+        report.as_dict(),
+        dict(resolved.unknown),
+        seconds,
+    )
+
+
+def _commit(
+    run_dir: Path,
+    cur: Path,
+    dirs: tuple[Path, Path],
+    tombstones: Path,
+    tomb: list[tuple[str, str, str]],
+    request_ids: list[str],
+    state: Unlearned,
+    report: VerificationReport,
+    settings: ForgetSettings,
+) -> dict[str, Any]:
+    """Write the tombstones and switch ``CURRENT`` to the new version (step 7).
+
+    ``dirs``: the version's working folder and its final name. Returns what every audit record
+    of the batch repeats (version, time, leaves, verification).
+    """
+    vdir, final = dirs
+    record = {
+        "version": final.name,
+        "applied_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "leaves_retrained": state.leaves_retrained,
+        "leaves_total": state.leaves_total,
+        "verification": report.as_dict(),
+    }
+    write_tombstones(
+        tombstones,
+        final.name,
+        pd.DataFrame(tomb, columns=["kind", "key", "request_id"])
+        .assign(applied_at=record["applied_at"])
+        .drop_duplicates("key"),
+    )
+    meta = {
+        "version": final.name,
+        "parent": "base" if cur == run_dir else cur.name,
+        "request_ids": request_ids,
+        "created_at": record["applied_at"],
+        **{k: record[k] for k in ("leaves_retrained", "leaves_total", "verification")},
+        "settings": asdict(settings),
+    }
+    commit_version(run_dir, vdir, final, meta)
+    return record
+
+
+def _tombstone_rows(todo: Requests) -> list[tuple[str, str, str]]:
+    """``(kind, tombstone key, request_id)`` of every requested element."""
+    rows = todo.rows[[REQUEST_ID, KIND, ID, OTHER_ID]].itertuples(index=False, name=None)
+    return [(k, tombstone_key(k, a, b), rid) for rid, k, a, b in rows]
+
+
+def _check_current(cur: Path, cfg: PipelineConfig) -> None:
+    """Raise :class:`ForgetError` unless ``cur`` is a finished run trained with ``cfg``."""
     for needed in ("ingest", "train", "aggregate"):
         if read_marker(cur, needed) is None:
             raise ForgetError(
                 f"{cur / needed}: stage '{needed}' has not finished; forget needs a finished run"
             )
     _check_trained_config(cur, cfg)
-    dictionary = spark.read.parquet(str(cur / "ingest" / "dictionary"))
-    inter = spark.read.parquet(str(cur / "ingest" / "interactions"))
-    resolved = resolve_requests(spark, todo, dictionary, inter.select(USER, ITEM))
-    tomb = [
-        (k, tombstone_key(k, a, b), rid)
-        for rid, k, a, b in todo.rows[[REQUEST_ID, KIND, ID, OTHER_ID]].itertuples(
-            index=False, name=None
-        )
-    ]
-    batch_keys = frozenset(t[1] for t in tomb)
-    tombstones = tombstones_folder(run_dir, cfg.ingest.tombstones_dir)
-    d = dataclasses.replace(resolved.deleted, keys=batch_keys | read_tombstone_keys(tombstones))
-    vdir, final = new_version_dir(run_dir)
-    state = Unlearned([], 0, [])
+
+
+def _build_version(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    cur: Path,
+    vdir: Path,
+    d: DeletedSet,
+    settings: ForgetSettings,
+    state: Unlearned,
+    tombstones: Path,
+) -> VerificationReport:
+    """Write every stage of the new version ``vdir`` from ``cur`` without ``d``; verify it.
+
+    Steps 4-6 of the module docstring. ``vdir`` is removed when anything fails.
+    """
+    from pipelines.registry import STAGES
+
     try:
         _stage(vdir, cur, "ingest", lambda out: ingest_body(spark, cur, d, out), spark)
         if read_marker(cur, "partition") is not None:
@@ -265,64 +355,34 @@ def forget(
     except BaseException:
         shutil.rmtree(vdir, ignore_errors=True)
         raise
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    write_tombstones(
-        tombstones,
-        final.name,
-        pd.DataFrame(tomb, columns=["kind", "key", "request_id"])
-        .assign(applied_at=now)
-        .drop_duplicates("key"),
-    )
-    previous = cur
-    meta = {
-        "version": final.name,
-        "parent": "base" if previous == run_dir else previous.name,
-        "request_ids": sorted(new_ids),
-        "created_at": now,
-        "leaves_retrained": state.leaves_retrained,
-        "leaves_total": state.leaves_total,
-        "verification": report.as_dict(),
-        "settings": asdict(settings),
-    }
-    commit_version(run_dir, vdir, final, meta)
-    seconds = time.perf_counter() - started
+    return report
+
+
+def _write_audit(
+    run_dir: Path,
+    todo: Requests,
+    request_ids: list[str],
+    unknown: dict[str, int],
+    record: dict[str, Any],
+    seconds: float,
+) -> None:
+    """One ``audit/forget-<request_id>.json`` per applied request, each written atomically."""
     audit_root = run_dir / AUDIT
     audit_root.mkdir(parents=True, exist_ok=True)
     times = dict(zip(todo.rows[REQUEST_ID], todo.rows[TIMESTAMP], strict=True))
-    for rid in sorted(new_ids):
-        record = {
+    for rid in request_ids:
+        out = {
             "request_id": rid,
             "requested_at": times[rid],
-            "applied_at": now,
-            "version": final.name,
+            "applied_at": record["applied_at"],
+            "version": record["version"],
             "elements": int((todo.rows[REQUEST_ID] == rid).sum()),
-            "unknown": resolved.unknown.get(rid, 0),
-            "leaves_retrained": state.leaves_retrained,
-            "leaves_total": state.leaves_total,
-            "verification": report.as_dict(),
+            "unknown": unknown.get(rid, 0),
+            "leaves_retrained": record["leaves_retrained"],
+            "leaves_total": record["leaves_total"],
+            "verification": record["verification"],
             "seconds": round(seconds, 3),
         }
         tmp = audit_root / f".forget-{rid}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.write_text(json.dumps(record, indent=2))
+        tmp.write_text(json.dumps(out, indent=2))
         os.replace(tmp, audit_path(run_dir, rid))
-    if settings.purge_previous:
-        purge_version(run_dir, previous)
-    log.info(
-        "forget: %s applied, version %s, leaves %s/%d, %.1f s",
-        sorted(new_ids),
-        final.name,
-        state.leaves_retrained,
-        state.leaves_total,
-        seconds,
-    )
-    return ForgetResult(
-        "applied",
-        final,
-        sorted(new_ids),
-        sorted(done & set(requests.request_ids)),
-        state.leaves_retrained,
-        state.leaves_total,
-        report.as_dict(),
-        dict(resolved.unknown),
-        seconds,
-    )

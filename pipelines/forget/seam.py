@@ -1,15 +1,15 @@
 """The Spark-to-torch seam of the forget job: distill-to-delete on one leaf inside a Spark task.
 
-:func:`unlearn_leaf_from` is the forget counterpart of :func:`pipelines.train.seam.train_leaf_from`:
-it receives one leaf's training interactions (each flagged ``deleted`` or not) and the current
-global ego vectors of the leaf's nodes (each node flagged ``deleted`` when a user or item
-request names it), runs :func:`gnn.unlearn.lightgcn.unlearn_lightgcn` (Sinha et al. 2023,
-D2DGN) with
-the current vectors as the teacher, and returns the unlearned ego vectors of the nodes that
-remain, weighted by their retained interaction count in the leaf (the federated-averaging
-weight of :func:`pipelines.aggregate.stage.weighted_mean_by_node`). Deleted nodes and nodes left
-without an interaction in the leaf return no row. Torch is imported lazily; device, threads and
-per-leaf seeding follow :mod:`pipelines.train.seam`, so a retried task returns identical rows.
+:func:`unlearn_leaf_from` is the forget counterpart of
+:func:`pipelines.train.seam.train_leaf_from`: it receives one leaf's training interactions (each
+flagged ``deleted`` or not) and the current global ego vectors of the leaf's nodes (each node
+flagged ``deleted`` when a user or item request names it), runs
+:func:`gnn.unlearn.lightgcn.unlearn_lightgcn` (Sinha et al. 2023, D2DGN) with the current vectors
+as the teacher, and returns the unlearned ego vectors of the nodes that remain, weighted by their
+retained interaction count in the leaf (the federated-averaging weight of
+:func:`pipelines.aggregate.stage.weighted_mean_by_node`). Deleted nodes and nodes left without an
+interaction in the leaf return no row. Torch is imported lazily; device, threads and per-leaf
+seeding follow :mod:`pipelines.train.seam_task`, so a retried task returns identical rows.
 """
 
 from __future__ import annotations
@@ -26,7 +26,13 @@ from pyspark.sql import functions as F
 
 from pipelines.core.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
 from pipelines.core.vector_bytes import bytes_to_matrix, vectors_to_bytes
-from pipelines.train.seam import LEAF_LOG, WEIGHTED_ROWS_SCHEMA, task_device, task_threads
+from pipelines.train.seam_task import (
+    LEAF_LOG,
+    WEIGHTED_ROWS_SCHEMA,
+    LeafSetup,
+    positions_in,
+    setup_leaf,
+)
 
 DELETED = "deleted"
 
@@ -70,73 +76,40 @@ def unlearn_leaf_from(
         out: :data:`pipelines.train.seam.WEIGHTED_ROWS_SCHEMA`; ``w`` = retained interactions of
         the node in the leaf (> 0), ``leaf_log`` JSON on the first row.
     """
-    import torch
-
-    from gnn.unlearn.d2dgn import UnlearnConfig
-    from gnn.unlearn.lightgcn import lightgcn_deletion, unlearn_lightgcn
+    from gnn.unlearn.lightgcn import lightgcn_deletion
 
     if edges.empty:
         return _empty()
     started = time.perf_counter()
-    leaf_id = int(edges[LEAF_ID].iloc[0])
-    threads = task_threads(settings.threads)
-    torch.set_num_threads(threads)
-    device = torch.device(task_device(settings.device))
-    users_global, users_local = np.unique(edges[USER].to_numpy(np.int64), return_inverse=True)
-    items_global, items_local = np.unique(edges[ITEM].to_numpy(np.int64), return_inverse=True)
-    n_u, n_i = len(users_global), len(items_global)
-    teacher = np.zeros((n_u + n_i, settings.dim), dtype=np.float32)
-    gone = {USER: np.zeros(n_u, bool), ITEM: np.zeros(n_i, bool)}
-    for kind, ids, offset in ((USER, users_global, 0), (ITEM, items_global, n_u)):
-        part = init[init[KIND] == kind]
-        node = part[NODE_ID].to_numpy(np.int64)
-        pos = np.searchsorted(ids, node)
-        ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == node)
-        teacher[offset + pos[ok]] = bytes_to_matrix(list(part[VECTOR]), settings.dim)[ok]
-        gone[kind][pos[ok]] = part[DELETED].to_numpy(bool)[ok]
-    flagged = edges[DELETED].to_numpy(bool) | gone[USER][users_local] | gone[ITEM][items_local]
+    leaf = setup_leaf(edges, settings)
+    n_u, n_i = len(leaf.users_global), len(leaf.items_global)
+    teacher, gone = _teacher(init, leaf, settings.dim)
+    flagged = (
+        edges[DELETED].to_numpy(bool) | gone[USER][leaf.users_local] | gone[ITEM][leaf.items_local]
+    )
     deletion = lightgcn_deletion(
-        users_local, items_local, edges=flagged, users_to_delete=np.flatnonzero(gone[USER])
+        leaf.users_local,
+        leaf.items_local,
+        edges=flagged,
+        users_to_delete=np.flatnonzero(gone[USER]),
     )
     keep = deletion.keep
     w = np.concatenate(
         [
-            np.bincount(users_local[keep], minlength=n_u),
-            np.bincount(items_local[keep], minlength=n_i),
+            np.bincount(leaf.users_local[keep], minlength=n_u),
+            np.bincount(leaf.items_local[keep], minlength=n_i),
         ]
     ).astype(np.float64)
-    cfg = UnlearnConfig(
-        alpha=settings.alpha,
-        beta=settings.beta,
-        steps=settings.steps,
-        lr=settings.lr,
-        batch_size=settings.batch_size,
-        seed=settings.seed * 1_000_003 + leaf_id,
-        trainable_hops=settings.trainable_hops,
-    )
-    steps, seconds, losses = 0, 0.0, []
-    ego = teacher
     # A leaf that holds no deleted interaction and no deleted node (it was selected only
     # because a deleted node sits in its halo) is a fixed point of distill-to-delete: the
     # student starts as the teacher on the same graph, L_r and its gradient are 0 there and
     # L_f has no terms, so every Adam step is 0. Skip the steps; the rows are the teacher's.
     changed = bool((~keep).any() or gone[USER].any() or gone[ITEM].any())
+    steps, seconds = 0, 0.0
+    losses: list[Any] = []
+    ego = teacher
     if keep.any() and changed:
-        result = unlearn_lightgcn(
-            torch.from_numpy(teacher),
-            users_local,
-            items_local,
-            n_u,
-            n_i,
-            deletion,
-            cfg,
-            layers=settings.layers,
-            device=device,
-            log=lambda *a, **k: None,
-        )
-        assert result.ego_emb is not None
-        ego = result.ego_emb.numpy()
-        steps, seconds, losses = result.steps, result.seconds, result.losses
+        ego, steps, seconds, losses = _unlearn(teacher, leaf, deletion, settings)
     alive = w > 0
     alive[:n_u] &= ~gone[USER]
     alive[n_u:] &= ~gone[ITEM]
@@ -144,7 +117,7 @@ def unlearn_leaf_from(
     if len(rows) == 0:
         return _empty()
     log: dict[str, Any] = {
-        "leaf_id": leaf_id,
+        "leaf_id": leaf.leaf_id,
         "users": int(alive[:n_u].sum()),
         "items": int(alive[n_u:].sum()),
         "interactions": int(keep.sum()),
@@ -154,21 +127,79 @@ def unlearn_leaf_from(
         "losses": [round(float(x[0]), 6) for x in losses],
         "unlearn_seconds": round(seconds, 3),
         "seconds": round(time.perf_counter() - started, 3),
-        "device": str(device),
+        "device": str(leaf.device),
     }
+    return _rows(leaf, rows, w[rows], ego[rows], log)
+
+
+def _teacher(
+    init: pd.DataFrame, leaf: LeafSetup, dim: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The current vectors ``[users + items, dim]`` in the leaf's local order, and per kind the
+    local nodes a request deletes."""
+    n_u, n_i = len(leaf.users_global), len(leaf.items_global)
+    teacher = np.zeros((n_u + n_i, dim), dtype=np.float32)
+    gone = {USER: np.zeros(n_u, bool), ITEM: np.zeros(n_i, bool)}
+    for kind, ids, offset in ((USER, leaf.users_global, 0), (ITEM, leaf.items_global, n_u)):
+        part = init[init[KIND] == kind]
+        pos, ok = positions_in(ids, part[NODE_ID].to_numpy(np.int64))
+        teacher[offset + pos[ok]] = bytes_to_matrix(list(part[VECTOR]), dim)[ok]
+        gone[kind][pos[ok]] = part[DELETED].to_numpy(bool)[ok]
+    return teacher, gone
+
+
+def _unlearn(
+    teacher: np.ndarray, leaf: LeafSetup, deletion: Any, settings: LeafForgetSettings
+) -> tuple[np.ndarray, int, float, list[Any]]:
+    """D2DGN on the leaf from ``teacher``: ``(ego vectors, steps, seconds, losses)``."""
+    import torch
+
+    from gnn.unlearn.d2dgn import UnlearnConfig
+    from gnn.unlearn.lightgcn import unlearn_lightgcn
+
+    cfg = UnlearnConfig(
+        alpha=settings.alpha,
+        beta=settings.beta,
+        steps=settings.steps,
+        lr=settings.lr,
+        batch_size=settings.batch_size,
+        seed=settings.seed * 1_000_003 + leaf.leaf_id,
+        trainable_hops=settings.trainable_hops,
+    )
+    result = unlearn_lightgcn(
+        torch.from_numpy(teacher),
+        leaf.users_local,
+        leaf.items_local,
+        len(leaf.users_global),
+        len(leaf.items_global),
+        deletion,
+        cfg,
+        layers=settings.layers,
+        device=leaf.device,
+        log=lambda *a, **k: None,
+    )
+    assert result.ego_emb is not None
+    return result.ego_emb.numpy(), result.steps, result.seconds, result.losses
+
+
+def _rows(
+    leaf: LeafSetup, rows: np.ndarray, w: np.ndarray, ego: np.ndarray, log: dict[str, Any]
+) -> pd.DataFrame:
+    """The :data:`WEIGHTED_ROWS_SCHEMA` frame of the local nodes ``rows`` (users first)."""
+    n_u, n_i = len(leaf.users_global), len(leaf.items_global)
     kinds = np.where(rows < n_u, USER, ITEM)
     node_ids = np.where(
         rows < n_u,
-        users_global[np.minimum(rows, n_u - 1)],
-        items_global[np.clip(rows - n_u, 0, max(n_i - 1, 0))],
+        leaf.users_global[np.minimum(rows, n_u - 1)],
+        leaf.items_global[np.clip(rows - n_u, 0, max(n_i - 1, 0))],
     )
     return pd.DataFrame(
         {
-            LEAF_ID: np.full(len(rows), leaf_id, dtype=np.int64),
+            LEAF_ID: np.full(len(rows), leaf.leaf_id, dtype=np.int64),
             KIND: kinds,
             NODE_ID: node_ids.astype(np.int64),
-            "w": w[rows],
-            VECTOR: vectors_to_bytes(ego[rows]),
+            "w": w,
+            VECTOR: vectors_to_bytes(ego),
             LEAF_LOG: [json.dumps(log)] + [None] * (len(rows) - 1),
         }
     )

@@ -136,54 +136,12 @@ def train_body(
         state.leaves_total = edges.select(LEAF_ID).distinct().count()
         state.leaves_retrained = sorted(affected)
         ego = spark.read.parquet(str(cur / "train" / EGO))
-        members = leaf_nodes(edges.select(LEAF_ID, USER, ITEM))
-        gone_nodes = [("user", int(x)) for x in d.users] + [("item", int(x)) for x in d.items]
-        gone = spark.createDataFrame(gone_nodes, f"{NODE_KIND} string, {NODE_ID} long").withColumn(
-            "_gone", F.lit(True)
-        )
-        init = (
-            members.join(ego, [NODE_KIND, NODE_ID])
-            .join(F.broadcast(gone), [NODE_KIND, NODE_ID], "left")
-            .select(
-                LEAF_ID,
-                NODE_KIND,
-                NODE_ID,
-                VECTOR,
-                F.coalesce("_gone", F.lit(False)).alias(DELETED),
-            )
-        )
+        init = _flagged_vectors(spark, leaf_nodes(edges.select(LEAF_ID, USER, ITEM)), ego, d)
         ids = [int(x) for x in state.leaves_retrained]
         hit = F.col(LEAF_ID).isin(ids) if ids else F.lit(False)
-        leaf_settings = LeafForgetSettings(
-            dim=cfg.model.dim,
-            layers=cfg.model.layers,
-            steps=settings.steps,
-            lr=settings.lr,
-            alpha=settings.alpha,
-            beta=settings.beta,
-            batch_size=settings.batch_size,
-            seed=cfg.run.seed,
-            device=cfg.train.device,
-            threads=cfg.train.threads,
-            trainable_hops=settings.trainable_hops,
-        )
+        leaf_settings = _leaf_settings(cfg, settings)
         unlearned = unlearn_leaves_from(edges.where(hit), init.where(hit), leaf_settings).persist()
-        kept_edges = edges.where(~hit & ~F.col(DELETED))
-        w_user = (
-            kept_edges.groupBy(LEAF_ID, F.col(USER).alias(NODE_ID))
-            .count()
-            .withColumn(NODE_KIND, F.lit(USER))
-        )
-        w_item = (
-            kept_edges.groupBy(LEAF_ID, F.col(ITEM).alias(NODE_ID))
-            .count()
-            .withColumn(NODE_KIND, F.lit(ITEM))
-        )
-        kept = (
-            w_user.unionByName(w_item)
-            .join(ego, [NODE_KIND, NODE_ID])
-            .select(NODE_KIND, NODE_ID, F.col("count").cast("double").alias("w"), VECTOR)
-        )
+        kept = _kept_rows(edges.where(~hit & ~F.col(DELETED)), ego)
         rows = unlearned.select(NODE_KIND, NODE_ID, "w", VECTOR).unionByName(kept)
         new_ego = weighted_mean_by_node(rows, dim=cfg.model.dim, partitions=parts)
         n = write_counts(new_ego.select(NODE_KIND, NODE_ID, VECTOR), out / EGO)
@@ -204,6 +162,65 @@ def train_body(
     if recorded is not None:  # the model is still the one trained with that config
         out_counts[TRAINED_CONFIG] = recorded
     return out_counts
+
+
+def _flagged_vectors(
+    spark: SparkSession, members: DataFrame, ego: DataFrame, d: DeletedSet
+) -> DataFrame:
+    """``(leaf_id, kind, node_id, vector, deleted)``: every leaf node's current vector, flagged
+    when a user or item request deletes the node."""
+    gone_nodes = [("user", int(x)) for x in d.users] + [("item", int(x)) for x in d.items]
+    gone = spark.createDataFrame(gone_nodes, f"{NODE_KIND} string, {NODE_ID} long").withColumn(
+        "_gone", F.lit(True)
+    )
+    return (
+        members.join(ego, [NODE_KIND, NODE_ID])
+        .join(F.broadcast(gone), [NODE_KIND, NODE_ID], "left")
+        .select(
+            LEAF_ID,
+            NODE_KIND,
+            NODE_ID,
+            VECTOR,
+            F.coalesce("_gone", F.lit(False)).alias(DELETED),
+        )
+    )
+
+
+def _leaf_settings(cfg: PipelineConfig, settings: ForgetSettings) -> LeafForgetSettings:
+    """The per-leaf unlearning settings: the trained model's shape, the job's knobs."""
+    return LeafForgetSettings(
+        dim=cfg.model.dim,
+        layers=cfg.model.layers,
+        steps=settings.steps,
+        lr=settings.lr,
+        alpha=settings.alpha,
+        beta=settings.beta,
+        batch_size=settings.batch_size,
+        seed=cfg.run.seed,
+        device=cfg.train.device,
+        threads=cfg.train.threads,
+        trainable_hops=settings.trainable_hops,
+    )
+
+
+def _kept_rows(kept_edges: DataFrame, ego: DataFrame) -> DataFrame:
+    """``(kind, node_id, w, vector)`` of the unaffected leaves: each node's current vector,
+    weighted by its interaction count in the leaf."""
+    w_user = (
+        kept_edges.groupBy(LEAF_ID, F.col(USER).alias(NODE_ID))
+        .count()
+        .withColumn(NODE_KIND, F.lit(USER))
+    )
+    w_item = (
+        kept_edges.groupBy(LEAF_ID, F.col(ITEM).alias(NODE_ID))
+        .count()
+        .withColumn(NODE_KIND, F.lit(ITEM))
+    )
+    return (
+        w_user.unionByName(w_item)
+        .join(ego, [NODE_KIND, NODE_ID])
+        .select(NODE_KIND, NODE_ID, F.col("count").cast("double").alias("w"), VECTOR)
+    )
 
 
 def drop_deleted_recommendations(

@@ -194,29 +194,9 @@ def ingest(
     persisted: list[DataFrame] = []
     try:
         with stage_timer("ingest: read and check", logger=log, spark=spark):
-            parts = []
-            for split, path in sources:
-                df, skipped = _read_checked(spark, cfg, layout, path, f"ingest.{split}_path")
-                parts.append(df.withColumn(SPLIT, F.lit(split)))
-                counts["lines_skipped"] += skipped
-            read = reduce(DataFrame.unionByName, parts)
-            flagged_rows = _apply_tombstones(spark, read, layout, tombstones)
-            flagged_rows = flagged_rows.persist(StorageLevel.MEMORY_AND_DISK)
-            persisted.append(flagged_rows)
-            tally = (
-                flagged_rows.groupBy(
-                    (F.col(REASON).isNull() & (F.col(SPLIT) == TRAIN)).alias("ok"), TOMBSTONED
-                )
-                .count()
-                .collect()
-            )
-            counts["rows_read"] = sum(int(r["count"]) for r in tally)
-            counts["tombstoned"] = sum(int(r["count"]) for r in tally if r[TOMBSTONED])
-            rows = flagged_rows.where(~F.col(TOMBSTONED)).drop(TOMBSTONED)
-            good_train = rows.where(F.col(REASON).isNull() & (F.col(SPLIT) == TRAIN))
-            if not any(r["ok"] and not r[TOMBSTONED] for r in tally):
-                raise IngestError(_nothing_accepted(rows, cfg.train_path, counts["rows_read"]))
+            rows = _read_all(spark, cfg, layout, sources, tombstones, counts, persisted)
         with stage_timer("ingest: dictionary", logger=log, spark=spark):
+            good_train = rows.where(F.col(REASON).isNull() & (F.col(SPLIT) == TRAIN))
             ids = [(layout.kind_of(c), good_train.select(c)) for c in layout.id_columns]
             numeric_kinds = set(layout.kinds) - {"relation"} if cfg.numeric_ids else set()
             table, sizes = build_dictionary(spark, ids, numeric_kinds=numeric_kinds)
@@ -236,24 +216,87 @@ def ingest(
                 if r[_STATUS] == "accepted":
                     counts[f"accepted_{r[SPLIT]}"] = int(r["count"])
         with stage_timer("ingest: write", logger=log, spark=spark):
-            accepted = flagged.where(F.col(_STATUS) == "accepted")
-            accepted.select(*_output_columns(layout)).write.parquet(str(out_dir / layout.table))
-            rejected_cols = [SOURCE_FILE, LINE_NUMBER, RAW, REASON, RAW_BYTES]
-            rejected = (
-                rows.where(F.col(REASON).isNotNull())
-                .select(*rejected_cols)
-                .unionByName(unknown.select(*rejected_cols))
-            )
-            rejected.write.parquet(str(out_dir / "rejected"))
-            written = spark.read.parquet(str(out_dir / "rejected"))
+            written = _write(spark, out_dir, layout, flagged, rows, unknown)
             counts["rejected"] = written.count()
     finally:
         for df in persisted:
             df.unpersist()
+    counts = _ordered_counts(counts, by_status, [split for split, _ in sources])
+    check_counts(counts)
+    if counts["accepted"] == 0:
+        raise IngestError(_nothing_accepted(written, cfg.train_path, counts["rows_read"]))
+    log.info("ingest: %s", counts)
+    return counts
+
+
+def _read_all(
+    spark: SparkSession,
+    cfg: IngestConfig,
+    layout: Layout,
+    sources: list[tuple[str, str]],
+    tombstones: Path | None,
+    counts: dict[str, int],
+    persisted: list[DataFrame],
+) -> DataFrame:
+    """Every source's rows, checked and split-tagged, tombstoned ones dropped (counted).
+
+    Adds ``lines_skipped``, ``rows_read`` and ``tombstoned`` to ``counts``; raises
+    :class:`IngestError` when no train row is valid.
+    """
+    parts = []
+    for split, path in sources:
+        df, skipped = _read_checked(spark, cfg, layout, path, f"ingest.{split}_path")
+        parts.append(df.withColumn(SPLIT, F.lit(split)))
+        counts["lines_skipped"] += skipped
+    read = reduce(DataFrame.unionByName, parts)
+    flagged_rows = _apply_tombstones(spark, read, layout, tombstones)
+    flagged_rows = flagged_rows.persist(StorageLevel.MEMORY_AND_DISK)
+    persisted.append(flagged_rows)
+    tally = (
+        flagged_rows.groupBy(
+            (F.col(REASON).isNull() & (F.col(SPLIT) == TRAIN)).alias("ok"), TOMBSTONED
+        )
+        .count()
+        .collect()
+    )
+    counts["rows_read"] = sum(int(r["count"]) for r in tally)
+    counts["tombstoned"] = sum(int(r["count"]) for r in tally if r[TOMBSTONED])
+    rows = flagged_rows.where(~F.col(TOMBSTONED)).drop(TOMBSTONED)
+    if not any(r["ok"] and not r[TOMBSTONED] for r in tally):
+        raise IngestError(_nothing_accepted(rows, cfg.train_path, counts["rows_read"]))
+    return rows
+
+
+def _write(
+    spark: SparkSession,
+    out_dir: Path,
+    layout: Layout,
+    flagged: DataFrame,
+    rows: DataFrame,
+    unknown: DataFrame,
+) -> DataFrame:
+    """Write the accepted rows and the rejected ones; return the rejected table as written."""
+    accepted = flagged.where(F.col(_STATUS) == "accepted")
+    accepted.select(*_output_columns(layout)).write.parquet(str(out_dir / layout.table))
+    rejected_cols = [SOURCE_FILE, LINE_NUMBER, RAW, REASON, RAW_BYTES]
+    rejected = (
+        rows.where(F.col(REASON).isNotNull())
+        .select(*rejected_cols)
+        .unionByName(unknown.select(*rejected_cols))
+    )
+    rejected.write.parquet(str(out_dir / "rejected"))
+    return spark.read.parquet(str(out_dir / "rejected"))
+
+
+def _ordered_counts(
+    counts: dict[str, int], by_status: dict[str, int], splits: list[str]
+) -> dict[str, int]:
+    """The counts with the per-status totals, ``accepted_<split>`` for every split, and the
+    identity's terms first."""
     counts["accepted"] = by_status["accepted"]
     counts["duplicates_removed"] = by_status["duplicate"]
     counts["self_loops_removed"] = by_status["self_loop"]
-    for split, _ in sources:
+    for split in splits:
         counts.setdefault(f"accepted_{split}", 0)
     first = [
         "rows_read",
@@ -263,12 +306,7 @@ def ingest(
         "self_loops_removed",
         "tombstoned",
     ]
-    counts = {**{k: counts[k] for k in first}, **counts}
-    check_counts(counts)
-    if counts["accepted"] == 0:
-        raise IngestError(_nothing_accepted(written, cfg.train_path, counts["rows_read"]))
-    log.info("ingest: %s", counts)
-    return counts
+    return {**{k: counts[k] for k in first}, **counts}
 
 
 def _nothing_accepted(rows: DataFrame, path: str, rows_read: int) -> str:
