@@ -6,6 +6,6 @@ The stages run in this order, each in its folder (``registry`` wires them into o
     forget/ (deletes from a finished run)    kg/ (the knowledge-graph run)
     generate/ (synthetic input graphs)       core/ (config, session, stage machinery)
 
-Only the ``seam`` modules (and the modules listed in ``tests/test_layout.py``) import torch or
-:mod:`gnn`; everything else is plain PySpark.
+Only the seam modules (``<folder>/seam*.py``) import torch or :mod:`gnn`; everything else is plain
+PySpark (``tests/test_layout.py`` checks it, with the import cycles and the sizes).
 """
