@@ -28,7 +28,8 @@ JSON_HELP = "end with the JSON line (always printed)"
 
 
 def parser(prog: str, doc: str | None, *, raw: bool = False) -> argparse.ArgumentParser:
-    """A bench's parser: ``prog`` and the docstring's first line, or (``raw``) the whole of it."""
+    """A bench's parser: ``prog`` and the docstring's first line, or (``raw``) the whole
+    docstring, unwrapped, and the script's own name."""
     if raw:
         return argparse.ArgumentParser(
             description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -51,21 +52,15 @@ def add_graph_source(
     return src
 
 
-def add_nbfnet_args(
-    p: argparse.ArgumentParser | argparse._ArgumentGroup,
-    *,
-    negatives_help: str,
-    batch_size: int | None = None,
-    log_every: bool = True,
-) -> None:
-    """Model size, batch sizes and negatives of an NBFNet bench (``None``: the preset's)."""
+def add_nbfnet_args(p: argparse.ArgumentParser, *, negatives_help: str) -> None:
+    """Model size, batch sizes, negatives and log interval of an NBFNet bench (``None``: the
+    task preset's, :func:`bench.nbfnet_setup.task_preset`)."""
     add_model_size(p, dim=32, layers=6)
-    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--eval-batch-size", type=int, default=None)
     p.add_argument("--num-negative", type=int, default=None)
     p.add_argument("--negative-sources", type=float, default=1.0, help=negatives_help)
-    if log_every:
-        p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--log-every", type=int, default=50)
 
 
 def add_model_size(
@@ -84,13 +79,12 @@ def add_lightgcn_files(p: argparse.ArgumentParser, *, described: bool = False) -
     p.add_argument("--test", required=True, help="LightGCN-format test file" if described else None)
 
 
-def add_spark_args(
-    p: argparse.ArgumentParser, *, shuffle_partitions: int = 8, driver_memory: str = "6g"
-) -> None:
-    """``--master``, ``--shuffle-partitions``, ``--driver-memory`` of a Spark bench."""
+def add_spark_args(p: argparse.ArgumentParser) -> None:
+    """``--master``, ``--shuffle-partitions``, ``--driver-memory`` of a Spark bench
+    (:func:`bench_spark` reads them)."""
     p.add_argument("--master", default="local[2]")
-    p.add_argument("--shuffle-partitions", type=int, default=shuffle_partitions)
-    p.add_argument("--driver-memory", default=driver_memory)
+    p.add_argument("--shuffle-partitions", type=int, default=8)
+    p.add_argument("--driver-memory", default="6g")
 
 
 def int_list(spec: str) -> list[int]:
