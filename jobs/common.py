@@ -6,9 +6,10 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pyspark.sql import SparkSession
 
@@ -19,10 +20,12 @@ from pipelines.core.config import (
     load_config,
     resolve_paths,
 )
+from pipelines.core.logs import setup_logging
 from pipelines.core.session import build_spark
 from pipelines.core.stages import MissingStageError, StageResult
 
 log = logging.getLogger("graphpipe.jobs")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,14 +57,6 @@ def job_parser(description: str) -> argparse.ArgumentParser:
         help="Override a config value, e.g. --set train.lr=0.005 (repeatable).",
     )
     return parser
-
-
-def setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def load_job_config(args: argparse.Namespace) -> PipelineConfig:
@@ -107,37 +102,76 @@ def fail(message: str) -> int:
 __all__ = [
     "ConfigError",
     "JobContext",
+    "JobError",
     "MissingStageError",
     "fail",
     "job_parser",
     "load_job_config",
     "print_stage_table",
+    "run_job",
     "stage_main",
     "start_job",
     "setup_logging",
 ]
 
 
-def stage_main(argv: Sequence[str] | None, stage: str, description: str) -> int:
+class JobError(Exception):
+    """Bad input, a bad config or a missing upstream stage: one message, exit code 2."""
+
+
+def run_job(
+    args: argparse.Namespace,
+    job_name: str,
+    body: Callable[[JobContext], T],
+    *,
+    errors: tuple[type[Exception], ...] = (),
+) -> T:
+    """Start the job (:func:`start_job`), return ``body(ctx)``, stop Spark (when it started it).
+
+    Raises:
+        JobError: From a :class:`ConfigError`, an ``IngestError``, a
+            :class:`MissingStageError` or one of ``errors``; other exceptions pass through.
+    """
+    from pipelines.ingest.stage import IngestError
+
+    try:
+        ctx = start_job(args, job_name)
+    except ConfigError as exc:
+        raise JobError(str(exc)) from exc
+    expected: tuple[type[Exception], ...] = (ConfigError, IngestError, MissingStageError, *errors)
+    try:
+        return body(ctx)
+    except expected as exc:
+        raise JobError(str(exc)) from exc
+    finally:
+        ctx.close()
+
+
+def stage_main(
+    argv: Sequence[str] | None,
+    stage: str,
+    description: str,
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
     """A job that runs one stage of a run (``pipelines.registry.STAGES``): thin by design.
 
+    ``check``: called with the stage's counts (also when the stage was already done).
     Exit codes: 0 done or already done (same config), 2 bad input, bad config or a missing
     upstream stage.
     """
     args = job_parser(description).parse_args(argv)
-    from pipelines.ingest.stage import IngestError
     from pipelines.registry import run_one_stage
 
-    try:
-        ctx = start_job(args, stage)
-    except ConfigError as exc:
-        return fail(str(exc))
-    try:
+    def body(ctx: JobContext) -> StageResult:
         result = run_one_stage(ctx.spark, ctx.cfg, ctx.run_dir, stage)
-    except (ConfigError, IngestError, MissingStageError) as exc:
+        if check is not None:
+            check(result.counts)
+        return result
+
+    try:
+        result = run_job(args, stage, body)
+    except JobError as exc:
         return fail(str(exc))
-    finally:
-        ctx.close()
     status = "skipped (already done)" if result.skipped else f"done in {result.seconds:.1f} s"
     print(f"{stage} {status}: {result.path}")
     for key, value in result.counts.items():

@@ -20,8 +20,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jobs.common import fail, job_parser, start_job
-from pipelines.core.config import ConfigError
+from jobs.common import JobError, fail, job_parser, run_job
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,10 +48,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         requests = read_requests(args.requests)  # validated whole before anything is touched
     except RequestFileError as exc:
         return fail(str(exc))
-    try:
-        ctx = start_job(args, "forget")
-    except ConfigError as exc:
-        return fail(str(exc))
     settings = ForgetSettings(
         steps=args.steps,
         lr=args.lr,
@@ -60,14 +55,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         purge_previous=not args.keep_previous,
     )
     try:
-        result = forget(ctx.spark, ctx.cfg, ctx.run_dir, requests, settings=settings)
-    except ForgetError as exc:
+        result = run_job(
+            args,
+            "forget",
+            lambda ctx: forget(ctx.spark, ctx.cfg, ctx.run_dir, requests, settings=settings),
+            errors=(ForgetError,),
+        )
+    except JobError as exc:
         return fail(str(exc))
     except VerificationFailed as exc:
         print(f"error: verification failed: {exc}", file=sys.stderr)
         return 3
-    finally:
-        ctx.close()
     if result.status == "already_applied":
         print(
             f"forget: every request already applied ({', '.join(result.skipped)}); nothing changed"

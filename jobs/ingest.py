@@ -15,36 +15,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from pyspark.sql import SparkSession
-
-from jobs.common import fail, job_parser, start_job
-from pipelines.core.config import ConfigError
-from pipelines.core.logs import setup_logging
-from pipelines.ingest.stage import IngestError, check_counts
-from pipelines.registry import run_one_stage
+from jobs.common import stage_main
+from pipelines.ingest.stage import check_counts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = job_parser(__doc__ or "ingest").parse_args(argv)
-    setup_logging()
-    owns_session = SparkSession.getActiveSession() is None
-    try:
-        ctx = start_job(args, "ingest")
-    except ConfigError as exc:
-        return fail(str(exc))
-    try:
-        result = run_one_stage(ctx.spark, ctx.cfg, ctx.run_dir, "ingest")
-        check_counts(result.counts)
-    except IngestError as exc:
-        return fail(str(exc))
-    finally:
-        if owns_session:
-            ctx.spark.stop()
-    status = "skipped (already done)" if result.skipped else f"done in {result.seconds:.1f} s"
-    print(f"ingest {status}: {result.path}")
-    for key, value in result.counts.items():
-        print(f"  {key:<20}{value:>14,}")
-    return 0
+    return stage_main(argv, "ingest", __doc__ or "ingest", check=check_counts)
 
 
 def run() -> None:

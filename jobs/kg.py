@@ -11,8 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jobs.common import fail, job_parser, print_stage_table, start_job
-from pipelines.core.config import ConfigError
+from jobs.common import JobError, fail, job_parser, print_stage_table, run_job
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,20 +22,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--stage", choices=list(KG_STAGES), help="Run this stage only (default: all, resuming)."
     )
     args = parser.parse_args(argv)
-    from pipelines.core.stages import MissingStageError
-    from pipelines.ingest.stage import IngestError
     from pipelines.kg.run import run_kg
 
     try:
-        ctx = start_job(args, "kg")
-    except ConfigError as exc:
+        summary = run_job(
+            args, "kg", lambda ctx: run_kg(ctx.spark, ctx.cfg, ctx.run_dir, only=args.stage)
+        )
+    except JobError as exc:
         return fail(str(exc))
-    try:
-        summary = run_kg(ctx.spark, ctx.cfg, ctx.run_dir, only=args.stage)
-    except (ConfigError, IngestError, MissingStageError) as exc:
-        return fail(str(exc))
-    finally:
-        ctx.close()
     print_stage_table(summary.stages)
     trained = next((st for st in summary.stages if st.name == "nbfnet-train"), None)
     if trained is not None and "final_loss" in trained.extra:

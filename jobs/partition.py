@@ -14,34 +14,33 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from jobs.common import fail, job_parser, start_job
-from pipelines.core.config import ConfigError
-from pipelines.core.stages import run_stage
+from jobs.common import JobContext, JobError, fail, job_parser, run_job
+from pipelines.core.stages import StageResult, run_stage
 
 log = logging.getLogger("graphpipe.jobs.partition")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = job_parser(__doc__ or "partition").parse_args(argv)
-    from pipelines.partition.stage import PartitionSettings, partition_stage
+    from pipelines.partition.stage import PartitionSettings
+    from pipelines.registry import STAGES
 
-    try:
-        ctx = start_job(args, "partition")
-        settings = PartitionSettings.from_config(ctx.cfg.partition, seed=ctx.cfg.run.seed)
-    except ConfigError as exc:
-        return fail(str(exc))
-    try:
-        result = run_stage(
+    stage = STAGES["partition"]
+
+    def body(ctx: JobContext) -> StageResult:
+        PartitionSettings.from_config(ctx.cfg.partition, seed=ctx.cfg.run.seed)  # checked first
+        return run_stage(
             ctx.run_dir,
-            "partition",
-            ctx.cfg.section_hash("partition", "run"),
-            lambda out: partition_stage(ctx.spark, ctx.run_dir / "ingest", settings, out),
+            stage.name,
+            ctx.cfg.section_hash(*stage.sections),
+            lambda out: stage.body(ctx.spark, ctx.cfg, ctx.run_dir, out),
             spark=ctx.spark,
         )
-    except ConfigError as exc:  # PartitionError is a ConfigError
+
+    try:
+        result = run_job(args, "partition", body)  # PartitionError is a ConfigError
+    except JobError as exc:
         return fail(str(exc))
-    finally:
-        ctx.close()
     q = result.extra.get("quality", {})
     status = "skipped (already done)" if result.skipped else f"done in {result.seconds:.1f} s"
     log.info("partition quality: %s", q)

@@ -8,27 +8,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jobs.common import fail, job_parser, print_stage_table, start_job
-from pipelines.core.config import ConfigError
+from jobs.common import JobError, fail, job_parser, print_stage_table, run_job
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = job_parser(__doc__ or "pipeline").parse_args(argv)
-    from pipelines.core.stages import MissingStageError
-    from pipelines.ingest.stage import IngestError
     from pipelines.registry import run_pipeline
 
     try:
-        ctx = start_job(args, "pipeline")
-    except ConfigError as exc:
+        cfg, summary = run_job(
+            args, "pipeline", lambda ctx: (ctx.cfg, run_pipeline(ctx.spark, ctx.cfg, ctx.run_dir))
+        )
+    except JobError as exc:
         return fail(str(exc))
-    try:
-        summary = run_pipeline(ctx.spark, ctx.cfg, ctx.run_dir)
-    except (ConfigError, IngestError, MissingStageError) as exc:
-        return fail(str(exc))
-    finally:
-        ctx.close()
-    k = ctx.cfg.export.top_k
+    k = cfg.export.top_k
     print_stage_table(summary.stages)
     print(f"\nRecall@{k}  {summary.metrics[f'recall@{k}']:.4f}")
     print(f"NDCG@{k}    {summary.metrics[f'ndcg@{k}']:.4f}")
