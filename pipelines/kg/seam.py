@@ -36,7 +36,7 @@ from pyspark.sql import functions as F
 from pipelines.core.config import PipelineConfig
 from pipelines.core.schema import DST, LEAF_ID, NODE_ID, REL, SRC
 from pipelines.partition.output import internal_and_halo_edges
-from pipelines.train.seam import task_device, task_threads
+from pipelines.train.seam_task import task_device, task_threads
 
 QUERY_ID = "query_id"
 ANSWER = "answer"

@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame
 
 from pipelines.core.schema import LEAF_ID
 from pipelines.kg.seam import _leaf_rows, leaf_graph, load_model, model_bytes
-from pipelines.train.seam import task_device, task_threads
+from pipelines.train.seam_task import task_device, task_threads
 
 __all__ = [
     "TRAIN_SCHEMA",
