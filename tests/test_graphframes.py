@@ -1,8 +1,10 @@
-"""GraphFrames 0.12 itself: exact outputs on a small graph, and equality with our algorithms.
+"""GraphFrames itself: exact outputs on a small graph, and equality with our algorithms.
 
-Runs only when ``make jars`` resolved io.graphframes:graphframes-spark4_2.13 into .cache/jars
-(the Maven registry used here returns 404 for io.graphframes, so it writes UNAVAILABLE). The
-GraphX routines GraphFrames delegates to are also checked, JAR or not, in test_graph_algos.py.
+The JARs come from ``make jars`` (scripts/build_jars.sh: Maven Central, else built from the
+vendored 0.11.0 source) and reach Spark through ``spark.jars``; without them these tests fail,
+they are never skipped. Vertex ids are longs and the session runs Spark 4's default ANSI mode
+(with string ids some GraphFrames algorithms fail with ``CAST_INVALID_INPUT`` under ANSI).
+The GraphX routines GraphFrames delegates to are also checked in test_graph_algos.py.
 """
 
 from __future__ import annotations
@@ -10,12 +12,8 @@ from __future__ import annotations
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from pipelines.core.session import graphframes_available
+from pipelines.core.session import JARS_DIR, graphframes_available
 from pipelines.partition.graph_algos import connected_components, label_propagation
-
-pytestmark = pytest.mark.skipif(
-    not graphframes_available(), reason="GraphFrames JAR not resolved (.cache/jars/UNAVAILABLE)"
-)
 
 CLIQUES = [(u, v) for c in (range(4), range(4, 8)) for u in c for v in c if u < v] + [(3, 4)]
 PATH = [(40, 41), (41, 42), (42, 43)]
@@ -26,6 +24,8 @@ IDS = sorted({v for e in EDGES for v in e} | {8})  # 8 has no edge
 
 @pytest.fixture(scope="module")
 def graph(spark):
+    assert graphframes_available(), f"GraphFrames JARs missing in {JARS_DIR}: run make jars"
+    assert spark.conf.get("spark.sql.ansi.enabled") == "true"
     from graphframes import GraphFrame
 
     vertices = spark.createDataFrame([(i, f"v{i}") for i in IDS], "id long, name string")
@@ -37,19 +37,34 @@ def _by_id(df, column: str) -> dict[int, int]:
     return {r.id: r[column] for r in df.select("id", column).collect()}
 
 
-@pytest.mark.parametrize("algorithm", ["graphframes", "graphx"])
+COMPONENTS = {
+    **dict.fromkeys(range(8), 0),
+    8: 8,
+    **dict.fromkeys(range(40, 44), 40),
+    **dict.fromkeys([2000, 133, 148, *range(150, 160)], 133),
+}
+
+
+@pytest.mark.parametrize("algorithm", ["graphframes", "two_phase", "graphx"])
 def test_connected_components_exact_and_equal_to_ours(spark, graph, algorithm):
     theirs = graph.connectedComponents(algorithm=algorithm)
     assert set(theirs.columns) == {"id", "name", "component"}  # vertex columns are kept
-    expected = {
-        **dict.fromkeys(range(8), 0),
-        8: 8,
-        **dict.fromkeys(range(40, 44), 40),
-        **dict.fromkeys([2000, 133, 148, *range(150, 160)], 133),
-    }
-    assert _by_id(theirs, "component") == expected
+    assert _by_id(theirs, "component") == COMPONENTS
     ours = connected_components(graph.edges, vertices=graph.vertices)
     assertDataFrameEqual(theirs.select("id", "component"), ours)
+
+
+def test_randomized_contraction_finds_the_same_components(spark, graph):
+    """Its component ids are hashes, not minimum ids: the same partition of the vertices."""
+    got = _by_id(graph.connectedComponents(algorithm="randomized_contraction"), "component")
+    assert _groups(got) == _groups(COMPONENTS)
+
+
+def _groups(component_of: dict[int, int]) -> list[list[int]]:
+    groups: dict[int, list[int]] = {}
+    for vertex, component in sorted(component_of.items()):
+        groups.setdefault(component, []).append(vertex)
+    return sorted(groups.values())
 
 
 def test_label_propagation_exact_and_equal_to_ours(spark, graph):
