@@ -1,6 +1,7 @@
-"""Cluster packaging: scripts/package.sh, the GPU discovery script, the spark-submit commands of
-deploy/spark-submit (YARN and Kubernetes as dry runs), and the standalone command for real on
-the local standalone cluster of tests/test_cluster.py."""
+"""Cluster packaging: scripts/package.sh (wheel, --py-files zip, GraphFrames JARs), the GPU
+discovery script, the spark-submit commands of deploy/spark-submit (YARN and Kubernetes as dry
+runs), and the standalone command for real on the local standalone cluster of
+tests/test_cluster.py."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ PACKAGE_SH = ROOT / "scripts" / "package.sh"
 SUBMIT = ROOT / "deploy" / "spark-submit" / "submit.sh"
 DISCOVERY = ROOT / "deploy" / "spark-submit" / "getGpusResources.sh"
 SPARK_BIN = Path(pyspark.__file__).parent / "bin"
+JARS = ["graphframes-graphx-spark4_2.13-0.11.0.jar", "graphframes-spark4_2.13-0.11.0.jar"]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -41,7 +43,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
     listed = [Path(line).name for line in proc.stdout.split()]
-    assert listed == ["graphpipe-0.1.0-py3-none-any.whl", "graphpipe-pyfiles.zip"]
+    assert listed == [*JARS, "graphpipe-0.1.0-py3-none-any.whl", "graphpipe-pyfiles.zip"]
     return folder
 
 
@@ -99,15 +101,18 @@ def _confs(argv: list[str]) -> dict[str, str]:
     return dict(p.split("=", 1) for p in pairs)
 
 
-def test_yarn_command_with_gpus():
-    argv = _dry_run("yarn", "yarn", GPUS_PER_EXECUTOR="1", EXECUTOR_CORES="4", FILES="/a/c.yaml")
+def test_yarn_command_with_gpus(dist):
+    argv = _dry_run(
+        "yarn", "yarn", DIST=str(dist), GPUS_PER_EXECUTOR="1", EXECUTOR_CORES="4", FILES="/a/c.yaml"
+    )
     conf = _confs(argv)
     assert conf["spark.executor.resource.gpu.amount"] == "1"
     assert conf["spark.task.resource.gpu.amount"] == "0.25"
     assert conf["spark.executor.resource.gpu.discoveryScript"] == "./getGpusResources.sh"
     assert conf["spark.executorEnv.PYSPARK_PYTHON"] == "./environment/bin/python"
     assert argv[argv.index("--files") + 1] == f"/a/c.yaml,{DISCOVERY}"
-    assert argv[argv.index("--archives") + 1] == f"{ROOT}/dist/graphpipe-env.tar.gz#environment"
+    assert argv[argv.index("--archives") + 1] == f"{dist}/graphpipe-env.tar.gz#environment"
+    assert argv[argv.index("--jars") + 1] == ",".join(f"{dist}/{jar}" for jar in JARS)
     assert argv[argv.index("--deploy-mode") + 1] == "cluster"
     assert argv[-5:] == [f"{ROOT}/jobs/train.py", "--config", "c.yaml", "--run-dir", "r"]
 
@@ -121,6 +126,7 @@ def test_k8s_command_with_gpus_and_without():
     argv = _dry_run("k8s", "k8s://https://h:6443")
     assert "local:///opt/graphpipe/jobs/train.py" in argv
     assert not any("resource.gpu" in a for a in argv)
+    assert "--jars" not in argv  # the image has the GraphFrames JARs in $SPARK_HOME/jars
 
 
 def _submit_standalone(
@@ -188,6 +194,8 @@ def test_standalone_command_runs_on_the_local_cluster(cluster, dist, tmp_path): 
         time.sleep(0.5)
     assert len(apps) == 1
     assert list((cluster.folder / "work").glob(f"{apps[0]['id']}/*/graphpipe-pyfiles.zip"))
+    for jar in JARS:  # and the GraphFrames JARs (--jars)
+        assert list((cluster.folder / "work").glob(f"{apps[0]['id']}/*/{jar}"))
 
 
 def _two_communities(folder: Path) -> tuple[Path, Path]:

@@ -9,7 +9,9 @@
 # Artifacts come from DIST (default dist/, built by scripts/package.sh = make package).
 #
 # Environment (all optional):
-#   DIST                 folder with graphpipe-pyfiles.zip (and graphpipe-env.tar.gz)
+#   DIST                 folder with graphpipe-pyfiles.zip, the GraphFrames JARs graphframes-*.jar
+#                        (standalone/YARN: --jars; k8s: the image has them in $SPARK_HOME/jars)
+#                        and graphpipe-env.tar.gz
 #   PYSPARK_PYTHON       standalone: the executors' Python (default: this checkout's .venv,
 #                        which must exist at the same path on every worker)
 #   PACKED_ENV=1         standalone/YARN: ship DIST/graphpipe-env.tar.gz with --archives and run
@@ -35,6 +37,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 dist="${DIST:-$root/dist}"
 pyfiles="$dist/graphpipe-pyfiles.zip"
+# The GraphFrames JARs (core + GraphX), comma-separated; the bare pattern when DIST has none.
+jars="$(shopt -s nullglob; files=("$dist"/graphframes-*.jar); IFS=,; echo "${files[*]}")"
+jars="${jars:-$dist/graphframes-*.jar}"
 envpack="$dist/graphpipe-env.tar.gz"
 discovery="$here/getGpusResources.sh"
 executor_cores="${EXECUTOR_CORES:-2}"
@@ -56,7 +61,7 @@ fi
 python_for_packed=./environment/bin/python
 case "$mode" in
   standalone)
-    args+=(--deploy-mode client --py-files "$pyfiles")
+    args+=(--deploy-mode client --py-files "$pyfiles" --jars "$jars")
     [ -n "${TOTAL_EXECUTOR_CORES:-}" ] && args+=(--total-executor-cores "$TOTAL_EXECUTOR_CORES")
     if [ "${PACKED_ENV:-0}" = "1" ]; then
       args+=(--archives "$envpack#environment")
@@ -76,7 +81,7 @@ case "$mode" in
     ;;
   yarn)
     args+=(--deploy-mode cluster --num-executors "${NUM_EXECUTORS:-2}")
-    args+=(--py-files "$pyfiles" --archives "$envpack#environment")
+    args+=(--py-files "$pyfiles" --jars "$jars" --archives "$envpack#environment")
     args+=(--conf "spark.yarn.appMasterEnv.PYSPARK_PYTHON=$python_for_packed")
     args+=(--conf "spark.executorEnv.PYSPARK_PYTHON=$python_for_packed")
     files="${FILES:-}"
@@ -112,8 +117,8 @@ if [ "${DRY_RUN:-0}" = "1" ]; then
   printf '%s\n' spark-submit "${args[@]}" "$app" "$@"
   exit 0
 fi
-if [ "$mode" != "k8s" ] && [ ! -f "$pyfiles" ]; then
-  echo "$pyfiles is missing: run scripts/package.sh (make package)" >&2
+if [ "$mode" != "k8s" ] && { [ ! -f "$pyfiles" ] || [ ! -f "${jars%%,*}" ]; }; then
+  echo "$pyfiles or $dist/graphframes-*.jar is missing: run scripts/package.sh (make package)" >&2
   exit 2
 fi
 exec "${SPARK_SUBMIT:-spark-submit}" "${args[@]}" "$app" "$@"

@@ -82,7 +82,7 @@ def build_spark(
     # The console progress bar only on a terminal; log files get the stage log lines instead.
     settings["spark.ui.showConsoleProgress"] = "true" if sys.stderr.isatty() else "false"
     jars = graphframes_jars()
-    if jars:
+    if jars and not submitted:  # spark-submit gets them with --jars (deploy/spark-submit)
         settings["spark.jars"] = ",".join(jars)
     settings.update(conf or {})
     for key, value in settings.items():
