@@ -28,6 +28,55 @@ _KIND = {"distmult": 0, "transe": 1}
 
 
 @triton.jit
+def _edge_block(e0, end, keep_ptr, HAS_KEEP: tl.constexpr, EB: tl.constexpr):
+    """Positions ``e0 .. e0 + EB - 1`` of a sorted edge list, masked to ``< end`` and kept."""
+    es = e0 + tl.arange(0, EB)
+    em = es < end
+    if HAS_KEEP:
+        em = em & (tl.load(keep_ptr + es, mask=em, other=0) != 0)
+    return es, em
+
+
+@triton.jit
+def _ids(ptr, es, em):
+    """The int64 node / relation ids stored at edge positions ``es``."""
+    return tl.load(ptr + es, mask=em, other=0).to(tl.int64)
+
+
+@triton.jit
+def _rows(ptr, ids, cols, C, m2):
+    """The ``[EB, BC]`` block of rows ``ids`` and columns ``cols`` of a ``[*, C]`` matrix."""
+    return tl.load(ptr + ids[:, None] * C + cols[None, :], mask=m2, other=0.0)
+
+
+@triton.jit
+def _message(x, w, KIND: tl.constexpr):
+    """``x * w`` (DistMult) or ``x + w`` (TransE)."""
+    if KIND == 0:  # noqa: SIM108 - constexpr branch, compiled out
+        m = x * w
+    else:
+        m = x + w
+    return m
+
+
+@triton.jit
+def _bwd_sum(a_ptr, b_ptr, v, x, w, other, m2, cols, C, KIND: tl.constexpr, HAS_B: tl.constexpr):
+    """Column sums over a block of edges of ``dL/dm_e = a[v] + b[v] * m_e`` times ``dm_e/d.``.
+
+    ``other`` is the operand the message is differentiated against (``w`` for the source state,
+    ``x`` for the relation); TransE's derivative is 1.
+    """
+    g = _rows(a_ptr, v, cols, C, m2)
+    if HAS_B:
+        g += _rows(b_ptr, v, cols, C, m2) * _message(x, w, KIND)
+    if KIND == 0:  # noqa: SIM108 - constexpr branch, compiled out
+        acc = tl.sum(g * other, axis=0)
+    else:
+        acc = tl.sum(g, axis=0)
+    return acc
+
+
+@triton.jit
 def _fwd_kernel(
     x_ptr,
     w_ptr,
@@ -62,19 +111,11 @@ def _fwd_kernel(
     amx = tl.full([BC], -1, tl.int32)
     amn = tl.full([BC], -1, tl.int32)
     for e0 in range(start, end, EB):
-        es = e0 + tl.arange(0, EB)
-        em = es < end
-        if HAS_KEEP:
-            em = em & (tl.load(keep_ptr + es, mask=em, other=0) != 0)
-        u = tl.load(src_ptr + es, mask=em, other=0).to(tl.int64)
-        r = tl.load(typ_ptr + es, mask=em, other=0).to(tl.int64)
+        es, em = _edge_block(e0, end, keep_ptr, HAS_KEEP, EB)
         m2 = em[:, None] & cmask[None, :]
-        xv = tl.load(x_ptr + u[:, None] * C + cols[None, :], mask=m2, other=0.0)
-        wv = tl.load(w_ptr + r[:, None] * C + cols[None, :], mask=m2, other=0.0)
-        if KIND == 0:  # noqa: SIM108 - constexpr branch, compiled out
-            m = xv * wv
-        else:
-            m = xv + wv
+        xv = _rows(x_ptr, _ids(src_ptr, es, em), cols, C, m2)
+        wv = _rows(w_ptr, _ids(typ_ptr, es, em), cols, C, m2)
+        m = _message(xv, wv, KIND)
         acc += tl.sum(m, axis=0)
         if WITH_SQ:
             acc_q += tl.sum(m * m, axis=0)
@@ -124,25 +165,11 @@ def _bwd_x_kernel(
     xu = tl.load(x_ptr + u * C + cols, mask=cmask, other=0.0)
     acc = tl.zeros([BC], dtype=tl.float32)
     for e0 in range(start, end, EB):
-        es = e0 + tl.arange(0, EB)
-        em = es < end
-        if HAS_KEEP:
-            em = em & (tl.load(keep_ptr + es, mask=em, other=0) != 0)
-        v = tl.load(dst_ptr + es, mask=em, other=0).to(tl.int64)
-        r = tl.load(typ_ptr + es, mask=em, other=0).to(tl.int64)
+        es, em = _edge_block(e0, end, keep_ptr, HAS_KEEP, EB)
         m2 = em[:, None] & cmask[None, :]
-        g = tl.load(a_ptr + v[:, None] * C + cols[None, :], mask=m2, other=0.0)
-        wv = tl.load(w_ptr + r[:, None] * C + cols[None, :], mask=m2, other=0.0)
-        if HAS_B:
-            bv = tl.load(b_ptr + v[:, None] * C + cols[None, :], mask=m2, other=0.0)
-            if KIND == 0:
-                g += bv * (xu[None, :] * wv)
-            else:
-                g += bv * (xu[None, :] + wv)
-        if KIND == 0:
-            acc += tl.sum(g * wv, axis=0)
-        else:
-            acc += tl.sum(g, axis=0)
+        v = _ids(dst_ptr, es, em)
+        wv = _rows(w_ptr, _ids(typ_ptr, es, em), cols, C, m2)
+        acc += _bwd_sum(a_ptr, b_ptr, v, xu[None, :], wv, wv, m2, cols, C, KIND, HAS_B)
     tl.store(gx_ptr + u * C + cols, acc, mask=cmask)
 
 
@@ -175,25 +202,11 @@ def _bwd_w_kernel(
     wr = tl.load(w_ptr + r * C + cols, mask=cmask, other=0.0)
     acc = tl.zeros([BC], dtype=tl.float32)
     for e0 in range(start, end, EB):
-        es = e0 + tl.arange(0, EB)
-        em = es < end
-        if HAS_KEEP:
-            em = em & (tl.load(keep_ptr + es, mask=em, other=0) != 0)
-        u = tl.load(src_ptr + es, mask=em, other=0).to(tl.int64)
-        v = tl.load(dst_ptr + es, mask=em, other=0).to(tl.int64)
+        es, em = _edge_block(e0, end, keep_ptr, HAS_KEEP, EB)
         m2 = em[:, None] & cmask[None, :]
-        g = tl.load(a_ptr + v[:, None] * C + cols[None, :], mask=m2, other=0.0)
-        xv = tl.load(x_ptr + u[:, None] * C + cols[None, :], mask=m2, other=0.0)
-        if HAS_B:
-            bv = tl.load(b_ptr + v[:, None] * C + cols[None, :], mask=m2, other=0.0)
-            if KIND == 0:
-                g += bv * (xv * wr[None, :])
-            else:
-                g += bv * (xv + wr[None, :])
-        if KIND == 0:
-            acc += tl.sum(g * xv, axis=0)
-        else:
-            acc += tl.sum(g, axis=0)
+        v = _ids(dst_ptr, es, em)
+        xv = _rows(x_ptr, _ids(src_ptr, es, em), cols, C, m2)
+        acc += _bwd_sum(a_ptr, b_ptr, v, xv, wr[None, :], xv, m2, cols, C, KIND, HAS_B)
     tl.atomic_add(gw_ptr + r * C + cols, acc, mask=cmask)
 
 
