@@ -476,19 +476,8 @@ def test_two_thread_training_is_bit_identical_with_a_seed():
     heads, rels, tails = (torch.randint(0, k, (m,), generator=gen) for k in (n, r, n))
     triples = torch.stack([heads, rels, tails], dim=1)
     graph = kg_graph(triples, n, r)
-    cfg = NBFNetTrainConfig(
-        task="kg",
-        dependent=True,
-        num_negative=8,
-        batch_size=4,
-        dim=16,
-        layers=3,
-        seed=0,
-        max_steps=3,
-        epochs=100,
-        log_every=0,
-        threads=2,
-    )
+    kg = dict(task="kg", dependent=True, adversarial_temperature=0.5, num_negative=8)
+    cfg = link_config(**kg, batch_size=4, dim=16, layers=3, max_steps=3, epochs=100, threads=2)
     runs = [fit_nbfnet(graph, cfg, train_triples=triples).model.state_dict() for _ in range(2)]
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     # the setting is scoped to the training call
