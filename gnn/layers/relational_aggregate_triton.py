@@ -28,6 +28,17 @@ _KIND = {"distmult": 0, "transe": 1}
 
 
 @triton.jit
+def _node_span(indptr_ptr, C, BC: tl.constexpr):
+    """The program's node (grid axis 0), its ``BC`` columns (axis 1) and its CSR edge range."""
+    node = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BC + tl.arange(0, BC)
+    cmask = cols < C
+    start = tl.load(indptr_ptr + node)
+    end = tl.load(indptr_ptr + node + 1)
+    return node, cols, cmask, start, end
+
+
+@triton.jit
 def _edge_block(e0, end, keep_ptr, HAS_KEEP: tl.constexpr, EB: tl.constexpr):
     """Positions ``e0 .. e0 + EB - 1`` of a sorted edge list, masked to ``< end`` and kept."""
     es = e0 + tl.arange(0, EB)
@@ -99,11 +110,7 @@ def _fwd_kernel(
     EB: tl.constexpr,
     BC: tl.constexpr,
 ):
-    v = tl.program_id(0).to(tl.int64)
-    cols = tl.program_id(1) * BC + tl.arange(0, BC)
-    cmask = cols < C
-    start = tl.load(indptr_ptr + v)
-    end = tl.load(indptr_ptr + v + 1)
+    v, cols, cmask, start, end = _node_span(indptr_ptr, C, BC)
     acc = tl.zeros([BC], dtype=tl.float32)
     acc_q = tl.zeros([BC], dtype=tl.float32)
     mx = tl.full([BC], float("-inf"), tl.float32)
@@ -157,11 +164,7 @@ def _bwd_x_kernel(
     EB: tl.constexpr,
     BC: tl.constexpr,
 ):
-    u = tl.program_id(0).to(tl.int64)
-    cols = tl.program_id(1) * BC + tl.arange(0, BC)
-    cmask = cols < C
-    start = tl.load(indptr_ptr + u)
-    end = tl.load(indptr_ptr + u + 1)
+    u, cols, cmask, start, end = _node_span(indptr_ptr, C, BC)
     xu = tl.load(x_ptr + u * C + cols, mask=cmask, other=0.0)
     acc = tl.zeros([BC], dtype=tl.float32)
     for e0 in range(start, end, EB):
@@ -286,45 +289,17 @@ def backward(
     gx = torch.empty_like(x)
     gw = torch.zeros_like(w)
     has_b = b is not None
-    bb = b if has_b else a
+    head = (x, w, a, b if has_b else a)
     keep_s, has_keep = _keep(view.keep_by_src, index.src)
     keep_t, _ = _keep(view.keep_by_type, index.src)
+    flags = {"KIND": _KIND[kind], "HAS_KEEP": has_keep, "HAS_B": has_b, "EB": _EB, "BC": _BC}
     _bwd_x_kernel[(n, triton.cdiv(c, _BC))](
-        x,
-        w,
-        a,
-        bb,
-        index.dst_by_src,
-        index.typ_by_src,
-        keep_s,
-        index.indptr_src,
-        gx,
-        c,
-        KIND=_KIND[kind],
-        HAS_KEEP=has_keep,
-        HAS_B=has_b,
-        EB=_EB,
-        BC=_BC,
+        *head, index.dst_by_src, index.typ_by_src, keep_s, index.indptr_src, gx, c, **flags
     )
     nseg = int(index.seg_type.numel())
     if nseg:
+        segments = (index.seg_start, index.seg_end, index.seg_type)
         _bwd_w_kernel[(nseg, triton.cdiv(c, _BC))](
-            x,
-            w,
-            a,
-            bb,
-            index.src_by_type,
-            index.dst_by_type,
-            keep_t,
-            index.seg_start,
-            index.seg_end,
-            index.seg_type,
-            gw,
-            c,
-            KIND=_KIND[kind],
-            HAS_KEEP=has_keep,
-            HAS_B=has_b,
-            EB=_EB,
-            BC=_BC,
+            *head, index.src_by_type, index.dst_by_type, keep_t, *segments, gw, c, **flags
         )
     return gx, gw
