@@ -31,6 +31,13 @@ def run(spark, out: Path, **cfg):
     return counts, read_ingested(spark, out)
 
 
+def run_in(spark, tmp_path: Path, train: str, test: str | None = None, **cfg):
+    """:func:`run` on the files ``train`` (and ``test``) of ``tmp_path`` into ``tmp_path / out``."""
+    if test is not None:
+        cfg["test_path"] = str(tmp_path / test)
+    return run(spark, tmp_path / "out", train_path=str(tmp_path / train), **cfg)
+
+
 def rejected(tables) -> set[tuple[str, int, str]]:
     rows = tables["rejected"].collect()
     return {(Path(r.source_file).name, r.line_number, r.reason) for r in rows}
@@ -89,14 +96,8 @@ EDGES_REJECTED = {
 def test_edges_csv_every_bad_row_quarantined(spark, tmp_path):
     (tmp_path / "edges.csv").write_bytes(EDGES_CSV)
     (tmp_path / "test.tsv").write_bytes(EDGES_TEST_TSV)
-    counts, tables = run(
-        spark,
-        tmp_path / "out",
-        train_path=str(tmp_path / "edges.csv"),
-        test_path=str(tmp_path / "test.tsv"),
-        format="edges",
-        header=True,
-        weighted=True,
+    counts, tables = run_in(
+        spark, tmp_path, "edges.csv", "test.tsv", format="edges", header=True, weighted=True
     )
     assert rejected(tables) == EDGES_REJECTED
     # Dense ids in numeric order of the training ids 1, 2, 3, 6.
@@ -205,13 +206,8 @@ def test_kg_triples_tsv_with_test_split(spark, tmp_path):
         "/m/z\t/r/x\t/m/a\n"  # 2 unknown head
         "/m/a\t/r/q\t/m/b\n"  # 3 unknown relation
     )
-    counts, tables = run(
-        spark,
-        tmp_path / "out",
-        train_path=str(tmp_path / "train.tsv"),
-        test_path=str(tmp_path / "test.tsv"),
-        format="triples",
-        numeric_ids=False,
+    counts, tables = run_in(
+        spark, tmp_path, "train.tsv", "test.tsv", format="triples", numeric_ids=False
     )
     assert rejected(tables) == {
         ("train.tsv", 3, "wrong column count (expected 3, got 2)"),
@@ -239,13 +235,7 @@ def test_lightgcn_lines_pairs_and_unknown_test_ids(spark, tmp_path):
         "  14 5  \n"  # 5: surrounding spaces are fine
     )
     (tmp_path / "test.txt").write_text("10 8 7\n12 5\n11 99\n")
-    counts, tables = run(
-        spark,
-        tmp_path / "out",
-        train_path=str(tmp_path / "train.txt"),
-        test_path=str(tmp_path / "test.txt"),
-        format="lightgcn",
-    )
+    counts, tables = run_in(spark, tmp_path, "train.txt", "test.txt", format="lightgcn")
     assert rejected(tables) == {
         ("train.txt", 2, "non-numeric id"),
         ("train.txt", 3, "non-numeric id"),
@@ -289,10 +279,10 @@ def test_pairs_csv_header_timestamps_string_ids_round_trip(spark, tmp_path):
         "carol,,400\n"  # 5 empty id
         "dave,book,yesterday\n"  # 6 non-numeric timestamp
     )
-    counts, tables = run(
+    counts, tables = run_in(
         spark,
-        tmp_path / "out",
-        train_path=str(tmp_path / "pairs.csv"),
+        tmp_path,
+        "pairs.csv",
         format="pairs",
         header=True,
         numeric_ids=False,
@@ -323,12 +313,7 @@ def test_gowalla_lines_map_to_themselves(spark, tmp_path, data_dir):
     test = (data_dir / "gowalla" / "test.txt").read_text().splitlines()[:5]
     (tmp_path / "train.txt").write_text("\n".join(train) + "\n")
     (tmp_path / "test.txt").write_text("\n".join(test) + "\n")
-    counts, tables = run(
-        spark,
-        tmp_path / "out",
-        train_path=str(tmp_path / "train.txt"),
-        test_path=str(tmp_path / "test.txt"),
-    )
+    counts, tables = run_in(spark, tmp_path, "train.txt", "test.txt")
     pairs = {
         s: [(int(t[0]), int(i)) for t in (ln.split() for ln in lines) for i in t[1:]]
         for s, lines in (("train", train), ("test", test))
