@@ -27,7 +27,7 @@ from torch import Tensor
 from gnn.data.kg import RelationalGraph
 from gnn.data.sampling import NegativeSampler
 from gnn.engine.device import torch_threads
-from gnn.engine.loop import LoopLimits, LoopState, run_loop
+from gnn.engine.loop import LoopState, run_loop
 from gnn.engine.nbfnet_batch import (
     QueryStepper,
     query_batch_loss,
@@ -94,17 +94,10 @@ def _fit(
     train_triples: Tensor | None,
     on_epoch_end: Callable[[NBFNet], dict[str, float]] | None,
 ) -> NBFNetResult:
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    stepper, triples = QueryStepper.seeded(graph, cfg, dev, train_triples)
+    model, gen, num_rel = stepper.model, stepper.gen, stepper.num_rel
     g = graph.to(dev)
-    triples = (
-        default_train_triples(graph, cfg.task) if train_triples is None else train_triples
-    ).cpu()
-    num_rel = graph.num_relations // 2 if cfg.task == "kg" else 0
-    model = build_model(graph.num_relations, cfg).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sampler = NegativeSampler(graph, strict=cfg.strict_negative)
-    stepper = QueryStepper(model, opt, cfg, num_rel, gen, dev)
 
     def batches(state: LoopState) -> tuple[Tensor, ...]:
         return torch.randperm(len(triples), generator=gen).split(cfg.batch_size)
@@ -119,22 +112,11 @@ def _fit(
         log(f"[nbfnet] epoch {state.epoch} eval {shown}")
         return rec
 
-    limits = LoopLimits(
-        epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        budget_seconds=cfg.time_budget_seconds or None,
-        strict_budget=False,
-        eval_every=1,
-        eval_at_end=False,
-    )
     run = run_loop(
         batches,
         step,
-        limits,
+        stepper.limits(eval_every=1, eval_at_end=False),
         on_step=stepper.logger("nbfnet", log, tail=lambda s: f" wall {s.wall:.1f}s"),
         evaluate=evaluate if on_epoch_end is not None else None,
     )
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return NBFNetResult(
-        state, stepper.losses, run.seconds, run.history, run.steps, stepper.queries, model
-    )
+    return stepper.result(run, run.history)

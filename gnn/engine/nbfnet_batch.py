@@ -21,8 +21,13 @@ from torch.nn import functional as F
 
 from gnn.data.kg import RelationalGraph
 from gnn.data.sampling import NegativeSampler
-from gnn.engine.loop import LoopState, descend
-from gnn.engine.nbfnet_config import NBFNetTrainConfig
+from gnn.engine.loop import LoopLimits, LoopResult, LoopState, descend
+from gnn.engine.nbfnet_config import (
+    NBFNetResult,
+    NBFNetTrainConfig,
+    build_model,
+    default_train_triples,
+)
 from gnn.losses import nbfnet_loss
 from gnn.models.nbfnet import NBFNet, remove_easy_edges
 
@@ -101,6 +106,45 @@ class QueryStepper:
         self.num_rel, self.gen, self.dev = num_rel, gen, dev
         self.losses: list[float] = []
         self.queries = 0
+
+    @classmethod
+    def seeded(
+        cls,
+        graph: RelationalGraph,
+        cfg: NBFNetTrainConfig,
+        dev: torch.device,
+        train_triples: Tensor | None,
+    ) -> tuple[QueryStepper, Tensor]:
+        """Seed torch and a new sampling generator with ``cfg.seed``, then build the model of
+        ``cfg`` for ``graph`` on ``dev`` and its Adam stepper; also returns the training triples
+        (``train_triples``, by default those of ``graph``) on CPU."""
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        triples = (
+            default_train_triples(graph, cfg.task) if train_triples is None else train_triples
+        ).cpu()
+        num_rel = graph.num_relations // 2 if cfg.task == "kg" else 0
+        model = build_model(graph.num_relations, cfg).to(dev)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        return cls(model, optimizer, cfg, num_rel, gen, dev), triples
+
+    def limits(self, **evaluation: Any) -> LoopLimits:
+        """The loop's limits: ``cfg.epochs``, ``cfg.max_steps`` and the time budget (read after
+        every step), plus ``evaluation`` (``eval_every``, ``eval_at_end``)."""
+        return LoopLimits(
+            epochs=self.cfg.epochs,
+            max_steps=self.cfg.max_steps,
+            budget_seconds=self.cfg.time_budget_seconds or None,
+            strict_budget=False,
+            **evaluation,
+        )
+
+    def result(self, run: LoopResult, history: list[dict[str, float]]) -> NBFNetResult:
+        """The trained weights (a CPU copy), the losses and counts of ``run``, and ``history``."""
+        state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        return NBFNetResult(
+            state, self.losses, run.seconds, history, run.steps, self.queries, self.model
+        )
 
     def __call__(
         self,

@@ -41,7 +41,6 @@ from gnn.engine.nbfnet_batch import QueryStepper, flip_queries
 from gnn.engine.nbfnet_config import (
     NBFNetResult,
     NBFNetTrainConfig,
-    build_model,
     default_train_triples,
 )
 from gnn.models.nbfnet import NBFNet
@@ -95,20 +94,12 @@ def _fit(
     train_triples: Tensor | None,
     on_step: Callable[[int, NBFNet], Any] | None,
 ) -> NBFNetResult:
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
     cpu = pg if pg.graph.edge_index.device.type == "cpu" else pg.to("cpu")
+    stepper, triples = QueryStepper.seeded(cpu.graph, cfg, dev, train_triples)
+    model, gen, num_rel = stepper.model, stepper.gen, stepper.num_rel
     graphs = [leaf.graph.to(dev) for leaf in cpu.leaves]
     samplers = [NegativeSampler(leaf.graph, strict=cfg.strict_negative) for leaf in cpu.leaves]
     cores = [leaf.core.nonzero().squeeze(1) for leaf in cpu.leaves]
-    triples = (
-        default_train_triples(cpu.graph, cfg.task) if train_triples is None else train_triples
-    ).cpu()
-    num_rel = cpu.graph.num_relations // 2 if cfg.task == "kg" else 0
-    model = build_model(cpu.graph.num_relations, cfg).to(dev)
-    stepper = QueryStepper(
-        model, torch.optim.Adam(model.parameters(), lr=cfg.lr), cfg, num_rel, gen, dev
-    )
     tally = {"dropped": 0, "leaf": 0}
 
     def batches(state: LoopState) -> list[tuple[tuple[Tensor, Tensor, Tensor], int]]:
@@ -130,21 +121,14 @@ def _fit(
         grad = None if on_step is None else (lambda: on_step(i, model))
         return stepper(graphs[i], samplers[i], queries, source_pool=cores[i], on_grad=grad)
 
-    limits = LoopLimits(
-        epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        budget_seconds=cfg.time_budget_seconds or None,
-        strict_budget=False,
-    )
     logger = stepper.logger(
         "nbfnet-part",
         log,
         mid=lambda: f" leaf {tally['leaf']}",
         tail=lambda s: f" (dropped {tally['dropped']} cross-leaf queries so far)",
     )
-    run = run_loop(batches, step, limits, on_step=logger)
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return NBFNetResult(state, stepper.losses, run.seconds, [], run.steps, stepper.queries, model)
+    run = run_loop(batches, step, stepper.limits(), on_step=logger)
+    return stepper.result(run, [])
 
 
 def leaf_training_queries(
