@@ -24,6 +24,7 @@ __all__ = [
     "RunConfig",
     "SparkConfig",
     "TrainConfig",
+    "help_field",
 ]
 
 
@@ -31,11 +32,16 @@ class ConfigError(ValueError):
     """A config key is unknown or its value is invalid; the message names the key."""
 
 
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" reads best in field declarations
+def help_field(default: Any, help: str) -> Any:  # noqa: A002 - reads best in field declarations
+    """A dataclass field with a default (a dict or list default: a fresh deep copy per instance)
+    and its help text in ``metadata["help"]``."""
     if isinstance(default, (dict, list)):
         factory: Any = functools.partial(copy.deepcopy, default)
         return field(default_factory=factory, metadata={"help": help})
     return field(default=default, metadata={"help": help})
+
+
+_f = help_field
 
 
 def _require(cond: bool, key: str, msg: str) -> None:

@@ -7,23 +7,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
 from pipelines.core.config import ConfigError, PartitionConfig
+from pipelines.core.config_sections import help_field as _h
 
 __all__ = ["PartitionError", "PartitionResult", "PartitionSettings"]
 
 
 class PartitionError(ConfigError):
     """The graph cannot be partitioned as configured; the message names the key or input."""
-
-
-def _h(default: Any, help: str) -> Any:  # noqa: A002 - same convention as pipelines.core.config
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
