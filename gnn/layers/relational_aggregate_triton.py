@@ -88,6 +88,43 @@ def _bwd_sum(a_ptr, b_ptr, v, x, w, other, m2, cols, C, KIND: tl.constexpr, HAS_
 
 
 @triton.jit
+def _bwd_edges(
+    a_ptr,
+    b_ptr,
+    dst_ptr,
+    var_ptr,
+    var_id_ptr,
+    keep_ptr,
+    start,
+    end,
+    fixed,
+    cols,
+    cmask,
+    C,
+    FIXED_IS_X: tl.constexpr,
+    KIND: tl.constexpr,
+    HAS_KEEP: tl.constexpr,
+    HAS_B: tl.constexpr,
+    EB: tl.constexpr,
+    BC: tl.constexpr,
+):
+    """:func:`_bwd_sum` over the edges ``start .. end - 1`` whose messages share the operand row
+    ``fixed`` (the source state when ``FIXED_IS_X``, else the relation); the other operand is
+    row ``var_id_ptr[e]`` of ``var_ptr`` and is what the message is differentiated against."""
+    acc = tl.zeros([BC], dtype=tl.float32)
+    for e0 in range(start, end, EB):
+        es, em = _edge_block(e0, end, keep_ptr, HAS_KEEP, EB)
+        m2 = em[:, None] & cmask[None, :]
+        v = _ids(dst_ptr, es, em)
+        var = _rows(var_ptr, _ids(var_id_ptr, es, em), cols, C, m2)
+        if FIXED_IS_X:
+            acc += _bwd_sum(a_ptr, b_ptr, v, fixed[None, :], var, var, m2, cols, C, KIND, HAS_B)
+        else:
+            acc += _bwd_sum(a_ptr, b_ptr, v, var, fixed[None, :], var, m2, cols, C, KIND, HAS_B)
+    return acc
+
+
+@triton.jit
 def _fwd_kernel(
     x_ptr,
     w_ptr,
@@ -166,13 +203,8 @@ def _bwd_x_kernel(
 ):
     u, cols, cmask, start, end = _node_span(indptr_ptr, C, BC)
     xu = tl.load(x_ptr + u * C + cols, mask=cmask, other=0.0)
-    acc = tl.zeros([BC], dtype=tl.float32)
-    for e0 in range(start, end, EB):
-        es, em = _edge_block(e0, end, keep_ptr, HAS_KEEP, EB)
-        m2 = em[:, None] & cmask[None, :]
-        v = _ids(dst_ptr, es, em)
-        wv = _rows(w_ptr, _ids(typ_ptr, es, em), cols, C, m2)
-        acc += _bwd_sum(a_ptr, b_ptr, v, xu[None, :], wv, wv, m2, cols, C, KIND, HAS_B)
+    edges = (a_ptr, b_ptr, dst_ptr, w_ptr, typ_ptr, keep_ptr, start, end, xu, cols, cmask, C)
+    acc = _bwd_edges(*edges, True, KIND, HAS_KEEP, HAS_B, EB, BC)
     tl.store(gx_ptr + u * C + cols, acc, mask=cmask)
 
 
@@ -203,13 +235,8 @@ def _bwd_w_kernel(
     end = tl.load(seg_end_ptr + sid)
     r = tl.load(seg_type_ptr + sid).to(tl.int64)
     wr = tl.load(w_ptr + r * C + cols, mask=cmask, other=0.0)
-    acc = tl.zeros([BC], dtype=tl.float32)
-    for e0 in range(start, end, EB):
-        es, em = _edge_block(e0, end, keep_ptr, HAS_KEEP, EB)
-        m2 = em[:, None] & cmask[None, :]
-        v = _ids(dst_ptr, es, em)
-        xv = _rows(x_ptr, _ids(src_ptr, es, em), cols, C, m2)
-        acc += _bwd_sum(a_ptr, b_ptr, v, xv, wr[None, :], xv, m2, cols, C, KIND, HAS_B)
+    edges = (a_ptr, b_ptr, dst_ptr, x_ptr, src_ptr, keep_ptr, start, end, wr, cols, cmask, C)
+    acc = _bwd_edges(*edges, False, KIND, HAS_KEEP, HAS_B, EB, BC)
     tl.atomic_add(gw_ptr + r * C + cols, acc, mask=cmask)
 
 
