@@ -23,6 +23,7 @@ from pipelines.forget.requests import RequestFileError, read_requests
 from pipelines.forget.seam import LeafForgetSettings, unlearn_leaf_from
 from pipelines.forget.tombstones import drop_tombstoned, tombstone_key, write_tombstones
 from pipelines.forget.verify import DeletedSet, verify_erased
+from tests.test_pipeline_job import job_argv
 
 SHARED_ITEM = 900  # held by users of every community, so by both leaves
 
@@ -44,23 +45,15 @@ def _data(root: Path) -> dict[str, list[int]]:
     return held
 
 
+FORGOTTEN_RUN_DIR = ["CURRENT", "audit", "config.yaml", "tombstones", "versions"]
+"""A run directory after a forget: the superseded base's stage folders are purged."""
+
+
 def _argv(data: Path, run_dir: Path) -> list[str]:
-    sets = [
-        f"ingest.train_path={data / 'train.txt'}",
-        f"ingest.test_path={data / 'test.txt'}",
-        "train.epochs=3",
-        "train.batch_size=64",
-        "train.lr=0.02",
-        "train.rounds=1",
-        "model.dim=8",
-        "model.layers=2",
-        "export.top_k=5",
-        "export.ann_index=flat",
-        "train.threads=1",
-        "partition.num_leaves=2",
-        "spark.shuffle_partitions=2",
-    ]
-    return ["--run-dir", str(run_dir)] + [x for s in sets for x in ("--set", s)]
+    sets = ["train.epochs=3", "train.batch_size=64", "train.lr=0.02", "train.rounds=1"]
+    sets += ["model.dim=8", "model.layers=2", "export.top_k=5", "export.ann_index=flat"]
+    sets += ["train.threads=1", "partition.num_leaves=2", "spark.shuffle_partitions=2"]
+    return job_argv(data, run_dir, *sets)
 
 
 @pytest.fixture(scope="module")
@@ -200,13 +193,7 @@ def test_forget_two_batches_shared_item_idempotent(finished_run, tmp_path, capsy
     v1 = current_version(run_dir)
     assert v1 == run_dir / "versions" / "v1"
     # The superseded base is purged: its files held the deleted data.
-    assert sorted(p.name for p in run_dir.iterdir()) == [
-        "CURRENT",
-        "audit",
-        "config.yaml",
-        "tombstones",
-        "versions",
-    ]
+    assert sorted(p.name for p in run_dir.iterdir()) == FORGOTTEN_RUN_DIR
     users, items = {"105"}, {str(SHARED_ITEM)}
     edges = {("101", str(held[101][0]))}
     seen = _assert_erased(v1, users, items, edges)
@@ -318,13 +305,7 @@ def test_forget_two_batches_shared_item_idempotent(finished_run, tmp_path, capsy
     out = capsys.readouterr().out
     assert f"outputs in {v2}" in out and "done " not in out
     assert {p: p.read_bytes() for p in v2.glob("*/_STAGE.json")} == markers
-    assert sorted(p.name for p in run_dir.iterdir()) == [
-        "CURRENT",
-        "audit",
-        "config.yaml",
-        "tombstones",
-        "versions",
-    ]
+    assert sorted(p.name for p in run_dir.iterdir()) == FORGOTTEN_RUN_DIR
 
     # A later ingest (tomorrow's scheduled run: a new run dir, the same tombstone folder)
     # drops every row naming a deleted user, item or edge, counts them, and keeps none of

@@ -107,20 +107,17 @@ def test_pipeline_reports_too_many_leaves_as_one_error_line(
     assert not (run_dir / "partition" / "_STAGE.json").exists()
 
 
+def job_argv(data, run_dir, *sets: str) -> list[str]:
+    """A job's arguments: ``--run-dir`` and one ``--set`` per item of ``sets``, after the ingest
+    paths of ``data``'s ``train.txt`` and ``test.txt``."""
+    paths = [f"ingest.train_path={data / 'train.txt'}", f"ingest.test_path={data / 'test.txt'}"]
+    return ["--run-dir", str(run_dir)] + [x for s in [*paths, *sets] for x in ("--set", s)]
+
+
 def _small_argv(data, run_dir, *extra: str) -> list[str]:
-    sets = [
-        f"ingest.train_path={data / 'train.txt'}",
-        f"ingest.test_path={data / 'test.txt'}",
-        "train.epochs=20",
-        "train.batch_size=64",
-        "train.lr=0.02",
-        "model.dim=16",
-        "model.layers=2",
-        "export.top_k=5",
-        "train.threads=1",
-        *extra,
-    ]
-    return ["--run-dir", str(run_dir)] + [x for s in sets for x in ("--set", s)]
+    sets = ["train.epochs=20", "train.batch_size=64", "train.lr=0.02", "model.dim=16"]
+    sets += ["model.layers=2", "export.top_k=5", "train.threads=1"]
+    return job_argv(data, run_dir, *sets, *extra)
 
 
 @pytest.fixture(scope="module")
