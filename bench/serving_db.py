@@ -1,4 +1,4 @@
-"""Serving-database benchmark: Gowalla-sized vectors in pgvector, HNSW build, top-20 latency, recall.
+"""Serving-database bench: Gowalla-sized vectors in pgvector, HNSW build, top-20 latency, recall.
 
 Examples::
 
@@ -72,7 +72,9 @@ def vectors(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, int]:
 
     def table(kind: str, n: int) -> pd.DataFrame:
         matrix = rng.normal(scale=0.1, size=(n, args.dim)).astype(np.float32)
-        return pd.DataFrame({"id": [f"{kind}{i}" for i in range(n)], "vector": vectors_to_bytes(matrix)})
+        return pd.DataFrame(
+            {"id": [f"{kind}{i}" for i in range(n)], "vector": vectors_to_bytes(matrix)}
+        )
 
     return table("u", args.users), table("i", args.items), args.dim
 
@@ -139,10 +141,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             found.append({i for i, _ in got})
     item_ids = items["id"].astype(str).to_numpy()
     exact = exact_top(
-        bytes_to_matrix(users["vector"].iloc[sample], dim), bytes_to_matrix(items["vector"], dim),
+        bytes_to_matrix(users["vector"].iloc[sample], dim),
+        bytes_to_matrix(items["vector"], dim),
         args.k,
     )
-    recall = np.mean([len(f & set(item_ids[e])) / args.k for f, e in zip(found, exact, strict=True)])
+    recall = np.mean(
+        [len(f & set(item_ids[e])) / args.k for f, e in zip(found, exact, strict=True)]
+    )
     ms = np.array(times) * 1000
     return {
         "rows": len(users) + len(items),

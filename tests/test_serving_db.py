@@ -28,13 +28,16 @@ PG_VARS = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSERVICE"
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
+def postgres():
     """PG* of a PostgreSQL with pgvector started here (pgserver, a temporary folder), then deleted.
 
     The PyPI wheel ``pgserver`` bundles PostgreSQL with pgvector's ``vector`` extension (Debian 12
-    has no pgvector package). Run as root, the server runs as the system user ``pgserver``.
+    has no pgvector package). Run as root, the server runs as the system user ``pgserver``: the
+    folder is a plain ``/tmp`` one (pytest resets its own base folder to mode 700).
     """
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    folder = Path(tempfile.mkdtemp(prefix="graphpipe-pg-"))
+    folder.chmod(0o755)
+    server = pgserver.get_server(folder / "data", cleanup_mode="delete")
     info = server.get_postmaster_info()
     values = {
         "PGHOST": str(info.socket_dir),
@@ -51,6 +54,7 @@ def postgres(tmp_path_factory):
             yield values
         finally:
             server.cleanup()
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -90,7 +94,9 @@ def test_load_round_trips_vectors_ids_and_lists(postgres, prefix, pgvector):
     data, users, items, recs = version_data(4, 5)
     with serving_db.connect() as conn:
         assert serving_db.pgvector_available(conn)  # the test server really has pgvector
-        out = serving_db.load(conn, data, prefix=prefix, version="v1", run_dir="/r", pgvector=pgvector)
+        out = serving_db.load(
+            conn, data, prefix=prefix, version="v1", run_dir="/r", pgvector=pgvector
+        )
         assert (out["vector_type"], out["index"]) == (
             ("vector", "hnsw") if pgvector else ("real[]", "none")
         )
@@ -261,8 +267,10 @@ def iid(numbers):
 def exact_top(users, items, seen, k):
     """The pipeline's exact top-K (seam.topk_block: inner product, seen items masked)."""
     top, scores = topk_block(users, items, np.arange(len(items)), seen, k, threads=0)
-    return [[(iid([i])[0], float(s)) for i, s in zip(r, sr, strict=True) if i >= 0]
-            for r, sr in zip(top, scores, strict=True)]
+    return [
+        [(iid([i])[0], float(s)) for i, s in zip(r, sr, strict=True) if i >= 0]
+        for r, sr in zip(top, scores, strict=True)
+    ]
 
 
 def test_hnsw_top_k_agrees_with_exact(postgres, prefix):
@@ -334,7 +342,7 @@ def test_similar_items_and_vector_queries(postgres, prefix):
 
 
 def test_real_array_fallback_without_the_extension(postgres, prefix, monkeypatch):
-    """A role that cannot create pgvector (not a trusted extension) gets real[] and exact answers."""
+    """A role that cannot create pgvector (not a trusted extension) gets exact answers in real[]."""
     db, role = f"db_{prefix}", f"r_{prefix}"
     with serving_db.connect() as conn:
         conn.execute(f"create role {role} login")

@@ -95,7 +95,9 @@ def _search(
         return [(str(i), float(s)) for i, s in cur.fetchall()]
     if n > _EF_SEARCH_MAX:  # the index cannot return that many candidates: scan exactly
         cur.execute("select set_config('enable_indexscan', 'off', true)")
-    cur.execute("select set_config('hnsw.ef_search', %s, true)", (str(min(ef_search, _EF_SEARCH_MAX)),))
+    cur.execute(
+        "select set_config('hnsw.ef_search', %s, true)", (str(min(ef_search, _EF_SEARCH_MAX)),)
+    )
     cur.execute("select set_config('ivfflat.probes', %s, true)", (str(probes),))
     cur.execute(
         f"select item_id, -(vector <#> %(q)s::vector) from {items} "
@@ -166,6 +168,4 @@ def similar_to_item(
     """Top-``k`` other items by inner product with ``item_id``'s vector (the item excluded)."""
     with conn.cursor() as cur:
         query = _vector_of(cur, prefix, "item_vectors", "item_id", item_id)
-    return top_items(
-        conn, prefix=prefix, vector=query, k=k, exclude={item_id}, ef_search=ef_search
-    )
+    return top_items(conn, prefix=prefix, vector=query, k=k, exclude={item_id}, ef_search=ef_search)
