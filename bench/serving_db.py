@@ -17,6 +17,9 @@ index query) and compares each with the exact top-20 (NumPy inner products over 
 items masked). ``recall@20`` is the mean overlap of the two sets. Prints a few lines and ends with
 one JSON line: ``rows``, ``dim``, ``load_seconds`` (the load without the index build),
 ``index_seconds``, ``query_p50_ms``, ``query_p95_ms``, ``recall@20`` (plus sizes and settings).
+``--vs-spark`` (with ``--run-dir``) queries the same users again with their training items
+excluded (``export/seen``) and adds ``query_seen_p50_ms``, ``query_seen_p95_ms`` and
+``recall@20_vs_spark``: the overlap with the run's exact Spark top-20.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import pandas as pd
 
 from bench.common import add_json_flag, log, parser, print_json
 from pipelines.core.vector_bytes import bytes_to_matrix, vectors_to_bytes
+from pipelines.core.versions import current_version
 from pipelines.serve import serving_db
 from pipelines.serve.serving_vectors import VectorIndex, top_items
 
@@ -55,6 +59,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, default=1000, help="users queried (sampled)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--use-env", action="store_true", help="the server of the PG* variables")
+    p.add_argument(
+        "--vs-spark",
+        action="store_true",
+        help="with --run-dir: also query with each user's training items excluded and compare "
+        "with the run's Spark top-K (recommend/recommendations)",
+    )
     add_json_flag(p)
     return p.parse_args(argv)
 
@@ -62,8 +72,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def vectors(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Users and items as ``id, vector`` (float32 bytes), and the dimension."""
     if args.run_dir:
-        from pipelines.core.versions import current_version
-
         data = serving_db.run_data(current_version(Path(args.run_dir)))
         users = pd.concat(list(data.users), ignore_index=True)
         items = pd.concat(list(data.items), ignore_index=True)
@@ -111,6 +119,60 @@ def exact_top(user_matrix: np.ndarray, item_matrix: np.ndarray, k: int) -> np.nd
     return np.argpartition(-scores, k - 1, axis=1)[:, :k]
 
 
+def spark_lists(
+    run_dir: Path, user_ids: list[str], k: int
+) -> tuple[list[set[str]], list[set[str]]]:
+    """Per user (original ids): the run's Spark top-``k`` (recommend/recommendations, training
+    items masked) and its training items (export/seen, dense ids mapped back)."""
+    import pyarrow.dataset as ds
+
+    emb = ds.dataset(run_dir / "export" / "embeddings", format="parquet")
+    ids = emb.to_table(columns=["kind", "node_id", "original_id"]).to_pandas()
+    names = {
+        kind: dict(zip(g["node_id"], g["original_id"], strict=True))
+        for kind, g in ids.groupby("kind")
+    }
+    dense = {name: node for node, name in names["user"].items()}
+    wanted = [dense[u] for u in user_ids]
+    seen = ds.dataset(run_dir / "export" / "seen", format="parquet").to_table().to_pandas()
+    seen = seen[seen["user"].isin(wanted)]
+    by_user = {u: {names["item"][i] for i in g["item"]} for u, g in seen.groupby("user")}
+    recs = (
+        ds.dataset(run_dir / "recommend" / "recommendations", format="parquet")
+        .to_table(columns=["user_id", "item_id", "rank"])
+        .to_pandas()
+    )
+    recs = recs[recs["user_id"].isin(set(user_ids)) & (recs["rank"] <= k)]
+    top = {u: set(g["item_id"]) for u, g in recs.groupby("user_id")}
+    return [top.get(u, set()) for u in user_ids], [by_user.get(dense[u], set()) for u in user_ids]
+
+
+def query_all(
+    conn: Any, prefix: str, user_ids: list[str], excludes: list[set[str]], args: argparse.Namespace
+) -> tuple[np.ndarray, list[set[str]]]:
+    """Milliseconds per :func:`top_items` call and the item ids it returned, per user."""
+    times, found = [], []
+    for user, exclude in zip(user_ids, excludes, strict=True):
+        t0 = time.perf_counter()
+        got = top_items(
+            conn,
+            prefix=prefix,
+            user_id=user,
+            k=args.k,
+            exclude=exclude,
+            ef_search=args.ef_search,
+            probes=args.probes,
+        )
+        times.append(time.perf_counter() - t0)
+        found.append({i for i, _ in got})
+    return np.array(times) * 1000, found
+
+
+def overlap(found: list[set[str]], truth: list[set[str]], k: int) -> float:
+    """Mean ``|found ∩ truth| / k``."""
+    return round(float(np.mean([len(f & t) / k for f, t in zip(found, truth, strict=True)])), 4)
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     users, items, dim = vectors(args)
     log(f"{len(users)} users, {len(items)} items, {dim} dims")
@@ -118,37 +180,30 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         users=[users], items=[items], recommendations=[], similar_items=[], dim=dim
     )
     index = VectorIndex(args.index, args.m, args.ef_construction, args.lists)
-    prefix = "bench_serving"
-    with serving_db.connect() as conn:
-        started = time.perf_counter()
-        out = serving_db.load(conn, data, prefix=prefix, version="bench", index=index)
-        total = time.perf_counter() - started
-        log(f"loaded in {total:.1f} s ({out['vector_type']}, index {out['index']})")
-        rng = np.random.default_rng(args.seed)
-        sample = rng.choice(len(users), size=min(args.queries, len(users)), replace=False)
-        times, found = [], []
-        for u in sample:
-            t0 = time.perf_counter()
-            got = top_items(
-                conn,
-                prefix=prefix,
-                user_id=str(users["id"].iloc[u]),
-                k=args.k,
-                ef_search=args.ef_search,
-                probes=args.probes,
-            )
-            times.append(time.perf_counter() - t0)
-            found.append({i for i, _ in got})
+    rng = np.random.default_rng(args.seed)
+    sample = rng.choice(len(users), size=min(args.queries, len(users)), replace=False)
+    user_ids = [str(u) for u in users["id"].iloc[sample]]
     item_ids = items["id"].astype(str).to_numpy()
     exact = exact_top(
         bytes_to_matrix(users["vector"].iloc[sample], dim),
         bytes_to_matrix(items["vector"], dim),
         args.k,
     )
-    recall = np.mean(
-        [len(f & set(item_ids[e])) / args.k for f, e in zip(found, exact, strict=True)]
-    )
-    ms = np.array(times) * 1000
+    prefix, result = "bench_serving", dict[str, Any]()
+    with serving_db.connect() as conn:
+        started = time.perf_counter()
+        out = serving_db.load(conn, data, prefix=prefix, version="bench", index=index)
+        total = time.perf_counter() - started
+        log(f"loaded in {total:.1f} s ({out['vector_type']}, index {out['index']})")
+        ms, found = query_all(conn, prefix, user_ids, [set()] * len(user_ids), args)
+        if args.vs_spark:
+            spark_top, seen = spark_lists(current_version(Path(args.run_dir)), user_ids, args.k)
+            ms_seen, found_seen = query_all(conn, prefix, user_ids, seen, args)
+            result = {
+                "query_seen_p50_ms": round(float(np.percentile(ms_seen, 50)), 2),
+                "query_seen_p95_ms": round(float(np.percentile(ms_seen, 95)), 2),
+                f"recall@{args.k}_vs_spark": overlap(found_seen, spark_top, args.k),
+            }
     return {
         "rows": len(users) + len(items),
         "users": len(users),
@@ -165,7 +220,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "queries": len(sample),
         "query_p50_ms": round(float(np.percentile(ms, 50)), 2),
         "query_p95_ms": round(float(np.percentile(ms, 95)), 2),
-        f"recall@{args.k}": round(float(recall), 4),
+        f"recall@{args.k}": overlap(found, [set(item_ids[e]) for e in exact], args.k),
+        **result,
     }
 
 
