@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -106,6 +107,7 @@ def server(use_env: bool) -> Iterator[None]:
         yield
     finally:
         srv.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
