@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A throw-away PostgreSQL server for tests and local serving: start | stop | env | status.
 #
-#   eval "$(scripts/postgres.sh start)"   # installs Debian's postgresql if missing, inits, starts
+#   eval "$(scripts/postgres.sh start)"   # inits and starts a cluster (binaries: see below)
 #   psql -c 'select 1'                     # PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE set
 #   scripts/postgres.sh stop               # stops the server (PG_CLEAN=1 also deletes the cluster)
 #
@@ -11,6 +11,9 @@
 # When run as root the server runs as the `postgres` user (created as a system user if absent),
 # since PostgreSQL refuses to run as root; $PG_DIR must then be reachable by that user.
 # Only `start` prints export lines (stdout); progress goes to stderr.
+# Binaries: $PG_BIN if set; else the PostgreSQL bundled in the project's pgserver wheel (a dev
+# dependency, `make setup`), which has the pgvector extension; else Debian's (`postgresql`,
+# installed if missing; it has no pgvector, so serving tables fall back to real[]).
 set -euo pipefail
 
 cmd=${1:-}
@@ -24,8 +27,19 @@ LOG=$PG_DIR/server.log
 
 say() { echo "postgres.sh: $*" >&2; }
 
+# The bin folder of pgserver's bundled PostgreSQL in the project's Python (no import: a lookup).
+pgserver_bin() {
+  local py=${GRAPHPIPE_PYTHON:-$repo/.venv/bin/python} d
+  [[ -x $py ]] || return 1
+  d=$("$py" -c 'import importlib.util as u, pathlib as p; s = u.find_spec("pgserver")
+print(p.Path(s.origin).parent / "pginstall" / "bin" if s and s.origin else "")' 2>/dev/null) || return 1
+  [[ -n $d && -x $d/pg_ctl && -x $d/initdb && -x $d/postgres ]] && echo "$d"
+}
+
 find_bin() {
   local d
+  if [[ -n ${PG_BIN:-} ]]; then echo "$PG_BIN"; return 0; fi
+  if d=$(pgserver_bin); then echo "$d"; return 0; fi
   for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
     if [[ -x $d/pg_ctl && -x $d/initdb && -x $d/postgres ]]; then echo "$d"; return 0; fi
   done
@@ -87,6 +101,13 @@ init_cluster() {
     say "$RUN_AS cannot write $PG_DIR (a parent folder not searchable?): set PG_DIR elsewhere"
     exit 1
   fi
+  local major
+  major=$("$BIN/postgres" --version | sed -E 's/.* ([0-9]+)[.].*/\1/')
+  if [[ -f $DATA/PG_VERSION && $(cat "$DATA/PG_VERSION") != "$major" ]]; then
+    say "$DATA holds a PostgreSQL $(cat "$DATA/PG_VERSION") cluster but $BIN is $major:"
+    say "  set PG_BIN to that version's bin folder, or PG_CLEAN=1 $0 stop to delete the cluster"
+    exit 1
+  fi
   if [[ ! -f $DATA/PG_VERSION ]]; then
     say "initdb in $DATA (as $RUN_AS)"
     as_server "$BIN/initdb" -D "$DATA" -U "$PG_ROLE" --pwfile="$PG_DIR/password" \
@@ -105,8 +126,10 @@ case $cmd in
         || { say "server failed to start; log:"; tail -20 "$LOG" >&2; exit 1; }
     fi
     eval "$(print_env)"
-    if ! psql -d postgres -Atqc "select 1 from pg_database where datname = '$PG_DB'" | grep -q 1; then
-      psql -d postgres -qc "create database $PG_DB" >/dev/null
+    psql=psql
+    [[ -x $BIN/psql ]] && psql=$BIN/psql
+    if ! "$psql" -d postgres -Atqc "select 1 from pg_database where datname = '$PG_DB'" | grep -q 1; then
+      "$psql" -d postgres -qc "create database $PG_DB" >/dev/null
     fi
     print_env
     ;;

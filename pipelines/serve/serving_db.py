@@ -17,7 +17,10 @@ call :func:`lock_for_reading` first (``ACCESS SHARE`` on every live table, same 
 deadlock with the swap).
 
 ``vector`` columns use pgvector when the extension is installed in (or can be created in) the
-database, else ``real[]``. Credentials come only from the libpq environment (``PGHOST``,
+database, else ``real[]``. With pgvector the item vectors get an HNSW index (``vector_ip_ops``:
+the pipeline scores by inner product), built in the load's transaction, before the swap;
+:mod:`pipelines.serve.serving_query` answers top-K queries through it (exactly, by a scan, over
+``real[]``). Credentials come only from the libpq environment (``PGHOST``,
 ``PGPORT``, ``PGUSER``, ``PGPASSWORD``, ``PGDATABASE``); nothing is read from config files.
 """
 
@@ -26,7 +29,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -36,6 +38,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from pipelines.serve.serving_vectors import VectorIndex, build_index, table_name
+
+__all__ = [
+    "ServingData",
+    "VectorIndex",
+    "connect",
+    "live_version",
+    "load",
+    "load_new_tables",
+    "lock_for_reading",
+    "pgvector_available",
+    "run_data",
+    "swap_in",
+    "table_name",
+]
 
 TABLES = ("meta", "user_vectors", "item_vectors", "recommendations", "similar_items")
 NEW, OLD = "__new", "__old"
@@ -57,13 +75,6 @@ def connect() -> Any:
     The functions below take such a connection and open their own transactions.
     """
     return _psycopg().connect("", autocommit=True)
-
-
-def table_name(prefix: str, table: str, suffix: str = "") -> str:
-    """``<prefix>_<table><suffix>`` (prefix is validated as a lower-case identifier)."""
-    if re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", prefix) is None:
-        raise ValueError(f"serving table prefix must be a lower-case identifier: {prefix!r}")
-    return f"{prefix}_{table}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -153,6 +164,45 @@ _KEYS = {
 }
 
 
+def _copy_tables(cur: Any, data: ServingData, prefix: str, use_vector: bool) -> dict[str, int]:
+    """COPY every table of ``data`` but meta into its ``__new`` table; returns row counts."""
+    counts: dict[str, int] = {}
+    for t, source in (("user_vectors", data.users), ("item_vectors", data.items)):
+        key = _KEYS[t]
+        n = 0
+
+        def chunks(src: Iterable[pd.DataFrame] = source) -> Iterator[str]:
+            nonlocal n
+            for pdf in _frames(src):
+                n += len(pdf)
+                yield _vector_lines(pdf["id"], pdf["vector"], data.dim, use_vector)
+
+        _copy(cur, table_name(prefix, t, NEW), (key, "vector"), chunks())
+        counts[t] = n
+    for t, source, cols in (
+        ("recommendations", data.recommendations, ("user_id", "item_id", "score", "rank")),
+        ("similar_items", data.similar_items, ("item_id", "similar_id", "score", "rank")),
+    ):
+        n = 0
+
+        def lists(src: Iterable[pd.DataFrame] = source, c: tuple = cols) -> Iterator[str]:
+            nonlocal n
+            for pdf in _frames(src):
+                n += len(pdf)
+                frame = pdf[list(c)].astype({c[0]: str, c[1]: str})
+                yield frame.to_csv(
+                    header=False,
+                    index=False,
+                    quoting=csv.QUOTE_NONNUMERIC,
+                    float_format="%.9g",
+                    lineterminator="\n",
+                )
+
+        _copy(cur, table_name(prefix, t, NEW), cols, lists())
+        counts[t] = n
+    return counts
+
+
 def load_new_tables(
     conn: Any,
     data: ServingData,
@@ -161,60 +211,33 @@ def load_new_tables(
     version: str,
     run_dir: str | None = None,
     pgvector: bool | None = None,
+    index: VectorIndex | None = None,
 ) -> dict[str, Any]:
     """Write every ``<prefix>_<table>__new`` table in one transaction (nothing live changes).
 
     ``conn`` must be in autocommit mode (see :func:`connect`): each step opens its own
-    transaction.
+    transaction. With pgvector, ``index`` (default: HNSW, m 16, ef_construction 64) is built on
+    the item vectors.
 
     Returns:
-        Row counts per table plus ``vector_type``, ``dim`` and ``version``.
+        Row counts per table plus ``vector_type``, ``dim``, ``version``, ``index`` (the index
+        kind, ``none`` over ``real[]``), ``copy_seconds`` and ``index_seconds``.
     """
     if not conn.autocommit:
         raise ValueError("use an autocommit connection (pipelines.serve.serving_db.connect)")
     use_vector = pgvector_available(conn) if pgvector is None else pgvector
     vector_type = "vector" if use_vector else "real[]"
+    index = (index or VectorIndex()) if use_vector else VectorIndex("none")
+    started = time.perf_counter()
     token = uuid.uuid4().hex[:10]
     ddl = _ddl(data.dim, use_vector)
-    counts: dict[str, int] = {}
     with conn.transaction(), conn.cursor() as cur:
         for t in TABLES:
             new = table_name(prefix, t, NEW)
             cur.execute(f"drop table if exists {new}")
             cur.execute(f"create table {new} ({ddl[t]})")
-        for t, source in (("user_vectors", data.users), ("item_vectors", data.items)):
-            key = _KEYS[t]
-            n = 0
-
-            def chunks(src: Iterable[pd.DataFrame] = source) -> Iterator[str]:
-                nonlocal n
-                for pdf in _frames(src):
-                    n += len(pdf)
-                    yield _vector_lines(pdf["id"], pdf["vector"], data.dim, use_vector)
-
-            _copy(cur, table_name(prefix, t, NEW), (key, "vector"), chunks())
-            counts[t] = n
-        for t, source, cols in (
-            ("recommendations", data.recommendations, ("user_id", "item_id", "score", "rank")),
-            ("similar_items", data.similar_items, ("item_id", "similar_id", "score", "rank")),
-        ):
-            n = 0
-
-            def lists(src: Iterable[pd.DataFrame] = source, c: tuple = cols) -> Iterator[str]:
-                nonlocal n
-                for pdf in _frames(src):
-                    n += len(pdf)
-                    frame = pdf[list(c)].astype({c[0]: str, c[1]: str})
-                    yield frame.to_csv(
-                        header=False,
-                        index=False,
-                        quoting=csv.QUOTE_NONNUMERIC,
-                        float_format="%.9g",
-                        lineterminator="\n",
-                    )
-
-            _copy(cur, table_name(prefix, t, NEW), cols, lists())
-            counts[t] = n
+        counts = _copy_tables(cur, data, prefix, use_vector)
+        copy_seconds = time.perf_counter() - started
         for t, key in _KEYS.items():
             new = table_name(prefix, t, NEW)
             cur.execute(
@@ -226,7 +249,22 @@ def load_new_tables(
         )
         for t in TABLES:
             cur.execute(f"analyze {table_name(prefix, t, NEW)}")
-    return {**counts, "vector_type": vector_type, "dim": data.dim, "version": version}
+        index_seconds = build_index(
+            cur,
+            table_name(prefix, "item_vectors", NEW),
+            f"{prefix}_item_vectors_{token}_{index.kind}",
+            index,
+            counts["item_vectors"],
+        )
+    return {
+        **counts,
+        "vector_type": vector_type,
+        "dim": data.dim,
+        "version": version,
+        "index": index.kind,
+        "copy_seconds": round(copy_seconds, 3),
+        "index_seconds": round(index_seconds, 3),
+    }
 
 
 def swap_in(conn: Any, *, prefix: str, attempts: int = 5) -> None:
@@ -274,10 +312,11 @@ def load(
     version: str,
     run_dir: str | None = None,
     pgvector: bool | None = None,
+    index: VectorIndex | None = None,
 ) -> dict[str, Any]:
     """:func:`load_new_tables` then :func:`swap_in`; returns the load's counts."""
     counts = load_new_tables(
-        conn, data, prefix=prefix, version=version, run_dir=run_dir, pgvector=pgvector
+        conn, data, prefix=prefix, version=version, run_dir=run_dir, pgvector=pgvector, index=index
     )
     swap_in(conn, prefix=prefix)
     return counts
