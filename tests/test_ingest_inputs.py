@@ -87,7 +87,8 @@ def test_dangling_symlink_in_a_subfolder_and_explicitly_named(spark, tmp_path):
     _dangling(sub / "b.txt")
     assert str(sub / "b.txt") in fails(spark, tmp_path, tmp_path / "in")
     message = fails(spark, tmp_path, sub / "b.txt")
-    assert message == f"ingest.train_path {sub / 'b.txt'}: cannot read (broken symlink to {NOWHERE})"
+    expected = f"ingest.train_path {sub / 'b.txt'}: cannot read (broken symlink to {NOWHERE})"
+    assert message == expected
 
 
 def test_hidden_names_inside_a_folder_stay_ignored(spark, tmp_path):
@@ -157,9 +158,7 @@ def test_colons_in_file_names_inside_a_folder(spark, tmp_path):
     assert rejected(tables) == {
         ("2024-01-01T00:00:00.txt", 2, "wrong column count (expected 2, got 1)")
     }
-    counts, _ = run(
-        spark, tmp_path / "out2", train_path=str(folder / "a:b.txt.gz"), format="edges"
-    )
+    counts, _ = run(spark, tmp_path / "out2", train_path=str(folder / "a:b.txt.gz"), format="edges")
     assert counts["accepted"] == 2
 
 
@@ -225,9 +224,7 @@ def test_tsv_and_explicit_delimiter_quoting(spark, tmp_path):
         format="pairs",
         numeric_ids=False,
     )
-    users = sorted(
-        r.original_id for r in tables["dictionary"].where("kind = 'user'").collect()
-    )
+    users = sorted(r.original_id for r in tables["dictionary"].where("kind = 'user'").collect())
     assert users == ["a\tb", 'q "x"'] and counts["accepted"] == 2
     assert rejected(tables) == {("t.tsv", 3, "malformed quotes")}
     counts, tables = run(
@@ -258,10 +255,13 @@ def test_long_quoted_line_does_not_overflow_the_regex(spark, tmp_path):
 
 # ------------------------------------------------------ Parquet timestamp and date columns
 # 2024-01-01T00:00:30Z = 1704067230 epoch seconds; 2024-01-01 = 1704067200.
+T30 = dt.datetime(2024, 1, 1, 0, 0, 30, tzinfo=dt.UTC)
+
+
 @pytest.mark.parametrize(
     ("arrow_type", "value", "expected"),
     [
-        (pa.timestamp("us", tz="UTC"), dt.datetime(2024, 1, 1, 0, 0, 30, tzinfo=dt.UTC), 1704067230),
+        (pa.timestamp("us", tz="UTC"), T30, 1704067230),
         (
             pa.timestamp("ms", tz="America/New_York"),
             dt.datetime(2024, 1, 1, 0, 0, 30, 500000, tzinfo=dt.UTC),

@@ -238,7 +238,8 @@ def read_parquet(
         if f.scan_path not in per_file:
             raise IngestError(f"{what} {f.display}: empty file (no data rows)")
     names = spark.createDataFrame(
-        [(per_file[f.scan_path][0], f.display) for f in files], f"{_FP} string, {SOURCE_FILE} string"
+        [(per_file[f.scan_path][0], f.display) for f in files],
+        f"{_FP} string, {SOURCE_FILE} string",
     )
     return picked.join(F.broadcast(names), _FP).select(
         SOURCE_FILE, LINE_NUMBER, RAW, *layout.columns

@@ -121,11 +121,7 @@ def quoted_fields(value: Column, delimiter: str) -> tuple[Column, Column]:
     """
     d = re.escape(delimiter)
     ws = "[ ]" if delimiter == "\t" else r"[ \t]"
-    field = (
-        f"(?:^|(?<={d}))"
-        f'(?:{ws}*+"([^"]*+(?:""[^"]*+)*+)"{ws}*+(?={d}|$)'
-        f'|(?!{ws}*")([^{d}]*+))'
-    )
+    field = f'(?:^|(?<={d}))(?:{ws}*+"([^"]*+(?:""[^"]*+)*+)"{ws}*+(?={d}|$)|(?!{ws}*")([^{d}]*+))'
     regex = F.lit(field)
     spans = F.regexp_extract_all(value, regex, F.lit(0))
     quoted = F.regexp_extract_all(value, regex, F.lit(1))
@@ -133,8 +129,9 @@ def quoted_fields(value: Column, delimiter: str) -> tuple[Column, Column]:
     fields = F.zip_with(
         quoted,
         plain,
-        lambda q, p: F.when(F.coalesce(q, F.lit("")) != "", F.replace(q, F.lit('""'), F.lit('"')))
-        .otherwise(_clean(F.coalesce(p, F.lit("")))),
+        lambda q, p: F.when(
+            F.coalesce(q, F.lit("")) != "", F.replace(q, F.lit('""'), F.lit('"'))
+        ).otherwise(_clean(F.coalesce(p, F.lit("")))),
     )
     return fields, F.array_join(spans, delimiter) == value
 
