@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import json
 import os
 import re
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 
 from jobs.ingest import main as ingest_main
 from pipelines.core.config import IngestConfig
+from pipelines.core.stages import MARKER
 from pipelines.ingest.listing import list_files, spark_hides
 from pipelines.ingest.stage import ALIASES, IngestError, ingest, read_ingested
 
@@ -131,6 +133,17 @@ def test_explicit_hidden_file_is_read(spark, tmp_path, name):
     assert counts["rows_read"] == 3 and counts["accepted"] == 2 and counts["rejected"] == 1
     assert rejected(tables) == {(name, 3, "non-numeric id")}
     assert tables["rejected"].first().source_file == str(tmp_path / name)
+
+
+def test_job_reads_an_explicit_hidden_file(spark, tmp_path):
+    """Through the job: the stage folder is ``.ingest.tmp-*`` while the aliases are read."""
+    (tmp_path / ".edges.txt").write_text("1 2\n2 3\n")
+    run_dir = tmp_path / "run"
+    argv = ["--run-dir", str(run_dir), "--set", f"ingest.train_path={tmp_path / '.edges.txt'}"]
+    assert ingest_main([*argv, "--set", "ingest.format=edges"]) == 0
+    marker = json.loads((run_dir / "ingest" / MARKER).read_text())
+    assert marker["counts"]["accepted"] == 2 and marker["counts"]["rows_read"] == 2
+    assert not (run_dir / "ingest" / ALIASES).exists()
 
 
 def test_explicit_hidden_parquet_file_and_test_file_are_read(spark, tmp_path):
