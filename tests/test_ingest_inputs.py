@@ -331,13 +331,18 @@ def _checksum_mismatch(spark, tmp_path: Path) -> Path:
 )
 def test_read_errors_name_their_root_cause(spark, tmp_path, name, cause):
     if name == "crc":
-        path = _checksum_mismatch(spark, tmp_path)
-    else:
-        path = tmp_path / name
+        path = read = _checksum_mismatch(spark, tmp_path)
+    else:  # the bad file comes after three good ones: the message names it, not them
+        read = tmp_path / "in"
+        read.mkdir()
+        for i in range(3):
+            (read / f"a{i}.txt").write_text("1 2\n")
+        path = read / name
         data = "".join(f"{i} {i + 1}\n" for i in range(20_000)).encode()
         path.write_bytes(gzip.compress(data)[:5000] if "truncated" in name else b"1 2\n3 4\n")
-    message = fails(spark, tmp_path, path)
+    message = fails(spark, tmp_path, read)
     assert message.startswith(f"ingest.train_path {path}")
+    assert "a0.txt" not in message
     assert "cannot read (" in message
     assert re.search(cause, message), message
     assert not re.search(r"\bo\d+\.", message)  # no Py4J object names

@@ -72,6 +72,16 @@ class TextLines:
     lines_skipped: int
 
 
+def failed_files(exc: BaseException, files: list[InputFile]) -> str:
+    """The file a read error names (Spark's messages hold its path), else the first three."""
+    text = unquote(str(exc))
+    keys = {(f.scan_path[5:] if f.scan_path.startswith("file:") else f.scan_path): f for f in files}
+    named = [key for key in keys if key in text]
+    if named:
+        return keys[max(named, key=len)].display  # a.txt.gz, not its prefix a.txt
+    return ", ".join(f.display for f in files[:3])
+
+
 def detect_file_type(files: list[InputFile], file_type: str, *, what: str) -> str:
     """``file_type`` or, for ``auto``, the one type all file names agree on."""
     if file_type != "auto":
@@ -127,7 +137,7 @@ def read_text(
             .collect()
         )
     except Exception as exc:
-        names = ", ".join(f.display for f in files[:3])
+        names = failed_files(exc, files)
         raise IngestError(f"{what} {names}: cannot read ({short_error(exc)})") from None
     splits: dict[str, list[Any]] = {}
     for row in stats:
@@ -208,7 +218,7 @@ def read_parquet(
         df = spark.read.parquet(*paths)
     except Exception as exc:
         raise IngestError(
-            f"{what} {files[0].display}: cannot read as Parquet ({short_error(exc)})"
+            f"{what} {failed_files(exc, files)}: cannot read as Parquet ({short_error(exc)})"
         ) from None
     mapping, problem = resolve_columns(df.columns, layout)
     if problem is not None:
@@ -232,7 +242,7 @@ def read_parquet(
         }
     except Exception as exc:
         raise IngestError(
-            f"{what} {files[0].display}: cannot read as Parquet ({short_error(exc)})"
+            f"{what} {failed_files(exc, files)}: cannot read as Parquet ({short_error(exc)})"
         ) from None
     for f in files:
         if f.scan_path not in per_file:
