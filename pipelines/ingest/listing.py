@@ -156,7 +156,7 @@ def list_files(spark: SparkSession, path: str, *, what: str) -> list[InputFile]:
     try:
         hpath = jvm.org.apache.hadoop.fs.Path(path)
         fs = hpath.getFileSystem(conf)
-        local = str(fs.getScheme()) == "file"
+        local = str(fs.getUri().getScheme()) == "file"
         exists = fs.exists(hpath)
         where = str(hpath.toUri().getPath()) if local else path
     except Exception as exc:  # bad scheme, unreachable cluster, ...
