@@ -10,8 +10,8 @@ pipe would block the reader forever).
 Spark's file readers skip every file whose name starts with ``_`` or ``.`` (or ends with
 ``._COPYING_``), even one named explicitly. Such a file, when named explicitly, is read
 through a symlink with a visible name in a scratch folder (:func:`make_visible`; local paths
-only). Inside a folder, names starting with ``_`` or ``.`` are ignored (``_SUCCESS``,
-``.crc`` files), as by Spark.
+only), as is a local file whose name holds a ``:``. Inside a folder, names starting with
+``_`` or ``.`` are ignored (``_SUCCESS``, ``.crc`` files), as by Spark.
 
 Read errors from the JVM name their cause: :func:`short_error` gives the root exception's
 message, not Py4J's "An error occurred while calling oNN..." wrapper.
@@ -196,16 +196,20 @@ def list_files(spark: SparkSession, path: str, *, what: str) -> list[InputFile]:
     return sorted(found, key=lambda f: f.path)
 
 
-def _alias_name(index: int, name: str) -> str:
-    """A visible file name that keeps the compression suffix Hadoop picks the codec by."""
+def _alias_name(what: str, index: int, name: str) -> str:
+    """A visible file name, one per input and file, that keeps the compression suffix Hadoop
+    picks the codec by."""
     suffix = next((s for s in COMPRESSED if name.lower().endswith(s)), "")
-    return f"input-{index}{name[len(name) - len(suffix) :] if suffix else ''}"
+    prefix = re.sub(r"\W+", "-", what).strip("-") or "input"
+    return f"{prefix}-{index}{name[len(name) - len(suffix) :] if suffix else ''}"
 
 
 def make_visible(
     spark: SparkSession, files: list[InputFile], scratch: Path, *, what: str
 ) -> list[InputFile]:
-    """``files`` with an alias (a symlink in ``scratch``) for each name Spark's readers skip.
+    """``files`` with an alias (a symlink in ``scratch``) for each name Spark's readers skip,
+    and for local names holding a ``:`` (Hadoop's checksummed local file system cannot build
+    the path of their ``.crc`` file: "Relative path in absolute URI").
 
     Raises:
         IngestError: Such a file is not on the local file system (rename it).
@@ -215,16 +219,17 @@ def make_visible(
     out: list[InputFile] = []
     for i, f in enumerate(files):
         name = f.display.rstrip("/").rsplit("/", 1)[-1]
-        if not spark_hides(name):
+        local = f.path.startswith("file:")
+        if not (spark_hides(name) or (local and ":" in name)):
             out.append(f)
             continue
-        if not f.path.startswith("file:"):
+        if not local:
             raise IngestError(
                 f"{what} {f.display}: Spark's readers skip file names starting with '_' or "
                 "'.'; rename the file (only local files are read under such names)"
             )
         scratch.mkdir(parents=True, exist_ok=True)
-        link = scratch.absolute() / _alias_name(i, name)
+        link = scratch.absolute() / _alias_name(what, i, name)
         link.unlink(missing_ok=True)
         os.symlink(f.display, link)
         hpath = jvm.org.apache.hadoop.fs.Path(str(link))

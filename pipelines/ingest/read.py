@@ -72,14 +72,29 @@ class TextLines:
     lines_skipped: int
 
 
-def failed_files(exc: BaseException, files: list[InputFile]) -> str:
-    """The file a read error names (Spark's messages hold its path), else the first three."""
+def read_error(exc: BaseException, files: list[InputFile], *, what: str, kind: str) -> IngestError:
+    """One line for a failed read: the file Spark's message names (else the first three files
+    of the input), ``kind`` and the root cause; a ``.gz`` file that is not gzip data says so."""
     text = unquote(str(exc))
     keys = {(f.scan_path[5:] if f.scan_path.startswith("file:") else f.scan_path): f for f in files}
     named = [key for key in keys if key in text]
-    if named:
-        return keys[max(named, key=len)].display  # a.txt.gz, not its prefix a.txt
-    return ", ".join(f.display for f in files[:3])
+    bad = keys[max(named, key=len)] if named else None  # a.txt.gz, not its prefix a.txt
+    names = bad.display if bad else ", ".join(f.display for f in files[:3])
+    cause = short_error(exc)
+    if bad is not None and _not_gzip(bad):
+        cause = f"not gzip data: no gzip magic bytes at the start; {cause}"
+    return IngestError(f"{what} {names}: {kind} ({cause})")
+
+
+def _not_gzip(f: InputFile) -> bool:
+    """A local ``.gz`` file that does not start with the gzip magic bytes ``1f 8b``."""
+    if not (f.display.lower().endswith(".gz") and f.path.startswith("file:")):
+        return False
+    try:
+        with open(f.display, "rb") as fh:
+            return fh.read(2) != b"\x1f\x8b"
+    except OSError:
+        return False
 
 
 def detect_file_type(files: list[InputFile], file_type: str, *, what: str) -> str:
@@ -137,8 +152,7 @@ def read_text(
             .collect()
         )
     except Exception as exc:
-        names = failed_files(exc, files)
-        raise IngestError(f"{what} {names}: cannot read ({short_error(exc)})") from None
+        raise read_error(exc, files, what=what, kind="cannot read") from None
     splits: dict[str, list[Any]] = {}
     for row in stats:
         splits.setdefault(unquote(row[_FP]), []).append(row)
@@ -217,9 +231,7 @@ def read_parquet(
     try:
         df = spark.read.parquet(*paths)
     except Exception as exc:
-        raise IngestError(
-            f"{what} {failed_files(exc, files)}: cannot read as Parquet ({short_error(exc)})"
-        ) from None
+        raise read_error(exc, files, what=what, kind="cannot read as Parquet") from None
     mapping, problem = resolve_columns(df.columns, layout)
     if problem is not None:
         raise IngestError(f"{what} {files[0].display}: {problem}")
@@ -241,9 +253,7 @@ def read_parquet(
             for r in picked.groupBy(_FP).agg(F.count(F.lit(1)).alias("n")).collect()
         }
     except Exception as exc:
-        raise IngestError(
-            f"{what} {failed_files(exc, files)}: cannot read as Parquet ({short_error(exc)})"
-        ) from None
+        raise read_error(exc, files, what=what, kind="cannot read as Parquet") from None
     for f in files:
         if f.scan_path not in per_file:
             raise IngestError(f"{what} {f.display}: empty file (no data rows)")
