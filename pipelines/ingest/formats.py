@@ -132,6 +132,20 @@ def split_pattern(file_type: str, delimiter: str, fmt: str) -> str:
     return re.escape(delimiter)
 
 
+def quoted_delimiter(file_type: str, delimiter: str, fmt: str) -> str | None:
+    """The one-character delimiter of a CSV or TSV input, whose fields may be quoted.
+
+    Fields of CSV and TSV files follow RFC 4180 quoting (``"a,b"`` is one field, ``""`` inside
+    quotes is one ``"``); ``None`` for other inputs (text files, LightGCN lines, delimiters
+    of several characters or a space), whose fields are split on :func:`split_pattern` only.
+    """
+    if fmt == "lightgcn" or file_type not in ("csv", "tsv"):
+        return None
+    if delimiter == "auto":
+        return "," if file_type == "csv" else "\t"
+    return delimiter if len(delimiter) == 1 and delimiter not in (" ", '"') else None
+
+
 def match_header(names: list[str], layout: Layout) -> str | None:
     """Why ``names`` (a header row) does not fit ``layout``; ``None`` when it fits."""
     expected = layout.columns

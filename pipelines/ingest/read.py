@@ -1,4 +1,6 @@
-"""Readers of the ingest stage: list the input, number text lines per file, read Parquet.
+"""Readers of the ingest stage: number text lines per file, read Parquet.
+
+The input is listed by :mod:`pipelines.ingest.listing` (re-exported here).
 
 Everything stays distributed: the driver only lists files and collects one summary row per
 file split (a few hundred rows for a billion-line input).
@@ -25,10 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipelines.core.schema import LINE_NUMBER, RAW, SOURCE_FILE
+from pipelines.core.schema import LINE_NUMBER, RAW, SOURCE_FILE, TS
 from pipelines.ingest.formats import (
     IngestError,
     Layout,
@@ -36,27 +38,24 @@ from pipelines.ingest.formats import (
     match_header,
     resolve_columns,
 )
+from pipelines.ingest.listing import InputFile, list_files, short_error
+
+__all__ = [
+    "VALUE",
+    "InputFile",
+    "TextLines",
+    "detect_file_type",
+    "list_files",
+    "read_parquet",
+    "read_text",
+    "short_error",
+]
 
 log = logging.getLogger("graphpipe.ingest")
 
 VALUE = "value"
 _FP, _BS, _MID = "_fp", "_bs", "_mid"
 _GLOB_CHARS = re.compile(r"([\\\[\]{}*?])")
-
-
-@dataclass(frozen=True)
-class InputFile:
-    """One input file as listed by the Hadoop file system.
-
-    Attributes:
-        path: Hadoop path string (``file:/a/b c.txt``, ``hdfs://nn/x``): the key of the file.
-        display: What messages and the rejected table show (a plain path for local files).
-        size: Bytes.
-    """
-
-    path: str
-    display: str
-    size: int
 
 
 @dataclass(frozen=True)
@@ -73,47 +72,29 @@ class TextLines:
     lines_skipped: int
 
 
-def short_error(exc: BaseException) -> str:
-    """First line of an exception message, without the Java stack trace."""
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+def read_error(exc: BaseException, files: list[InputFile], *, what: str, kind: str) -> IngestError:
+    """One line for a failed read: the file Spark's message names (else the first three files
+    of the input), ``kind`` and the root cause; a ``.gz`` file that is not gzip data says so."""
+    text = unquote(str(exc))
+    keys = {(f.scan_path[5:] if f.scan_path.startswith("file:") else f.scan_path): f for f in files}
+    named = [key for key in keys if key in text]
+    bad = keys[max(named, key=len)] if named else None  # a.txt.gz, not its prefix a.txt
+    names = bad.display if bad else ", ".join(f.display for f in files[:3])
+    cause = short_error(exc)
+    if bad is not None and _not_gzip(bad):
+        cause = f"not gzip data: no gzip magic bytes at the start; {cause}"
+    return IngestError(f"{what} {names}: {kind} ({cause})")
 
 
-def list_files(spark: SparkSession, path: str, *, what: str) -> list[InputFile]:
-    """The non-hidden files under ``path`` (itself when it is a file), sorted by path.
-
-    Uses the Hadoop file system of the path's scheme, so local paths, ``hdfs://`` and
-    ``s3a://`` behave alike. Names starting with ``_`` or ``.`` are skipped, as Spark does.
-
-    Raises:
-        IngestError: The path does not exist or holds no files.
-    """
-    jvm: Any = spark._jvm  # the Hadoop FileSystem API has no Python wrapper
-    conf = spark._jsc.hadoopConfiguration()
+def _not_gzip(f: InputFile) -> bool:
+    """A local ``.gz`` file that does not start with the gzip magic bytes ``1f 8b``."""
+    if not (f.display.lower().endswith(".gz") and f.path.startswith("file:")):
+        return False
     try:
-        hpath = jvm.org.apache.hadoop.fs.Path(path)
-        fs = hpath.getFileSystem(conf)
-        exists = fs.exists(hpath)
-    except Exception as exc:  # bad scheme, unreachable cluster, ...
-        raise IngestError(f"{what} {path}: cannot open ({short_error(exc)})") from None
-    if not exists:
-        raise IngestError(f"{what} {path}: not found")
-    found: list[InputFile] = []
-    pending = [fs.getFileStatus(hpath)]
-    while pending:
-        status = pending.pop()
-        if status.isDirectory():
-            for child in fs.listStatus(status.getPath()):
-                if not child.getPath().getName().startswith(("_", ".")):
-                    pending.append(child)
-            continue
-        p = status.getPath()
-        uri = p.toUri()
-        display = uri.getPath() if uri.getScheme() in (None, "file") else p.toString()
-        found.append(InputFile(p.toString(), display, int(status.getLen())))
-    if not found:
-        raise IngestError(f"{what} {path}: folder holds no files")
-    return sorted(found, key=lambda f: f.path)
+        with open(f.display, "rb") as fh:
+            return fh.read(2) != b"\x1f\x8b"
+    except OSError:
+        return False
 
 
 def detect_file_type(files: list[InputFile], file_type: str, *, what: str) -> str:
@@ -151,8 +132,8 @@ def read_text(
     Schema:
         out: ``source_file string, line_number long, value string``.
     """
-    by_key = {f.path: f for f in files}
-    scan = spark.read.text([_GLOB_CHARS.sub(r"\\\1", f.path) for f in files]).select(
+    by_key = {f.scan_path: f for f in files}
+    scan = spark.read.text([_GLOB_CHARS.sub(r"\\\1", f.scan_path) for f in files]).select(
         F.col(VALUE),
         F.col("_metadata.file_path").alias(_FP),
         F.col("_metadata.file_block_start").alias(_BS),
@@ -171,15 +152,14 @@ def read_text(
             .collect()
         )
     except Exception as exc:
-        names = ", ".join(f.display for f in files[:3])
-        raise IngestError(f"{what} {names}: cannot read ({short_error(exc)})") from None
+        raise read_error(exc, files, what=what, kind="cannot read") from None
     splits: dict[str, list[Any]] = {}
     for row in stats:
         splits.setdefault(unquote(row[_FP]), []).append(row)
     offsets: list[tuple[str, int, int, int, str, int | None]] = []
     skipped = 0
     for f in files:
-        rows = sorted(splits.get(f.path, []), key=lambda r: r[_BS])
+        rows = sorted(splits.get(f.scan_path, []), key=lambda r: r[_BS])
         n_data = sum(int(r["n_data"]) for r in rows)
         header_row = next((r for r in rows if r["n_data"]), None)
         if header and header_row is not None:
@@ -215,12 +195,30 @@ def read_text(
     return TextLines(lines, skipped)
 
 
+def epoch_seconds(col: Column, dtype: str) -> Column:
+    """A timestamp or date column as whole seconds since 1970-01-01 00:00:00 UTC.
+
+    ``timestamp`` (an instant) is exact, whatever the session time zone; ``timestamp_ntz``
+    (a wall-clock time) is read as UTC; a ``date`` is its UTC midnight; fractions of a second
+    are dropped. Other types are returned unchanged (the rules check them as numbers).
+    """
+    if dtype == "timestamp":
+        return F.unix_seconds(col)
+    days = F.unix_date(col.cast("date")).cast("long") * 86400
+    if dtype == "timestamp_ntz":
+        return days + F.hour(col) * 3600 + F.minute(col) * 60 + F.second(col)
+    if dtype == "date":
+        return days
+    return col
+
+
 def read_parquet(
     spark: SparkSession, files: list[InputFile], *, layout: Layout, what: str
 ) -> DataFrame:
     """Read Parquet rows as strings with their file and 1-based row number.
 
-    Columns are found by name or alias (see ``HEADER_ALIASES``), case-insensitively.
+    Columns are found by name or alias (see ``HEADER_ALIASES``), case-insensitively. A
+    timestamp- or date-typed timestamp column becomes epoch seconds (:func:`epoch_seconds`).
 
     Raises:
         IngestError: Not Parquet, a needed column is missing, or a file has no rows.
@@ -229,21 +227,25 @@ def read_parquet(
         out: ``source_file string, line_number long, raw string`` and one ``string`` column
         per column of ``layout`` (null where the Parquet value was null).
     """
-    paths = [_GLOB_CHARS.sub(r"\\\1", f.path) for f in files]
+    paths = [_GLOB_CHARS.sub(r"\\\1", f.scan_path) for f in files]
     try:
         df = spark.read.parquet(*paths)
     except Exception as exc:
-        raise IngestError(
-            f"{what} {files[0].display}: cannot read as Parquet ({short_error(exc)})"
-        ) from None
+        raise read_error(exc, files, what=what, kind="cannot read as Parquet") from None
     mapping, problem = resolve_columns(df.columns, layout)
     if problem is not None:
         raise IngestError(f"{what} {files[0].display}: {problem}")
+    types = dict(df.dtypes)
     picked = df.select(
         F.col("_metadata.file_path").alias(_FP),
         (F.col("_metadata.row_index") + 1).alias(LINE_NUMBER),
         F.to_json(F.struct(*[F.col(mapping[c]).alias(c) for c in layout.columns])).alias(RAW),
-        *[F.col(mapping[c]).cast("string").alias(c) for c in layout.columns],
+        *[
+            (epoch_seconds(F.col(mapping[c]), types[mapping[c]]) if c == TS else F.col(mapping[c]))
+            .cast("string")
+            .alias(c)
+            for c in layout.columns
+        ],
     )
     try:
         per_file = {
@@ -251,14 +253,13 @@ def read_parquet(
             for r in picked.groupBy(_FP).agg(F.count(F.lit(1)).alias("n")).collect()
         }
     except Exception as exc:
-        raise IngestError(
-            f"{what} {files[0].display}: cannot read as Parquet ({short_error(exc)})"
-        ) from None
+        raise read_error(exc, files, what=what, kind="cannot read as Parquet") from None
     for f in files:
-        if f.path not in per_file:
+        if f.scan_path not in per_file:
             raise IngestError(f"{what} {f.display}: empty file (no data rows)")
     names = spark.createDataFrame(
-        [(per_file[f.path][0], f.display) for f in files], f"{_FP} string, {SOURCE_FILE} string"
+        [(per_file[f.scan_path][0], f.display) for f in files],
+        f"{_FP} string, {SOURCE_FILE} string",
     )
     return picked.join(F.broadcast(names), _FP).select(
         SOURCE_FILE, LINE_NUMBER, RAW, *layout.columns

@@ -5,12 +5,21 @@ order:
 
 1. ``undecodable bytes``: the line is not valid UTF-8 (``raw`` shows U+FFFD in place of the bad
    bytes, ``raw_bytes`` keeps the exact bytes);
-2. ``wrong column count (expected N, got M)``;
-3. ``empty id``: an id field is empty (or null in Parquet);
-4. ``non-numeric id`` / ``id out of int64 range``: with ``numeric_ids`` (relation names of
+2. ``malformed quotes``: a CSV or TSV line whose quoting is not RFC 4180 (an unclosed quote,
+   text after a closing quote);
+3. ``wrong column count (expected N, got M)``;
+4. ``empty id``: an id field is empty (or null in Parquet);
+5. ``non-numeric id`` / ``id out of int64 range``: with ``numeric_ids`` (relation names of
    triples are exempt);
-5. ``non-numeric weight``, ``NaN weight``, ``infinite weight``, ``negative weight``;
-6. ``non-numeric timestamp`` (timestamps are integers, e.g. epoch seconds).
+6. ``non-numeric weight``, ``NaN weight``, ``infinite weight``, ``negative weight``;
+7. ``non-numeric timestamp`` (timestamps are integers, e.g. epoch seconds).
+
+CSV and TSV fields (:func:`pipelines.ingest.formats.quoted_delimiter`) may be quoted as in
+RFC 4180: ``"a,b",c`` has two fields, ``""`` inside quotes is one ``"``; spaces around a quoted
+field are dropped, the quoted text is kept as written. One line is one row (a quoted field does
+not span lines). Lines without a ``"`` are split on the delimiter, as before; lines with one
+are parsed with one Java regex (matches start at the line start or right after a delimiter;
+the line is well quoted when its matches joined by the delimiter give the line back).
 
 LightGCN lines (``uid iid iid ...``) become one row per (user, item) pair. A line whose own
 problem is not one pair's (undecodable bytes, a bad user id, no items at all) is rejected
@@ -22,6 +31,8 @@ Everything is a Spark SQL expression: no Python per row.
 """
 
 from __future__ import annotations
+
+import re
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -97,7 +108,42 @@ def _clean(field: Column) -> Column:
     return F.regexp_replace(F.regexp_replace(field, _TRIM, ""), r'^"(.*)"$', "$1")
 
 
-def check_lines(lines: DataFrame, layout: Layout, *, pattern: str, numeric: bool) -> DataFrame:
+def quoted_fields(value: Column, delimiter: str) -> tuple[Column, Column]:
+    """RFC 4180 fields of a line, and whether the line is well quoted.
+
+    Args:
+        value: The line.
+        delimiter: One character (not a space nor ``"``).
+
+    Returns:
+        ``(fields, ok)``: ``array<string>`` (quoted fields unquoted and unescaped, others
+        trimmed) and a boolean column.
+    """
+    d = re.escape(delimiter)
+    ws = "[ ]" if delimiter == "\t" else r"[ \t]"
+    field = f'(?:^|(?<={d}))(?:{ws}*+"([^"]*+(?:""[^"]*+)*+)"{ws}*+(?={d}|$)|(?!{ws}*")([^{d}]*+))'
+    regex = F.lit(field)
+    spans = F.regexp_extract_all(value, regex, F.lit(0))
+    quoted = F.regexp_extract_all(value, regex, F.lit(1))
+    plain = F.regexp_extract_all(value, regex, F.lit(2))
+    fields = F.zip_with(
+        quoted,
+        plain,
+        lambda q, p: F.when(
+            F.coalesce(q, F.lit("")) != "", F.replace(q, F.lit('""'), F.lit('"'))
+        ).otherwise(_clean(F.coalesce(p, F.lit("")))),
+    )
+    return fields, F.array_join(spans, delimiter) == value
+
+
+def check_lines(
+    lines: DataFrame,
+    layout: Layout,
+    *,
+    pattern: str,
+    numeric: bool,
+    quoted: str | None = None,
+) -> DataFrame:
     """Split numbered text lines into fields and attach the reason of each bad row.
 
     Args:
@@ -105,6 +151,8 @@ def check_lines(lines: DataFrame, layout: Layout, *, pattern: str, numeric: bool
         layout: Columns expected on each line.
         pattern: Java regex between fields (:func:`pipelines.ingest.formats.split_pattern`).
         numeric: Ids must be integers.
+        quoted: The delimiter of CSV and TSV lines, whose fields may be quoted (RFC 4180);
+            ``None``: fields are split on ``pattern`` only.
 
     Schema:
         lines: ``source_file string, line_number long, value string``.
@@ -117,12 +165,19 @@ def check_lines(lines: DataFrame, layout: Layout, *, pattern: str, numeric: bool
     ok_utf8 = F.is_valid_utf8(value)
     line = F.regexp_replace(value, _TRIM, "") if pattern.endswith("+") else value
     parts = F.transform(F.split(line, pattern, -1), _clean)
-    df = lines.select(SOURCE_FILE, LINE_NUMBER, value, parts.alias("_f"))
+    bad_quotes = F.lit(False)
+    if quoted is not None:  # only lines holding a quote pay for the CSV parser
+        fields_q, ok_q = quoted_fields(value, quoted)
+        has_quote = value.contains('"')
+        parts = F.when(has_quote, fields_q).otherwise(parts)
+        bad_quotes = has_quote & ~ok_q
+    df = lines.select(SOURCE_FILE, LINE_NUMBER, value, parts.alias("_f"), bad_quotes.alias("_bq"))
     n = len(layout.columns)
     fields = {name: F.get("_f", i) for i, name in enumerate(layout.columns)}
     ids = {name: fields[name] for name in layout.id_columns}
     reason = _reason(
         (~ok_utf8, "undecodable bytes"),
+        (F.col("_bq"), "malformed quotes"),
         (
             F.size("_f") != n,
             F.format_string(f"wrong column count (expected {n}, got %d)", F.size("_f")),

@@ -24,13 +24,22 @@ Self-loops are removed before duplicates; of duplicate rows (same split, ids and
 the first by file and line is kept, with its weight. Test rows whose ids are not in the
 training dictionary are rejected (``unknown user in test``, ``unknown item in test``, ...).
 
-A missing path, an empty file, a header or Parquet schema that does not fit, or input in which
-no row is valid raise :class:`IngestError` with one message naming the file.
+CSV and TSV fields may be quoted as in RFC 4180 (:mod:`pipelines.ingest.rules`); a Parquet
+timestamp column may be timestamp- or date-typed (epoch seconds, see
+:func:`pipelines.ingest.read.epoch_seconds`). Explicitly named files are read whatever their
+name (Spark's readers skip ``_*`` and ``.*`` names: such files are read through a symlink in
+``out_dir/input-aliases``, removed before the stage ends).
+
+A missing path, an empty file, an entry of an input folder that cannot be read (a broken
+symlink, a pipe, no permission: :mod:`pipelines.ingest.listing`), a file that cannot be
+decoded (the message gives the root cause), a header or Parquet schema that does not fit, or
+input in which no row is valid raise :class:`IngestError` with one message naming the file.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from functools import reduce
 from pathlib import Path
 
@@ -61,8 +70,10 @@ from pipelines.ingest.formats import (
     IngestError,
     Layout,
     layout_for,
+    quoted_delimiter,
     split_pattern,
 )
+from pipelines.ingest.listing import make_visible
 from pipelines.ingest.read import detect_file_type, list_files, read_parquet, read_text
 from pipelines.ingest.rules import SEQ, check_lines, check_parquet_rows
 
@@ -79,13 +90,22 @@ PLURAL = {
     "relation": "relations",
 }
 _STATUS = "_status"
+ALIASES = "input-aliases"  # scratch folder under out_dir, removed before the stage ends
 
 
 def _read_checked(
-    spark: SparkSession, cfg: IngestConfig, layout: Layout, path: str, what: str
+    spark: SparkSession,
+    cfg: IngestConfig,
+    layout: Layout,
+    path: str,
+    what: str,
+    scratch: Path,
 ) -> tuple[DataFrame, int]:
-    """Rows of one input (train or test) with their reasons, and the lines skipped."""
-    files = list_files(spark, path, what=what)
+    """Rows of one input (train or test) with their reasons, and the lines skipped.
+
+    ``scratch``: folder for the visible aliases of explicitly named hidden files.
+    """
+    files = make_visible(spark, list_files(spark, path, what=what), scratch, what=what)
     file_type = detect_file_type(files, cfg.file_type, what=what)
     numeric = cfg.numeric_ids
     if file_type == "parquet":
@@ -93,7 +113,9 @@ def _read_checked(
         return check_parquet_rows(rows, layout, numeric=numeric), 0
     pattern = split_pattern(file_type, cfg.delimiter, cfg.format)
     text = read_text(spark, files, header=cfg.header, layout=layout, pattern=pattern, what=what)
-    return check_lines(text.lines, layout, pattern=pattern, numeric=numeric), text.lines_skipped
+    quoted = quoted_delimiter(file_type, cfg.delimiter, cfg.format)
+    checked = check_lines(text.lines, layout, pattern=pattern, numeric=numeric, quoted=quoted)
+    return checked, text.lines_skipped
 
 
 def _map_ids(ok: DataFrame, dictionary: DataFrame, layout: Layout) -> tuple[DataFrame, DataFrame]:
@@ -194,7 +216,7 @@ def ingest(
     persisted: list[DataFrame] = []
     try:
         with stage_timer("ingest: read and check", logger=log, spark=spark):
-            rows = _read_all(spark, cfg, layout, sources, tombstones, counts, persisted)
+            rows = _read_all(spark, out_dir, cfg, layout, sources, tombstones, counts, persisted)
         with stage_timer("ingest: dictionary", logger=log, spark=spark):
             good_train = rows.where(F.col(REASON).isNull() & (F.col(SPLIT) == TRAIN))
             ids = [(layout.kind_of(c), good_train.select(c)) for c in layout.id_columns]
@@ -221,6 +243,7 @@ def ingest(
     finally:
         for df in persisted:
             df.unpersist()
+        shutil.rmtree(out_dir / ALIASES, ignore_errors=True)
     counts = _ordered_counts(counts, by_status, [split for split, _ in sources])
     check_counts(counts)
     if counts["accepted"] == 0:
@@ -231,6 +254,7 @@ def ingest(
 
 def _read_all(
     spark: SparkSession,
+    out_dir: Path,
     cfg: IngestConfig,
     layout: Layout,
     sources: list[tuple[str, str]],
@@ -240,12 +264,15 @@ def _read_all(
 ) -> DataFrame:
     """Every source's rows, checked and split-tagged, tombstoned ones dropped (counted).
 
+    Aliases of hidden input files go to ``out_dir / ALIASES`` (removed by :func:`ingest`).
+
     Adds ``lines_skipped``, ``rows_read`` and ``tombstoned`` to ``counts``; raises
     :class:`IngestError` when no train row is valid.
     """
     parts = []
     for split, path in sources:
-        df, skipped = _read_checked(spark, cfg, layout, path, f"ingest.{split}_path")
+        what = f"ingest.{split}_path"
+        df, skipped = _read_checked(spark, cfg, layout, path, what, out_dir / ALIASES)
         parts.append(df.withColumn(SPLIT, F.lit(split)))
         counts["lines_skipped"] += skipped
     read = reduce(DataFrame.unionByName, parts)
