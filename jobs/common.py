@@ -100,9 +100,7 @@ def job_parser(description: str) -> argparse.ArgumentParser:
 
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     """``--debug``: print the traceback of a failure above its ``error:`` line."""
-    parser.add_argument(
-        "--debug", action="store_true", help="On failure, print the traceback too."
-    )
+    parser.add_argument("--debug", action="store_true", help="On failure, print the traceback too.")
 
 
 def load_job_config(args: argparse.Namespace) -> PipelineConfig:

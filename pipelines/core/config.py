@@ -178,7 +178,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 def _field_type(parts: Sequence[str]) -> Any:
-    """The type annotation of the dotted key ``parts`` of :class:`PipelineConfig` (None: unknown)."""
+    """The type of the dotted key ``parts`` of :class:`PipelineConfig` (None: unknown key)."""
     tp: Any = PipelineConfig
     for part in parts:
         if not dataclasses.is_dataclass(tp):
@@ -274,10 +274,7 @@ def _node_value(loader: yaml.SafeLoader, node: yaml.Node, tp: Any, key: str) -> 
     plain = isinstance(node, yaml.ScalarNode) and node.style is None and node.tag in _PLAIN_TAGS
     if plain and tp is not None and not dataclasses.is_dataclass(tp):
         return typed_value(node.value, tp, key)
-    try:
-        return loader.construct_object(node, deep=True)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{key + ': ' if key else ''}{_yaml_problem(exc)}") from exc
+    return loader.construct_object(node, deep=True)  # a YAMLError names its line and column
 
 
 def _read_yaml(p: Path) -> dict[str, Any]:
