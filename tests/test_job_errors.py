@@ -264,3 +264,21 @@ def test_report_and_serve_load_without_a_run(capsys, tmp_path):
 )
 def test_rmat_bad_arguments(capsys, argv, start):
     assert refused(capsys, "rmat", argv).startswith(start)
+
+
+def test_config_is_recorded_only_by_a_job_that_did_its_work(tmp_path, monkeypatch):
+    """A job that reused finished work keeps the run's record; one that did work replaces it."""
+    import jobs.common
+    from pipelines.core.config import PipelineConfig, load_config
+
+    cfg = load_config(overrides=["train.epochs=7"])
+    ctx = jobs.common.JobContext(cfg=cfg, spark=None, run_dir=tmp_path, owns_session=False)
+    monkeypatch.setattr(jobs.common, "start_job", lambda args, name: ctx)
+    record = tmp_path / "config.yaml"
+    assert jobs.common.run_job(None, "t", lambda c: 1, did_work=lambda r: False) == 1
+    assert load_config(record) == cfg  # no record yet: written
+    record.write_text("the record of a finished run\n")
+    jobs.common.run_job(None, "t", lambda c: 1, did_work=lambda r: False)
+    assert record.read_text() == "the record of a finished run\n"
+    jobs.common.run_job(None, "t", lambda c: 1, did_work=lambda r: True)
+    assert load_config(record) == cfg and cfg != PipelineConfig()
