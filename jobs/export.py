@@ -14,9 +14,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jobs.common import stage_main
+from jobs.common import job_main, stage_main
 
 
+@job_main("export")
 def main(argv: Sequence[str] | None = None) -> int:
     return stage_main(argv, "export", __doc__ or "export")
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jobs.common import JobError, fail, job_parser, run_job
+from jobs.common import JobError, job_main, job_parser, run_job
 
 
+@job_main("forget")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser(__doc__ or "forget")
     parser.add_argument("--requests", required=True, help="CSV or Parquet request file.")
@@ -47,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         requests = read_requests(args.requests)  # validated whole before anything is touched
     except RequestFileError as exc:
-        return fail(str(exc))
+        raise JobError(str(exc)) from exc
     settings = ForgetSettings(
         steps=args.steps,
         lr=args.lr,
@@ -60,9 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "forget",
             lambda ctx: forget(ctx.spark, ctx.cfg, ctx.run_dir, requests, settings=settings),
             errors=(ForgetError,),
+            did_work=lambda r: r.status != "already_applied",
         )
-    except JobError as exc:
-        return fail(str(exc))
     except VerificationFailed as exc:
         print(f"error: verification failed: {exc}", file=sys.stderr)
         return 3

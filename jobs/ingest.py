@@ -15,10 +15,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jobs.common import stage_main
+from jobs.common import job_main, stage_main
 from pipelines.ingest.stage import check_counts
 
 
+@job_main("ingest")
 def main(argv: Sequence[str] | None = None) -> int:
     return stage_main(argv, "ingest", __doc__ or "ingest", check=check_counts)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jobs.common import JobError, fail, job_parser, print_stage_table, run_job
+from jobs.common import job_main, job_parser, print_stage_table, run_job
 
 
+@job_main("kg")
 def main(argv: Sequence[str] | None = None) -> int:
     from pipelines.kg.run import KG_STAGES
 
@@ -24,12 +25,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from pipelines.kg.run import run_kg
 
-    try:
-        summary = run_job(
-            args, "kg", lambda ctx: run_kg(ctx.spark, ctx.cfg, ctx.run_dir, only=args.stage)
-        )
-    except JobError as exc:
-        return fail(str(exc))
+    summary = run_job(
+        args,
+        "kg",
+        lambda ctx: run_kg(ctx.spark, ctx.cfg, ctx.run_dir, only=args.stage),
+        did_work=lambda s: not all(st.skipped for st in s.stages),
+    )
     print_stage_table(summary.stages)
     trained = next((st for st in summary.stages if st.name == "nbfnet-train"), None)
     if trained is not None and "final_loss" in trained.extra:

@@ -14,12 +14,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from jobs.common import JobContext, JobError, fail, job_parser, run_job
+from jobs.common import JobContext, job_main, job_parser, run_job
 from pipelines.core.stages import StageResult, run_stage
 
 log = logging.getLogger("graphpipe.jobs.partition")
 
 
+@job_main("partition")
 def main(argv: Sequence[str] | None = None) -> int:
     args = job_parser(__doc__ or "partition").parse_args(argv)
     from pipelines.partition.stage import PartitionSettings
@@ -37,10 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             spark=ctx.spark,
         )
 
-    try:
-        result = run_job(args, "partition", body)  # PartitionError is a ConfigError
-    except JobError as exc:
-        return fail(str(exc))
+    # PartitionError is a ConfigError: one line, exit 2 (job_main)
+    result = run_job(args, "partition", body, did_work=lambda r: not r.skipped)
     q = result.extra.get("quality", {})
     status = "skipped (already done)" if result.skipped else f"done in {result.seconds:.1f} s"
     log.info("partition quality: %s", q)

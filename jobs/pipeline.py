@@ -8,19 +8,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jobs.common import JobError, fail, job_parser, print_stage_table, run_job
+from jobs.common import job_main, job_parser, print_stage_table, run_job
 
 
+@job_main("pipeline")
 def main(argv: Sequence[str] | None = None) -> int:
     args = job_parser(__doc__ or "pipeline").parse_args(argv)
     from pipelines.registry import run_pipeline
 
-    try:
-        cfg, summary = run_job(
-            args, "pipeline", lambda ctx: (ctx.cfg, run_pipeline(ctx.spark, ctx.cfg, ctx.run_dir))
-        )
-    except JobError as exc:
-        return fail(str(exc))
+    cfg, summary = run_job(
+        args,
+        "pipeline",
+        lambda ctx: (ctx.cfg, run_pipeline(ctx.spark, ctx.cfg, ctx.run_dir)),
+        did_work=lambda r: not all(st.skipped for st in r[1].stages),
+    )
     k = cfg.export.top_k
     print_stage_table(summary.stages)
     print(f"\nRecall@{k}  {summary.metrics[f'recall@{k}']:.4f}")

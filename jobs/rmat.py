@@ -3,7 +3,9 @@
     spark-submit jobs/rmat.py --edges 1e8 --seed 7 --out hdfs:///graphs/rmat-1e8
     graphpipe-rmat --edges 1e6 --out runs/rmat-1e6 --master 'local[2]'
 
-Prints one JSON line with the parameters, the row count and the seconds taken.
+Prints one JSON line with the parameters, the row count and the seconds taken. Exit codes: 0
+written, 2 a bad argument or an existing ``--out`` without ``--overwrite`` (one ``error:``
+line; ``--debug`` adds the traceback).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import sys
 import time
 from collections.abc import Sequence
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
+from jobs.common import JobArgumentParser, JobError, add_debug_flag, job_main
 from pipelines.core.session import build_spark
 from pipelines.generate.rmat import DEFAULT_CHUNK_SIZE, RmatSpec, generate_rmat
 
@@ -32,7 +36,7 @@ def _count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="graphpipe-rmat", description=__doc__.split("\n")[0])
+    p = JobArgumentParser(prog="graphpipe-rmat", description=__doc__.split("\n")[0])
     p.add_argument("--edges", type=_count, required=True, help="Edges to generate (1e6 ok).")
     p.add_argument("--out", required=True, help="Output Parquet folder (any Spark URI).")
     p.add_argument("--a", type=float, default=0.57, help="Top-left quadrant probability.")
@@ -50,9 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compression", default="snappy", help="Parquet codec.")
     p.add_argument("--overwrite", action="store_true", help="Replace an existing --out.")
     p.add_argument("--master", default=None, help="Spark master (spark-submit's wins).")
+    add_debug_flag(p)
     return p
 
 
+@job_main("rmat")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     params = {
@@ -70,8 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         spec = RmatSpec.create(**params)
     except ValueError as exc:
-        print(f"graphpipe-rmat: error: {exc}", file=sys.stderr)
-        return 2
+        raise JobError(str(exc)) from exc
     owns_session = SparkSession.getActiveSession() is None  # not when called from a test
     spark = build_spark("graphpipe-rmat", master=args.master)
     started = time.perf_counter()
@@ -84,7 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         dedupe=args.dedupe,
     )
     mode = "overwrite" if args.overwrite else "errorifexists"
-    edges.write.mode(mode).option("compression", args.compression).parquet(args.out)
+    try:
+        edges.write.mode(mode).option("compression", args.compression).parquet(args.out)
+    except AnalysisException as exc:
+        if owns_session:
+            spark.stop()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise JobError(f"--out {args.out}: {first}") from exc
     seconds = time.perf_counter() - started
     rows = args.edges
     if args.drop_self_loops or args.dedupe:

@@ -20,11 +20,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jobs.common import fail, job_parser, load_job_config, setup_logging
-from pipelines.core.config import ConfigError
+from jobs.common import JobError, fail, job_main, job_parser, load_job_config, setup_logging
 from pipelines.core.versions import current_version
 
 
+@job_main("serve_load")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser(__doc__ or "serve_load")
     parser.add_argument("--version", help="Version label served (default: run folder name).")
@@ -34,15 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipelines.core.stages import run_stage
     from pipelines.serve import serving_db
 
-    try:
-        cfg = load_job_config(args)
-    except ConfigError as exc:
-        return fail(str(exc))
+    cfg = load_job_config(args)  # a ConfigError: one line, exit 2 (job_main)
     top = Path(args.run_dir).resolve()
     run_dir = current_version(top)  # after a forget job: versions/vN
     for needed in (run_dir / "export" / "embeddings", run_dir / "recommend" / "recommendations"):
         if not needed.is_dir():
-            return fail(f"missing input {needed}: run jobs.recommend and jobs.export first")
+            raise JobError(f"missing input {needed}: run jobs.recommend and jobs.export first")
     prefix = cfg.export.serving_table_prefix
     target = ":".join(os.environ.get(k, "") for k in ("PGHOST", "PGPORT", "PGDATABASE"))
     if args.force:

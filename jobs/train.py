@@ -15,9 +15,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jobs.common import stage_main
+from jobs.common import job_main, stage_main
 
 
+@job_main("train")
 def main(argv: Sequence[str] | None = None) -> int:
     return stage_main(argv, "train", __doc__ or "train")
 

@@ -80,8 +80,12 @@ def test_yaml_unknown_key_and_unsafe_tags(tmp_path):
     with pytest.raises(ConfigError, match=r"^train\.epochz: unknown key"):
         load_config(p)
     p.write_text("train: !!python/object/apply:os.system ['echo hi']\n")
-    with pytest.raises(ConfigError, match="invalid YAML"):
+    with pytest.raises(ConfigError) as err:
         load_config(p)
+    assert str(err.value) == (
+        f"config file {p}: invalid YAML: line 1, column 8: YAML tag "
+        "!!python/object/apply:os.system is not allowed (plain values only)"
+    )
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
 
@@ -123,3 +127,126 @@ def test_jobs_read_relative_paths_from_graphpipe_base_dir(tmp_path, monkeypatch)
     assert load_job_config(args).ingest.train_path == "data/train.txt"  # the working directory
     monkeypatch.setenv("GRAPHPIPE_BASE_DIR", str(tmp_path))
     assert load_job_config(args).ingest.train_path == str(tmp_path / "data/train.txt")
+
+
+@pytest.mark.parametrize(
+    "text", ["0010", "1_000", "0x1F", "data.csv #v2", "2024-01-01", "yes", "null", "1e3", " a b "]
+)
+def test_set_keeps_the_text_of_a_string_field(text):
+    """--set ingest.train_path=0010 names the file 0010 (not 8, YAML 1.1's octal)."""
+    cfg = load_config(overrides=[f"ingest.train_path={text}", f"run.name={text}"])
+    assert cfg.ingest.train_path == text and cfg.run.name == text
+    assert load_config(overrides=["ingest.test_path="]).ingest.test_path == ""
+
+
+@pytest.mark.parametrize(
+    "override, attr, value",
+    [
+        ("train.epochs=0010", "epochs", 10),
+        ("train.epochs=1_000", "epochs", 1000),
+        ("train.epochs=1e3", "epochs", 1000),
+        ("train.epochs=0x1F", "epochs", 31),
+        ("train.lr=1e-3", "lr", 0.001),
+        ("train.lr=2", "lr", 2.0),
+        ("train.lr=.5", "lr", 0.5),
+    ],
+)
+def test_set_reads_numbers_for_number_fields(override, attr, value):
+    got = getattr(load_config(overrides=[override]).train, attr)
+    assert got == value and type(got) is type(value)
+
+
+def test_set_bools_and_optional_strings():
+    cfg = load_config(overrides=["ingest.header=yes", "ingest.weighted=false"])
+    assert cfg.ingest.header is True and cfg.ingest.weighted is False
+    assert load_config(overrides=["spark.master=null"]).spark.master is None
+    assert load_config(overrides=["spark.master=local[2]"]).spark.master == "local[2]"
+    assert load_config(overrides=["spark.conf={spark.a: 1}"]).spark.conf == {"spark.a": "1"}
+    with pytest.raises(ConfigError, match=r"^ingest\.header: expected true or false"):
+        load_config(overrides=["ingest.header=0010"])
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "train.epochs=.inf",
+        "run.seed=.nan",
+        "train.lr=inf",
+        "train.lr=nan",
+        "train.lr=-.inf",
+        "nbfnet.lr=NaN",
+        "partition.balance_tolerance=.NaN",
+        "train.epochs=1e400",
+    ],
+)
+def test_set_refuses_inf_and_nan_naming_the_key(override):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[override])
+    assert str(err.value).startswith(f"{key}: must be a finite number, got ")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "body, key",
+    [
+        ("train:\n  epochs: .inf\n", "train.epochs"),
+        ("run:\n  seed: .nan\n", "run.seed"),
+        ("train:\n  lr: -.inf\n", "train.lr"),
+    ],
+)
+def test_config_file_refuses_inf_and_nan_naming_the_key(tmp_path, body, key):
+    p = tmp_path / "c.yaml"
+    p.write_text(body)
+    with pytest.raises(ConfigError, match=rf"^{key}: must be a finite number"):
+        load_config(p)
+
+
+def test_config_file_values_are_typed_by_their_field(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(
+        "ingest:\n  train_path: 0010\n  test_path: 2024-01-01\n  tombstones_dir: 0x1F # c\n"
+        "  header: yes\ntrain:\n  epochs: 0010\n  lr: 1e-3\n"
+        "spark:\n  master: null\n  conf: {spark.x: 0010}\n"
+    )
+    cfg = load_config(p)
+    assert (cfg.ingest.train_path, cfg.ingest.test_path) == ("0010", "2024-01-01")
+    assert cfg.ingest.tombstones_dir == "0x1F" and cfg.ingest.header is True
+    assert (cfg.train.epochs, cfg.train.lr) == (10, 0.001)
+    assert cfg.spark.master is None and cfg.spark.conf == {"spark.x": "0010"}
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "train.lr=!!python/object/apply:os.system ['echo hi']",
+        "ingest.train_path=!!python/object:os.system",
+        "spark.conf={a: !!python/name:os.system ''}",
+        "train=!!python/object/new:dict []",
+    ],
+)
+def test_set_refuses_python_tags_in_one_line(override):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[override])
+    message = str(err.value)
+    assert message.startswith(override.split("=")[0] + ": ") and "\n" not in message
+    assert "!!python/" in message and "not allowed" in message
+
+
+@pytest.mark.parametrize(
+    "body, where",
+    [
+        ("train: [1, 2\n", "line 2, column 1"),
+        ("a: 1\n---\nb: 2\n", "line 2, column 1"),
+        ("- 1\n", "top level must be a mapping"),
+        ("run:\n  name: !!python/name:os.system ''\n", "line 2, column 9"),
+    ],
+)
+def test_config_file_errors_are_one_line(tmp_path, body, where):
+    p = tmp_path / "c.yaml"
+    p.write_text(body)
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    message = str(err.value)
+    assert message.startswith(f"config file {p}: ") and "\n" not in message
+    assert where in message

@@ -11,8 +11,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,7 @@ __all__ = [
     "load_config",
     "parse_override",
     "resolve_paths",
+    "typed_value",
 ]
 
 
@@ -97,6 +101,11 @@ class PipelineConfig:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
+def _finite(value: Any, key: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: must be a finite number, got {value!r}")
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -114,12 +123,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        _finite(value, key)
+        if int(value) != value:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return int(value)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        _finite(value, key)
         return float(value)
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
@@ -150,19 +163,143 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: where, and what (PyYAML's own message spans several lines)."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return " ".join(str(exc).split())
+    problem = exc.problem or exc.context or "invalid YAML"
+    tag = re.search(r"for the tag '([^']*)'", problem)
+    if tag:
+        shown = tag.group(1).replace("tag:yaml.org,2002:", "!!")
+        problem = f"YAML tag {shown} is not allowed (plain values only)"
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return " ".join(f"{where}{problem}".split())
+
+
+def _field_type(parts: Sequence[str]) -> Any:
+    """The type of the dotted key ``parts`` of :class:`PipelineConfig` (None: unknown key)."""
+    tp: Any = PipelineConfig
+    for part in parts:
+        if not dataclasses.is_dataclass(tp):
+            return None
+        tp = typing.get_type_hints(tp).get(part)
+        if tp is None:
+            return None
+    return tp
+
+
+def _optional(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in (
+        typing.get_args(tp)
+    )
+
+
+def _plain(tp: Any) -> Any:
+    """``X`` of ``X | None``; other types as they are."""
+    if _optional(tp):
+        return next(a for a in typing.get_args(tp) if a is not type(None))
+    return tp
+
+
+#: Spellings of "no value" for a ``str | None`` field (``spark.master``).
+_NULL_WORDS = ("", "~", "null", "Null", "NULL")
+
+
+def typed_value(text: str, tp: Any, key: str) -> Any:
+    """The value of a key written as ``text`` (a ``--set`` value or a plain YAML scalar).
+
+    Typed by the field it sets: a string field keeps exactly the text written (``0010``,
+    ``1_000``, ``0x1F``, ``2024-01-01`` and ``data.csv #v2`` stay strings; ``null`` or an empty
+    value clears a field that may be unset); a number field reads Python's number syntax
+    (``0010`` is 10, not YAML 1.1's octal 8; ``1e-3``, ``1_000``; inf and nan are read here and
+    refused by :func:`load_config`); anything else (booleans, mappings, unknown keys) is read as
+    YAML, safely. ``!!python/`` tags are refused.
+
+    Raises:
+        ConfigError: Naming ``key``, for a value that cannot be read.
+    """
+    if text.lstrip().startswith("!!python/"):
+        raise ConfigError(f"{key}: YAML tag {text.split()[0]} is not allowed (plain values only)")
+    plain = _plain(tp)
+    if _optional(tp) and text.strip() in _NULL_WORDS:
+        return None
+    if plain is str:
+        return text
+    if plain in (int, float):
+        for number in (int, float):
+            try:
+                return number(text.strip())
+            except ValueError:
+                pass
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{key}: cannot read value {text!r}: {_yaml_problem(exc)}") from exc
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parse ``a.b=c`` into (["a", "b"], value) with the value read as YAML (safe)."""
+    """Parse ``a.b=c`` into (["a", "b"], value), the value typed by the field ``a.b``.
+
+    See :func:`typed_value`: ``--set ingest.train_path=0010`` names the file ``0010``.
+    """
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE")
     key, raw = text.split("=", 1)
     parts = key.strip().split(".")
     if not all(parts):
         raise ConfigError(f"--set {text!r}: empty key part")
+    return parts, typed_value(raw, _field_type(parts), ".".join(parts))
+
+
+#: Tags PyYAML resolves plain scalars to: such a scalar is typed by its field instead.
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null")} | {
+    "tag:yaml.org,2002:timestamp"
+}
+
+
+def _node_value(loader: yaml.SafeLoader, node: yaml.Node, tp: Any, key: str) -> Any:
+    """The Python value of a YAML node of the config, plain scalars typed by their field."""
+    if isinstance(node, yaml.MappingNode) and (
+        dataclasses.is_dataclass(tp) or typing.get_origin(tp) is dict
+    ):
+        loader.flatten_mapping(node)
+        hints = typing.get_type_hints(tp) if dataclasses.is_dataclass(tp) else {}
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            name = str(loader.construct_object(key_node, deep=True))
+            sub = hints.get(name) if hints else typing.get_args(tp)[1]
+            out[name] = _node_value(loader, value_node, sub, f"{key}.{name}" if key else name)
+        return out
+    plain = isinstance(node, yaml.ScalarNode) and node.style is None and node.tag in _PLAIN_TAGS
+    if plain and tp is not None and not dataclasses.is_dataclass(tp):
+        return typed_value(node.value, tp, key)
+    return loader.construct_object(node, deep=True)  # a YAMLError names its line and column
+
+
+def _read_yaml(p: Path) -> dict[str, Any]:
+    """A config file as a dict, each plain scalar typed by its field (:func:`typed_value`)."""
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {p}: cannot read: {exc}") from exc
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}
+        if not isinstance(node, yaml.MappingNode):
+            raise ConfigError(f"config file {p}: top level must be a mapping")
+        data: dict[str, Any] = _node_value(loader, node, PipelineConfig, "")
+        return data
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{key}: cannot parse value {raw!r}: {exc}") from exc
-    return parts, value
+        raise ConfigError(f"config file {p}: invalid YAML: {_yaml_problem(exc)}") from exc
+    except ConfigError as exc:
+        if str(exc).startswith("config file"):
+            raise
+        raise ConfigError(f"config file {p}: {exc}") from exc
+    finally:
+        loader.dispose()
 
 
 #: Config keys that name files or folders: the ones :func:`resolve_paths` makes absolute.
@@ -202,13 +339,7 @@ def load_config(
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file {p}: not found")
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {p}: invalid YAML: {exc}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {p}: top level must be a mapping")
-        data = loaded or {}
+        data = _read_yaml(p)
     for text in overrides or []:
         parts, value = parse_override(text)
         node = data
