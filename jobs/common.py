@@ -56,6 +56,11 @@ def job_parser(description: str) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="Override a config value, e.g. --set train.lr=0.005 (repeatable).",
     )
+    parser.add_argument(
+        "--rerun-stale",
+        action="store_true",
+        help="Rerun the upstream stages made with another config (default: refuse them).",
+    )
     return parser
 
 
@@ -163,7 +168,9 @@ def stage_main(
     from pipelines.registry import run_one_stage
 
     def body(ctx: JobContext) -> StageResult:
-        result = run_one_stage(ctx.spark, ctx.cfg, ctx.run_dir, stage)
+        result = run_one_stage(
+            ctx.spark, ctx.cfg, ctx.run_dir, stage, rerun_stale=args.rerun_stale
+        )
         if check is not None:
             check(result.counts)
         return result

@@ -1,16 +1,21 @@
 """The end-to-end recommendation run: ingest -> partition -> train -> aggregate -> recommend ->
 export -> evaluate.
 
-Every stage goes through :func:`pipelines.core.stages.run_stage`, keyed by the hash of the config
-sections it depends on, so a rerun skips finished stages and a failed run resumes.
+Every stage goes through :func:`run_one_stage`: on the run's current version
+(:func:`pipelines.core.versions.current_version`), after checking that every stage it reads
+(its declared dependencies, and theirs) finished with the config it was given, keyed by the
+hash of the config sections it depends on and of its upstream stages' keys
+(:class:`pipelines.core.stages.StageKey`). A rerun skips finished stages, a failed run resumes,
+and a stage made with another config is never reused: an upstream one is refused
+(:class:`pipelines.core.stages.StaleStageError`) or, with ``rerun_stale``, rerun first.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +23,15 @@ from pyspark.sql import SparkSession
 
 from pipelines.core.config import PipelineConfig
 from pipelines.core.schema import ITEM, RANK, SCORE, USER
-from pipelines.core.stages import StageResult, require_stages, run_stage
+from pipelines.core.stages import (
+    StageKey,
+    StageResult,
+    StaleStageError,
+    read_marker,
+    remove_scratch,
+    require_stages,
+    run_stage,
+)
 from pipelines.core.versions import current_version, run_root
 from pipelines.evaluate.metrics import ranking_metrics
 from pipelines.forget.tombstones import tombstones_folder
@@ -50,12 +63,17 @@ def evaluate_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: 
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of a run: its name, the config sections its output depends on, its body."""
+    """One stage of a run: its name, the config sections its output depends on, its body.
+
+    ``needs``: the stages it reads; ``reads_partition``: it also reads the ``partition`` stage
+    when the run is partitioned (``partition.num_leaves`` > 1, or the run version has one).
+    """
 
     name: str
     sections: tuple[str, ...]
     body: Callable[[SparkSession, PipelineConfig, Path, Path], Mapping[str, Any]]
     needs: tuple[str, ...] = ()
+    reads_partition: bool = False
 
 
 def ingest_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Path) -> dict:
@@ -84,7 +102,7 @@ STAGES: dict[str, Stage] = {
     for s in (
         Stage("ingest", ("ingest",), ingest_body),
         Stage("partition", ("ingest", "partition", "run"), partition_body, ("ingest",)),
-        Stage("train", _TRAINED, train_body, ("ingest",)),
+        Stage("train", _TRAINED, train_body, ("ingest",), reads_partition=True),
         Stage("aggregate", _TRAINED, aggregate_body, ("train",)),
         Stage("recommend", (*_TRAINED, "export"), recommend_body, ("aggregate",)),
         Stage("export", (*_TRAINED, "export"), _export_body, ("aggregate",)),
@@ -93,32 +111,122 @@ STAGES: dict[str, Stage] = {
 }
 
 
+@dataclass
+class _Plan:
+    """One job's view of a run version: the keys of the stages checked so far."""
+
+    spark: SparkSession
+    cfg: PipelineConfig
+    run_dir: Path
+    stages: Mapping[str, Stage]
+    rerun_stale: bool
+    keys: dict[str, StageKey] = field(default_factory=dict)
+
+
+def _needs(plan: _Plan, name: str) -> Iterator[str]:
+    """The stages ``name`` reads: its ``needs``, then the partition when the run is partitioned
+    (more than one leaf asked for, or a partition stage in the run version)."""
+    stage = plan.stages[name]
+    yield from stage.needs
+    if stage.reads_partition and (
+        plan.cfg.partition.num_leaves > 1 or read_marker(plan.run_dir, "partition") is not None
+    ):
+        yield "partition"
+
+
+def _key(plan: _Plan, name: str) -> StageKey:
+    """The key ``name`` must have, once every stage it reads is checked (or rerun)."""
+    if name not in plan.keys:
+        upstream = {u: _fresh(plan, name, u).hash for u in _needs(plan, name)}
+        sections = plan.stages[name].sections
+        plan.keys[name] = StageKey(
+            plan.cfg.section_hash(*sections),
+            {s: plan.cfg.section_hash(s) for s in sections},
+            upstream,
+        )
+    return plan.keys[name]
+
+
+def _fresh(plan: _Plan, stage: str, upstream: str) -> StageKey:
+    """Check that ``upstream`` finished with the plan's config; rerun it when stale and allowed."""
+    require_stages(plan.run_dir, stage, (upstream,))  # missing: named before its own inputs
+    key = _key(plan, upstream)
+    try:
+        require_stages(plan.run_dir, stage, (upstream,), {upstream: key})
+    except StaleStageError as exc:
+        if not plan.rerun_stale:
+            raise
+        log.warning("%s: rerunning it", exc)
+        _execute(plan, upstream, key)
+    return key
+
+
+def _execute(plan: _Plan, name: str, key: StageKey) -> StageResult:
+    """Run (or skip) the stage, then delete its scratch: its marker is written."""
+    stage = plan.stages[name]
+    result = run_stage(
+        plan.run_dir,
+        name,
+        key.hash,
+        lambda out: stage.body(plan.spark, plan.cfg, plan.run_dir, out),
+        spark=plan.spark,
+        record=key.record(),
+    )
+    remove_scratch(plan.run_dir, name)
+    return result
+
+
+def stage_key(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    run_dir: Path,
+    name: str,
+    *,
+    stages: Mapping[str, Stage] | None = None,
+) -> StageKey:
+    """The key stage ``name`` has when made with ``cfg`` in ``run_dir``'s current version.
+
+    Raises:
+        MissingStageError: A stage it reads has not finished, or finished with another config
+            (:class:`pipelines.core.stages.StaleStageError`).
+    """
+    plan = _Plan(spark, cfg, current_version(run_dir), stages or STAGES, False)
+    return _key(plan, name)
+
+
 def run_one_stage(
-    spark: SparkSession, cfg: PipelineConfig, run_dir: Path, name: str
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    run_dir: Path,
+    name: str,
+    *,
+    rerun_stale: bool = False,
+    stages: Mapping[str, Stage] | None = None,
 ) -> StageResult:
     """Run (or skip, when already done with the same config) one stage of a run.
 
     ``run_dir`` is a run's top folder or one of its versions; a top folder whose ``CURRENT``
-    points to ``versions/vN`` (a forget job ran) resolves to that version.
+    points to ``versions/vN`` (a forget job ran) resolves to that version. Every stage it reads
+    (and theirs) must have finished with ``cfg``; ``rerun_stale``: rerun those that finished
+    with another config instead of refusing. ``stages``: the table of stages (default
+    :data:`STAGES`).
+
+    Raises:
+        MissingStageError: A stage it reads has not finished, or finished with another config
+            (:class:`pipelines.core.stages.StaleStageError`) and ``rerun_stale`` is False.
     """
-    run_dir = current_version(run_dir)
-    stage = STAGES[name]
-    require_stages(run_dir, name, stage.needs)
-    return run_stage(
-        run_dir,
-        name,
-        cfg.section_hash(*stage.sections),
-        lambda out: stage.body(spark, cfg, run_dir, out),
-        spark=spark,
-    )
+    plan = _Plan(spark, cfg, current_version(run_dir), stages or STAGES, rerun_stale)
+    return _execute(plan, name, _key(plan, name))
 
 
 def needs_partition(spark: SparkSession, cfg: PipelineConfig, run_dir: Path) -> bool:
-    """Partition when leaves are asked for, or when the train split exceeds one leaf's bound."""
-    if cfg.partition.num_leaves > 0:
-        return cfg.partition.num_leaves > 1
-    if (run_dir / "partition" / "_STAGE.json").exists():
+    """Whether :func:`run_pipeline` runs the partition stage: when more than one leaf is asked
+    for, when the run already has a partition (the train stage reads it, so it must be made
+    with this config), or when the train split exceeds one leaf's bound."""
+    if cfg.partition.num_leaves > 1 or read_marker(run_dir, "partition") is not None:
         return True
+    if cfg.partition.num_leaves == 1:
+        return False
     edges = interactions(spark, run_dir, "train").count()
     return edges > cfg.partition.max_edges_per_leaf
 
