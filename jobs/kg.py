@@ -26,7 +26,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         summary = run_job(
-            args, "kg", lambda ctx: run_kg(ctx.spark, ctx.cfg, ctx.run_dir, only=args.stage)
+            args,
+            "kg",
+            lambda ctx: run_kg(
+                ctx.spark, ctx.cfg, ctx.run_dir, only=args.stage, rerun_stale=args.rerun_stale
+            ),
         )
     except JobError as exc:
         return fail(str(exc))

@@ -269,3 +269,28 @@ def test_partition_job_after_a_forget_reads_the_current_version(spark, tmp_path,
     assert _stale(v1, "partition", "partition differs") in capsys.readouterr().err
     assert partition.main([*argv, "--set", "ingest.train_path=/elsewhere.txt"]) == 2
     assert _stale(v1, "ingest", "ingest differs") in capsys.readouterr().err
+
+
+def test_kg_stage_job_refuses_a_stale_upstream(spark, tmp_path, capsys):
+    from jobs import kg
+    from tests.test_kg_job import _argv as kg_argv
+
+    ring = [(f"e{i}", "next", f"e{(i + 1) % 12}") for i in range(12)]
+    (tmp_path / "train.txt").write_text("".join("\t".join(t) + "\n" for t in ring[2:]))
+    (tmp_path / "test.txt").write_text("".join("\t".join(t) + "\n" for t in ring[:2]))
+    run_dir = tmp_path / "kg"
+    argv = kg_argv(tmp_path, run_dir)
+    for stage in ("ingest", "partition"):
+        assert kg.main([*argv, "--stage", stage]) == 0
+    capsys.readouterr()
+    (tmp_path / "test2.txt").write_text("".join("\t".join(t) + "\n" for t in ring[:1]))
+    other_test = [*argv, "--set", f"ingest.test_path={tmp_path / 'test2.txt'}"]
+    assert kg.main([*other_test, "--stage", "nbfnet-train"]) == 2
+    assert _stale(run_dir, "ingest", "ingest differs") in capsys.readouterr().err
+    assert kg.main([*argv, "--stage", "partition", "--set", "partition.halo_hops=2"]) == 0
+    capsys.readouterr()
+    assert kg.main([*argv, "--stage", "nbfnet-evaluate"]) == 2  # nbfnet-train missing first
+    assert "stage 'nbfnet-train' has not finished" in capsys.readouterr().err
+    assert kg.main([*argv, "--stage", "nbfnet-train"]) == 2
+    assert _stale(run_dir, "partition", "partition differs") in capsys.readouterr().err
+    assert not (run_dir / "nbfnet-train").exists()
