@@ -168,9 +168,7 @@ def stage_main(
     from pipelines.registry import run_one_stage
 
     def body(ctx: JobContext) -> StageResult:
-        result = run_one_stage(
-            ctx.spark, ctx.cfg, ctx.run_dir, stage, rerun_stale=args.rerun_stale
-        )
+        result = run_one_stage(ctx.spark, ctx.cfg, ctx.run_dir, stage, rerun_stale=args.rerun_stale)
         if check is not None:
             check(result.counts)
         return result
