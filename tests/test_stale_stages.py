@@ -31,6 +31,13 @@ from tests.test_forget import _requests
 from tests.test_pipeline_job import job_argv
 
 CALLS: list[str] = []
+NO_SPARK: Any = None  # the stand-in stages need no session
+
+
+def _marker(run_dir: Path, name: str) -> dict[str, Any]:
+    marker = read_marker(run_dir, name)
+    assert marker is not None, name
+    return marker
 
 
 def _body(name: str, needs: tuple[str, ...]) -> Any:
@@ -66,7 +73,7 @@ def _cfg(*sets: str) -> PipelineConfig:
 
 def _run(cfg: PipelineConfig, run_dir: Path, *names: str, rerun: bool = False) -> list[bool]:
     return [
-        run_one_stage(None, cfg, run_dir, n, stages=FAKE, rerun_stale=rerun).skipped  # type: ignore[arg-type]
+        run_one_stage(NO_SPARK, cfg, run_dir, n, stages=FAKE, rerun_stale=rerun).skipped
         for n in names
     ]
 
@@ -86,13 +93,13 @@ def test_stale_upstream_is_refused_naming_stage_and_section_or_rerun(tmp_path):
     CALLS.clear()
     run_dir = tmp_path / "run"
     assert _run(_cfg(), run_dir, "ingest", "partition", "train", "aggregate") == [False] * 4
-    hashes = {n: read_marker(run_dir, n)["config_hash"] for n in FAKE}  # type: ignore[index]
+    hashes = {n: _marker(run_dir, n)["config_hash"] for n in FAKE}
     new = _cfg("ingest.train_path=b.txt")
     for name in ("partition", "train", "aggregate"):  # the first stale stage upstream is named
         with pytest.raises(StaleStageError) as err:
             _run(new, run_dir, name)
         assert str(err.value) == _stale(run_dir, "ingest", "ingest differs")
-    assert {n: read_marker(run_dir, n)["config_hash"] for n in FAKE} == hashes  # type: ignore[index]
+    assert {n: _marker(run_dir, n)["config_hash"] for n in FAKE} == hashes
     assert _run(new, run_dir, "ingest") == [False]
     with pytest.raises(StaleStageError) as err:  # partition read the old ingest
         _run(new, run_dir, "aggregate")
@@ -120,7 +127,7 @@ def test_train_depends_on_the_partition_of_a_partitioned_run(tmp_path):
     run_dir = tmp_path / "run"
     one_leaf = _cfg("partition.num_leaves=0")
     assert _run(one_leaf, run_dir, "ingest", "train", "aggregate") == [False] * 3
-    assert read_marker(run_dir, "train")["upstream"].keys() == {"ingest"}  # type: ignore[index]
+    assert _marker(run_dir, "train")["upstream"].keys() == {"ingest"}
     with pytest.raises(MissingStageError) as missing:  # two leaves asked for: partition read
         _run(_cfg(), run_dir, "train")
     assert f"{run_dir / 'partition'}: stage 'partition' has not finished" in str(missing.value)
@@ -131,7 +138,7 @@ def test_train_depends_on_the_partition_of_a_partitioned_run(tmp_path):
     assert str(err.value) == _stale(run_dir, "train", "made without stage partition")
     assert _run(one_leaf, run_dir, "aggregate", rerun=True) == [False]
     assert _value(run_dir, "aggregate")["read"]["train"]["read"]["partition"]["hops"] == 1
-    assert read_marker(run_dir, "train")["upstream"].keys() == {"ingest", "partition"}  # type: ignore[index]
+    assert _marker(run_dir, "train")["upstream"].keys() == {"ingest", "partition"}
 
 
 def test_missing_upstream_is_named_before_its_own_inputs(tmp_path):
@@ -170,9 +177,9 @@ def test_scratch_is_kept_until_the_marker_then_deleted(tmp_path):
     stages = {"ingest": Stage("ingest", ("ingest",), resumable)}
     scratch_dir(run_dir, "ingest", "other-config").mkdir(parents=True)
     with pytest.raises(RuntimeError):
-        run_one_stage(None, _cfg(), run_dir, "ingest", stages=stages)  # type: ignore[arg-type]
+        run_one_stage(NO_SPARK, _cfg(), run_dir, "ingest", stages=stages)
     assert (scratch_dir(run_dir, "ingest", "k") / "round-1").is_file()
-    run_one_stage(None, _cfg(), run_dir, "ingest", stages=stages)  # type: ignore[arg-type]
+    run_one_stage(NO_SPARK, _cfg(), run_dir, "ingest", stages=stages)
     assert seen == [False, True]
     assert read_marker(run_dir, "ingest") is not None and not (run_dir / "_work").exists()
 
@@ -210,7 +217,7 @@ def _argv(root: Path, run_dir: Path, *extra: str) -> list[str]:
 
 def _hashes(run_dir: Path) -> dict[str, str]:
     names = ("ingest", "partition", "train", "aggregate", "recommend", "export", "evaluate")
-    return {n: read_marker(run_dir, n)["config_hash"] for n in names}  # type: ignore[index]
+    return {n: _marker(run_dir, n)["config_hash"] for n in names}
 
 
 def test_every_stage_job_refuses_a_stale_upstream_or_reruns_it(spark, tmp_path, capsys):
