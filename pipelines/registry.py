@@ -176,22 +176,25 @@ def _execute(plan: _Plan, name: str, key: StageKey) -> StageResult:
     return result
 
 
-def stage_key(
+def fresh_stages(
     spark: SparkSession,
     cfg: PipelineConfig,
     run_dir: Path,
-    name: str,
+    consumer: str,
+    names: tuple[str, ...],
     *,
-    stages: Mapping[str, Stage] | None = None,
-) -> StageKey:
-    """The key stage ``name`` has when made with ``cfg`` in ``run_dir``'s current version.
+    rerun_stale: bool = False,
+) -> dict[str, str]:
+    """Key hashes of the stages ``names`` of ``run_dir``'s current version, each checked (with
+    everything it reads) to have finished with ``cfg``; for a job outside the registry that
+    reads them (``consumer``, named in the errors), which keys its own output on these hashes.
 
     Raises:
-        MissingStageError: A stage it reads has not finished, or finished with another config
-            (:class:`pipelines.core.stages.StaleStageError`).
+        MissingStageError: One has not finished, or finished with another config
+            (:class:`pipelines.core.stages.StaleStageError`) and ``rerun_stale`` is False.
     """
-    plan = _Plan(spark, cfg, current_version(run_dir), stages or STAGES, False)
-    return _key(plan, name)
+    plan = _Plan(spark, cfg, current_version(run_dir), STAGES, rerun_stale)
+    return {name: _fresh(plan, consumer, name).hash for name in names}
 
 
 def run_one_stage(

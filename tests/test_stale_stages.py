@@ -24,7 +24,7 @@ from pipelines.core.stages import (
     scratch_dir,
 )
 from pipelines.core.versions import current_version
-from pipelines.registry import Stage, run_one_stage
+from pipelines.registry import Stage, fresh_stages, run_one_stage
 from tests.test_forget import _argv as forget_argv
 from tests.test_forget import _data as forget_data
 from tests.test_forget import _requests
@@ -139,6 +139,21 @@ def test_train_depends_on_the_partition_of_a_partitioned_run(tmp_path):
     assert _run(one_leaf, run_dir, "aggregate", rerun=True) == [False]
     assert _value(run_dir, "aggregate")["read"]["train"]["read"]["partition"]["hops"] == 1
     assert _marker(run_dir, "train")["upstream"].keys() == {"ingest", "partition"}
+
+
+def test_a_job_outside_the_registry_keys_on_fresh_stages(tmp_path, monkeypatch):
+    import pipelines.registry as registry
+
+    monkeypatch.setattr(registry, "STAGES", FAKE)
+    run_dir = tmp_path / "run"
+    assert _run(_cfg(), run_dir, "ingest", "partition", "train", "aggregate") == [False] * 4
+    keys = fresh_stages(NO_SPARK, _cfg(), run_dir, "serve", ("aggregate",))
+    assert keys == {"aggregate": _marker(run_dir, "aggregate")["config_hash"]}
+    with pytest.raises(StaleStageError) as err:
+        fresh_stages(NO_SPARK, _cfg("model.dim=8"), run_dir, "serve", ("aggregate",))
+    assert str(err.value) == _stale(run_dir, "train", "model differs")
+    with pytest.raises(MissingStageError, match="run it before 'serve'"):
+        fresh_stages(NO_SPARK, _cfg(), tmp_path / "empty", "serve", ("aggregate",))
 
 
 def test_missing_upstream_is_named_before_its_own_inputs(tmp_path):
