@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,52 +113,66 @@ STAGES: dict[str, Stage] = {
 
 @dataclass
 class _Plan:
-    """One job's view of a run version: the keys of the stages checked so far."""
+    """One job's view of a run version: the stages' keys and the stages checked so far."""
 
-    spark: SparkSession
+    spark: Any  # SparkSession; None where only keys are computed (stage_key)
     cfg: PipelineConfig
     run_dir: Path
     stages: Mapping[str, Stage]
     rerun_stale: bool
     keys: dict[str, StageKey] = field(default_factory=dict)
+    checked: set[str] = field(default_factory=set)
 
 
-def _needs(plan: _Plan, name: str) -> Iterator[str]:
-    """The stages ``name`` reads: its ``needs``, then the partition when the run is partitioned
+def _needs(plan: _Plan, name: str) -> tuple[str, ...]:
+    """The stages ``name`` reads: its ``needs``, and the partition when the run is partitioned
     (more than one leaf asked for, or a partition stage in the run version)."""
     stage = plan.stages[name]
-    yield from stage.needs
     if stage.reads_partition and (
         plan.cfg.partition.num_leaves > 1 or read_marker(plan.run_dir, "partition") is not None
     ):
-        yield "partition"
+        return (*stage.needs, "partition")
+    return stage.needs
 
 
 def _key(plan: _Plan, name: str) -> StageKey:
-    """The key ``name`` must have, once every stage it reads is checked (or rerun)."""
+    """The key of stage ``name`` made with the plan's config (from the config alone)."""
     if name not in plan.keys:
-        upstream = {u: _fresh(plan, name, u).hash for u in _needs(plan, name)}
         sections = plan.stages[name].sections
         plan.keys[name] = StageKey(
             plan.cfg.section_hash(*sections),
             {s: plan.cfg.section_hash(s) for s in sections},
-            upstream,
+            {u: _key(plan, u).hash for u in _needs(plan, name)},
         )
     return plan.keys[name]
 
 
-def _fresh(plan: _Plan, stage: str, upstream: str) -> StageKey:
-    """Check that ``upstream`` finished with the plan's config; rerun it when stale and allowed."""
-    require_stages(plan.run_dir, stage, (upstream,))  # missing: named before its own inputs
-    key = _key(plan, upstream)
+def _check(plan: _Plan, consumer: str, name: str, *, required: bool) -> None:
+    """Check stage ``name`` (read by ``consumer``) and, first, the stages it reads.
+
+    A missing stage is refused when ``required`` (a stage the job's own stage reads); further
+    up it may be absent (its output is all that is read). A present stage made with another
+    config is refused (:class:`StaleStageError`), or rerun when the plan allows it.
+    """
+    if name in plan.checked:
+        return
+    marker = read_marker(plan.run_dir, name)
+    if marker is None and required:
+        require_stages(plan.run_dir, consumer, (name,))  # raises, naming it
+    if marker is None:
+        return
+    for upstream in _needs(plan, name):
+        _check(plan, name, upstream, required=False)
+    key = _key(plan, name)
     try:
-        require_stages(plan.run_dir, stage, (upstream,), {upstream: key})
+        require_stages(plan.run_dir, consumer, (name,), {name: key})
     except StaleStageError as exc:
         if not plan.rerun_stale:
             raise
         log.warning("%s: rerunning it", exc)
-        _execute(plan, upstream, key)
-    return key
+        require_stages(plan.run_dir, name, _needs(plan, name))  # its inputs must be there
+        _execute(plan, name, key)
+    plan.checked.add(name)
 
 
 def _execute(plan: _Plan, name: str, key: StageKey) -> StageResult:
@@ -176,6 +190,13 @@ def _execute(plan: _Plan, name: str, key: StageKey) -> StageResult:
     return result
 
 
+def stage_key(cfg: PipelineConfig, run_dir: Path, name: str) -> StageKey:
+    """The key stage ``name`` has when made with ``cfg`` in ``run_dir``'s current version (a
+    stand-in for a stage's output written with :func:`pipelines.core.stages.run_stage` and
+    this key is taken as made with ``cfg``)."""
+    return _key(_Plan(None, cfg, current_version(run_dir), STAGES, False), name)
+
+
 def fresh_stages(
     spark: SparkSession,
     cfg: PipelineConfig,
@@ -186,15 +207,17 @@ def fresh_stages(
     rerun_stale: bool = False,
 ) -> dict[str, str]:
     """Key hashes of the stages ``names`` of ``run_dir``'s current version, each checked (with
-    everything it reads) to have finished with ``cfg``; for a job outside the registry that
-    reads them (``consumer``, named in the errors), which keys its own output on these hashes.
+    what it reads) to have finished with ``cfg``; for a job outside the registry that reads
+    them (``consumer``, named in the errors) and keys its own output on these hashes.
 
     Raises:
         MissingStageError: One has not finished, or finished with another config
             (:class:`pipelines.core.stages.StaleStageError`) and ``rerun_stale`` is False.
     """
     plan = _Plan(spark, cfg, current_version(run_dir), STAGES, rerun_stale)
-    return {name: _fresh(plan, consumer, name).hash for name in names}
+    for name in names:
+        _check(plan, consumer, name, required=True)
+    return {name: _key(plan, name).hash for name in names}
 
 
 def run_one_stage(
@@ -209,16 +232,19 @@ def run_one_stage(
     """Run (or skip, when already done with the same config) one stage of a run.
 
     ``run_dir`` is a run's top folder or one of its versions; a top folder whose ``CURRENT``
-    points to ``versions/vN`` (a forget job ran) resolves to that version. Every stage it reads
-    (and theirs) must have finished with ``cfg``; ``rerun_stale``: rerun those that finished
-    with another config instead of refusing. ``stages``: the table of stages (default
-    :data:`STAGES`).
+    points to ``versions/vN`` (a forget job ran) resolves to that version. The stages it reads
+    must have finished, and every stage up the chain that is present with ``cfg``;
+    ``rerun_stale``: rerun those made with another config instead of refusing. ``stages``: the
+    table of stages (default :data:`STAGES`).
 
     Raises:
-        MissingStageError: A stage it reads has not finished, or finished with another config
-            (:class:`pipelines.core.stages.StaleStageError`) and ``rerun_stale`` is False.
+        MissingStageError: A stage it reads has not finished, or one up the chain finished
+            with another config (:class:`pipelines.core.stages.StaleStageError`) and
+            ``rerun_stale`` is False.
     """
     plan = _Plan(spark, cfg, current_version(run_dir), stages or STAGES, rerun_stale)
+    for upstream in _needs(plan, name):
+        _check(plan, name, upstream, required=True)
     return _execute(plan, name, _key(plan, name))
 
 

@@ -21,10 +21,11 @@ from pipelines.core.stages import (
     StageKey,
     StaleStageError,
     read_marker,
+    run_stage,
     scratch_dir,
 )
 from pipelines.core.versions import current_version
-from pipelines.registry import Stage, fresh_stages, run_one_stage
+from pipelines.registry import Stage, fresh_stages, run_one_stage, stage_key
 from tests.test_forget import _argv as forget_argv
 from tests.test_forget import _data as forget_data
 from tests.test_forget import _requests
@@ -154,6 +155,15 @@ def test_a_job_outside_the_registry_keys_on_fresh_stages(tmp_path, monkeypatch):
     assert str(err.value) == _stale(run_dir, "train", "model differs")
     with pytest.raises(MissingStageError, match="run it before 'serve'"):
         fresh_stages(NO_SPARK, _cfg(), tmp_path / "empty", "serve", ("aggregate",))
+    # A stand-in output keyed as made with the config is taken without the stages before it;
+    # rerunning it needs them.
+    stand_in = tmp_path / "stand-in"
+    key = stage_key(_cfg(), stand_in, "aggregate")
+    assert key.hash == keys["aggregate"]
+    run_stage(stand_in, "aggregate", key.hash, lambda out: {"rows": 1}, record=key.record())
+    assert fresh_stages(NO_SPARK, _cfg(), stand_in, "serve", ("aggregate",)) == keys
+    with pytest.raises(MissingStageError, match="stage 'train' has not finished.*'aggregate'"):
+        fresh_stages(NO_SPARK, _cfg("model.dim=8"), stand_in, "s", ("aggregate",), rerun_stale=True)
 
 
 def test_missing_upstream_is_named_before_its_own_inputs(tmp_path):
