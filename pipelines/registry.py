@@ -178,10 +178,11 @@ def _check(plan: _Plan, consumer: str, name: str, *, required: bool) -> None:
 def _execute(plan: _Plan, name: str, key: StageKey) -> StageResult:
     """Run (or skip) the stage, then delete its scratch: its marker is written."""
     stage = plan.stages[name]
+    done = read_marker(plan.run_dir, name)
     result = run_stage(
         plan.run_dir,
         name,
-        key.hash,
+        done["config_hash"] if done is not None and key.matches(done) else key.hash,
         lambda out: stage.body(plan.spark, plan.cfg, plan.run_dir, out),
         spark=plan.spark,
         record=key.record(),

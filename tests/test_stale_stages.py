@@ -215,6 +215,11 @@ def test_stage_key_of_a_stage_without_upstream_is_its_section_hash():
     with_up = StageKey("abc", {"ingest": "abc"}, {"ingest": "h1"})
     assert with_up.hash not in ("abc", StageKey("abc", {}, {"ingest": "h2"}).hash)
     assert len(with_up.hash) == 16
+    assert with_up.matches({"config_hash": with_up.hash, "upstream": {"ingest": "h1"}})
+    # A marker from before upstream keys were recorded: its hash covered the sections only.
+    assert with_up.matches({"config_hash": "abc"})
+    assert not with_up.matches({"config_hash": "abc", "upstream": {"ingest": "h1"}})
+    assert not with_up.matches({"config_hash": "other"})
 
 
 # --------------------------------------------------------------------------- real jobs

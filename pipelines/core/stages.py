@@ -81,6 +81,13 @@ class StageKey:
         blob = json.dumps({"sections": self.own, "upstream": self.upstream}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    def matches(self, marker: Mapping[str, Any]) -> bool:
+        """Whether a stage's marker was made with this key. A marker from before upstream keys
+        were recorded (no ``upstream``) matches when its hash is ``own``: its sections were
+        those of the stage and every stage before it already."""
+        made = marker.get("config_hash")
+        return made == self.hash or ("upstream" not in marker and made == self.own)
+
     def record(self) -> dict[str, Any]:
         """What the marker keeps besides the hash (see :func:`stale_reason`)."""
         return {"sections": dict(self.sections), "upstream": dict(self.upstream)}
@@ -128,7 +135,7 @@ def require_stages(
                 f"directory; run it before '{stage}'"
             )
         key = keys.get(upstream)
-        if key is not None and marker.get("config_hash") != key.hash:
+        if key is not None and not key.matches(marker):
             raise StaleStageError(
                 f"stage {upstream} was made with a different config ({stale_reason(marker, key)})"
                 f"; rerun it or pass {RERUN_STALE} ({Path(run_dir) / upstream})"
