@@ -61,7 +61,7 @@ FAKE = {
     s.name: s
     for s in (
         Stage("ingest", ("ingest",), _body("ingest", ())),
-        Stage("partition", ("ingest", "partition", "run"), _body("partition", ("ingest",))),
+        Stage("partition", _TRAINED[:3], _body("partition", ("ingest",)), ("ingest",)),
         Stage("train", _TRAINED, _body("train", ("ingest",)), ("ingest",), reads_partition=True),
         Stage("aggregate", _TRAINED, _body("aggregate", ("train",)), ("train",)),
     )
