@@ -95,6 +95,11 @@ def job_parser(description: str) -> argparse.ArgumentParser:
         "typed by the key's field (a path stays the text written).",
     )
     add_debug_flag(parser)
+    parser.add_argument(
+        "--rerun-stale",
+        action="store_true",
+        help="Rerun the upstream stages made with another config (default: refuse them).",
+    )
     return parser
 
 
@@ -238,7 +243,7 @@ def stage_main(
     from pipelines.registry import run_one_stage
 
     def body(ctx: JobContext) -> StageResult:
-        result = run_one_stage(ctx.spark, ctx.cfg, ctx.run_dir, stage)
+        result = run_one_stage(ctx.spark, ctx.cfg, ctx.run_dir, stage, rerun_stale=args.rerun_stale)
         if check is not None:
             check(result.counts)
         return result

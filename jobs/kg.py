@@ -28,7 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = run_job(
         args,
         "kg",
-        lambda ctx: run_kg(ctx.spark, ctx.cfg, ctx.run_dir, only=args.stage),
+        lambda ctx: run_kg(
+            ctx.spark, ctx.cfg, ctx.run_dir, only=args.stage, rerun_stale=args.rerun_stale
+        ),
         did_work=lambda s: not all(st.skipped for st in s.stages),
     )
     print_stage_table(summary.stages)

@@ -3,9 +3,12 @@
     spark-submit jobs/partition.py --config deploy/configs/local.yaml --run-dir runs/demo \\
         --set partition.num_leaves=16
 
-Reads <run-dir>/ingest/{edges|interactions} (train split), writes <run-dir>/partition/
-{assignment,leaf_stats,halo_nodes,halo_edges}/ and logs the quality figures (edge cut, balance,
-halo replication factor, depth). Exit codes: 0 done (or already done), 2 bad input or config.
+Reads <run-dir>/ingest/{edges|interactions} (train split) of the run's current version (after
+a forget job: versions/vN), writes <run-dir>/partition/{assignment,leaf_stats,halo_nodes,
+halo_edges}/ there and logs the quality figures (edge cut, balance, halo replication factor,
+depth). Runs through pipelines.registry.run_one_stage like every stage job. Exit codes: 0 done
+(or already done with the same config), 2 bad input, bad config, or an ingest stage missing or
+made with another config (--rerun-stale reruns it).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from jobs.common import JobContext, job_main, job_parser, run_job
-from pipelines.core.stages import StageResult, run_stage
+from pipelines.core.stages import StageResult
 
 log = logging.getLogger("graphpipe.jobs.partition")
 
@@ -24,18 +27,12 @@ log = logging.getLogger("graphpipe.jobs.partition")
 def main(argv: Sequence[str] | None = None) -> int:
     args = job_parser(__doc__ or "partition").parse_args(argv)
     from pipelines.partition.stage import PartitionSettings
-    from pipelines.registry import STAGES
-
-    stage = STAGES["partition"]
+    from pipelines.registry import run_one_stage
 
     def body(ctx: JobContext) -> StageResult:
         PartitionSettings.from_config(ctx.cfg.partition, seed=ctx.cfg.run.seed)  # checked first
-        return run_stage(
-            ctx.run_dir,
-            stage.name,
-            ctx.cfg.section_hash(*stage.sections),
-            lambda out: stage.body(ctx.spark, ctx.cfg, ctx.run_dir, out),
-            spark=ctx.spark,
+        return run_one_stage(
+            ctx.spark, ctx.cfg, ctx.run_dir, "partition", rerun_stale=args.rerun_stale
         )
 
     # PartitionError is a ConfigError: one line, exit 2 (job_main)

@@ -58,8 +58,8 @@ def test_pipeline_end_to_end_and_resume(spark, small_lightgcn, tmp_path, capsys)
     assert 0 < metrics["ndcg@5"] <= 1
     for stage in ("ingest", "train", "aggregate", "recommend", "export", "evaluate"):
         assert (run_dir / stage / "_STAGE.json").is_file()
-    # 160 training interactions need one leaf: no partition stage.
-    assert not (run_dir / "partition").exists()
+    # 160 training interactions need one leaf: no partition stage. No scratch is left.
+    assert not (run_dir / "partition").exists() and not (run_dir / "_work").exists()
     # The export stage wrote a faiss index another process can load.
     meta = json.loads((run_dir / "export" / "ann" / "meta.json").read_text())
     assert meta["kind"] == "ivf" and (run_dir / "export" / "ann" / "index.faiss").is_file()
@@ -163,9 +163,18 @@ def test_partitioned_run_trains_every_leaf_and_aggregates(
     # Chance: 3 test items among 51 unseen, recall@5 ~ 0.1; the community model far above it.
     assert metrics["users"] == 80 and metrics["recall@5"] > 0.25
 
-    # A leaf over the size bound is rejected with a clear error; the finished stage stays.
+    # Another leaf bound: the partition, made with the old one, is refused; with --rerun-stale
+    # it is remade, and a leaf over the bound is rejected with a clear error. The finished train
+    # stage stays.
     marker = (run_dir / "train" / "_STAGE.json").read_text()
-    assert train.main(argv + ["--set", "partition.max_edges_per_leaf=100"]) == 2
+    bound = argv + ["--set", "partition.max_edges_per_leaf=100"]
+    assert train.main(bound) == 2
+    errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert errors == [
+        "error: stage partition was made with a different config (partition differs); rerun it "
+        f"or pass --rerun-stale ({run_dir / 'partition'})"
+    ]
+    assert train.main([*bound, "--rerun-stale"]) == 2
     err = capsys.readouterr().err
     assert "partition.max_edges_per_leaf: leaf 0 holds 360 training edges" in err
     assert "2 of 2 leaves" in err

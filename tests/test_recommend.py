@@ -124,7 +124,9 @@ def test_recommend_and_export_jobs_round_trip_original_ids(spark, tmp_path):
 
     from jobs import export, ingest
     from jobs import recommend as recommend_job
+    from pipelines.core.config import load_config
     from pipelines.core.stages import run_stage
+    from pipelines.registry import stage_key
 
     rng = np.random.default_rng(5)
     lines = []
@@ -164,12 +166,15 @@ def test_recommend_and_export_jobs_round_trip_original_ids(spark, tmp_path):
     rows = [("user", u, 0, bytearray(b)) for u, b in enumerate(vectors_to_bytes(users))]
     rows += [("item", i, 0, bytearray(b)) for i, b in enumerate(vectors_to_bytes(items))]
     emb = spark.createDataFrame(rows, "kind string, node_id long, leaf_id long, vector binary")
-    # Fixed vectors stand in for a finished aggregate stage (global embeddings).
+    # Fixed vectors stand in for a finished aggregate stage (global embeddings), keyed as one
+    # made with this config (else the jobs would refuse it as made with another config).
+    key = stage_key(load_config(None, argv[3::2]), run, "aggregate")
     run_stage(
         run,
         "aggregate",
-        "fixed-vectors",
+        key.hash,
         lambda out: emb.write.parquet(str(out / "embeddings")) or {},
+        record=key.record(),
     )
     assert recommend_job.main(argv) == 0
     assert export.main(argv) == 0

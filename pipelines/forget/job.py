@@ -123,7 +123,8 @@ def applied_request_ids(run_dir: str | Path) -> set[str]:
 def _stage(vdir: Path, cur: Path, name: str, body: Any, spark: SparkSession) -> None:
     marker = read_marker(cur, name)
     assert marker is not None
-    run_stage(vdir, name, str(marker["config_hash"]), body, spark=spark)
+    record: dict[str, Any] = {k: marker[k] for k in ("sections", "upstream") if k in marker}
+    run_stage(vdir, name, str(marker["config_hash"]), body, spark=spark, record=record)
 
 
 def trained_config_differences(recorded: dict[str, Any], cfg: PipelineConfig) -> list[str]:

@@ -1,7 +1,8 @@
 """The knowledge-graph run: ingest triples -> partition -> NBFNet trained in Spark tasks -> rank.
 
-Stages (each through :func:`pipelines.core.stages.run_stage`, keyed by the config sections it reads,
-so a rerun skips finished stages and a killed run resumes):
+Stages (each through :func:`pipelines.registry.run_one_stage`, keyed by the config sections it
+reads and its upstream stages' keys, so a rerun skips finished stages, a killed run resumes and
+a stage made with another config is never reused):
 
 1. ``ingest``: ``head<TAB>relation<TAB>tail`` train and test files -> dense entity and relation
    ids (:func:`pipelines.ingest.stage.ingest`, ``ingest.format: triples``);
@@ -30,8 +31,8 @@ from pyspark.sql import functions as F
 
 from pipelines.core.config import ConfigError, PipelineConfig
 from pipelines.core.schema import DST, KIND, LEAF_ID, NODE_ID, REL, SRC
-from pipelines.core.stages import StageResult, require_stages, run_stage
-from pipelines.registry import Stage, ingest_body, partition_body
+from pipelines.core.stages import StageResult
+from pipelines.registry import Stage, ingest_body, partition_body, run_one_stage
 
 MODEL_FILE = "model.pt"
 _SPLIT = "split"
@@ -175,19 +176,22 @@ class KGRunSummary:
     metrics: dict[str, float]
 
 
-def run_kg_stage(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, name: str) -> StageResult:
-    """Run (or skip, when already done with the same config) one stage of the KG run."""
-    stage = KG_STAGES[name]
-    require_stages(run_dir, name, stage.needs)
-
-    def body(out: Path) -> Any:
-        return stage.body(spark, cfg, run_dir, out)
-
-    return run_stage(run_dir, name, cfg.section_hash(*stage.sections), body, spark=spark)
+def run_kg_stage(
+    spark: SparkSession, cfg: PipelineConfig, run_dir: Path, name: str, *, rerun_stale: bool = False
+) -> StageResult:
+    """Run (or skip, when already done with the same config) one stage of the KG run, as
+    :func:`pipelines.registry.run_one_stage` runs the recommendation run's stages (upstream
+    stages made with another config refused, or rerun with ``rerun_stale``)."""
+    return run_one_stage(spark, cfg, run_dir, name, rerun_stale=rerun_stale, stages=KG_STAGES)
 
 
 def run_kg(
-    spark: SparkSession, cfg: PipelineConfig, run_dir: Path, only: str | None = None
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    run_dir: Path,
+    only: str | None = None,
+    *,
+    rerun_stale: bool = False,
 ) -> KGRunSummary:
     """Run (or resume) every stage of the knowledge-graph run; see the module docstring.
 
@@ -206,7 +210,7 @@ def run_kg(
     if not cfg.ingest.test_path:
         raise ConfigError("ingest.test_path: the KG run ranks the test triples; set a test file")
     names = list(KG_STAGES) if only is None else [only]
-    stages = [run_kg_stage(spark, cfg, run_dir, name) for name in names]
+    stages = [run_kg_stage(spark, cfg, run_dir, n, rerun_stale=rerun_stale) for n in names]
     metrics_file = run_dir / "nbfnet-evaluate" / "metrics.json"
     evaluated = "nbfnet-evaluate" in names and metrics_file.is_file()
     metrics = json.loads(metrics_file.read_text()) if evaluated else {}

@@ -7,7 +7,8 @@ tasks (:func:`pipelines.train.rounds.train_partitioned`), all leaves starting fr
 initialisation and the copies of shared nodes (items held by several leaves) averaged between
 rounds, weighted by their interaction counts. Writes ``ego`` (the global ego table) and
 ``leaf_logs`` (one JSON loss curve per leaf and round). Finished rounds are kept under
-``<run_dir>/_work/train-<config hash>`` so a killed stage resumes after its last round.
+``<run_dir>/_work/train-<config hash>`` so a killed stage resumes after its last round; the
+folder is deleted once the stage's marker is written (:func:`pipelines.core.stages.remove_scratch`).
 
 Aggregate (``<run_dir>/aggregate``): LightGCN's propagation of the global ego table over the
 whole training graph, in Spark (:func:`pipelines.aggregate.stage.lightgcn_propagate`):
@@ -28,6 +29,7 @@ from pyspark.sql import functions as F
 from pipelines.aggregate.stage import lightgcn_propagate
 from pipelines.core.config import ConfigError, PipelineConfig
 from pipelines.core.schema import ITEM, KIND, LEAF_ID, NODE_ID, USER, VECTOR
+from pipelines.core.stages import scratch_dir
 from pipelines.ingest import stage as ingest_io
 from pipelines.train.rounds import train_partitioned
 from pipelines.train.seam import LeafTrainSettings
@@ -115,7 +117,7 @@ def train_body(spark: SparkSession, cfg: PipelineConfig, run_dir: Path, out: Pat
     """Body of the ``train`` stage (see the module docstring)."""
     leaf_edges = leaf_interactions(spark, run_dir)
     check_leaf_sizes(leaf_edges, cfg.partition.max_edges_per_leaf)
-    work_dir = run_dir / "_work" / f"train-{cfg.section_hash(*TRAINED_SECTIONS)}"
+    work_dir = scratch_dir(run_dir, "train", cfg.section_hash(*TRAINED_SECTIONS))
     work_dir.mkdir(parents=True, exist_ok=True)
     result = train_partitioned(
         spark,
