@@ -200,8 +200,8 @@ def test_ingest_missing_file(spark, capsys, tmp_path):
 def test_partition_without_ingest(spark, capsys, tmp_path):
     line = refused(capsys, "partition", ["--run-dir", str(tmp_path / "empty")])
     assert line == (
-        f"error: {tmp_path / 'empty' / 'ingest'}: no edges/ or interactions/ "
-        "(run the ingest stage first)"
+        f"error: {tmp_path / 'empty' / 'ingest'}: stage 'ingest' has not finished in this run "
+        "directory; run it before 'partition'"
     )
 
 
