@@ -489,19 +489,29 @@ def test_settings_from_config_and_validation() -> None:
 # --------------------------------------------------------------------------- job
 def test_partition_job_reads_ingest_output_and_resumes(spark, tmp_path, capsys) -> None:
     from jobs.partition import main
+    from pipelines.core.config import load_config
+    from pipelines.core.stages import run_stage
+    from pipelines.registry import stage_key
 
     run_dir = tmp_path / "run"
     g = nx.barbell_graph(4, 0)  # cliques 0-3 and 4-7, bridge 3-4
     rows = [(a, b, 0, "train") for a, b in g.edges()] + [(0, 7, 1, "test")]
-    spark.createDataFrame(rows, "src long, dst long, rel long, split string").write.parquet(
-        str(run_dir / "ingest" / "edges")
-    )
     dictionary = [("node", str(n), n) for n in range(8)] + [("node", "lonely", 8)]
     dictionary.append(("relation", "r0", 0))
-    spark.createDataFrame(
-        dictionary, "kind string, original_id string, node_id long"
-    ).write.parquet(str(run_dir / "ingest" / "dictionary"))
-    args = ["--run-dir", str(run_dir), "--set", "partition.num_leaves=2", "--set", "run.seed=1"]
+    sets = ["partition.num_leaves=2", "run.seed=1"]
+    args = ["--run-dir", str(run_dir)] + [a for s in sets for a in ("--set", s)]
+
+    def stand_in_ingest(out):  # tables written as the ingest stage would, keyed with this config
+        spark.createDataFrame(rows, "src long, dst long, rel long, split string").write.parquet(
+            str(out / "edges")
+        )
+        spark.createDataFrame(
+            dictionary, "kind string, original_id string, node_id long"
+        ).write.parquet(str(out / "dictionary"))
+        return {}
+
+    key = stage_key(load_config(None, sets), run_dir, "ingest")
+    run_stage(run_dir, "ingest", key.hash, stand_in_ingest, record=key.record())
     assert main(args) == 0
     out = run_dir / "partition"
     assert sorted(p.name for p in out.iterdir()) == [
