@@ -59,7 +59,7 @@ def train_embeddings(
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     import torch
 
-    from gnn.data.lightgcn_files import load_lightgcn_file
+    from bench.lightgcn_files import load_lightgcn_file
     from gnn.engine.lightgcn import LightGCNTrainConfig, fit_lightgcn
 
     torch.set_num_threads(args.threads)
@@ -116,7 +116,7 @@ def save_embeddings(path: str, users: np.ndarray, items: np.ndarray) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from gnn.data.lightgcn_files import load_lightgcn_file
+    from bench.lightgcn_files import load_lightgcn_file
 
     train_u, train_i = load_lightgcn_file(args.train)
     num_users, num_items = int(train_u.max()) + 1, int(train_i.max()) + 1

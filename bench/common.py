@@ -181,8 +181,8 @@ class LightGCNSplit(NamedTuple):
 
 
 def load_lightgcn_split(train: str, test: str) -> LightGCNSplit:
-    """Both files of a LightGCN-format split (:mod:`gnn.data.lightgcn_files`)."""
-    from gnn.data.lightgcn_files import load_lightgcn_file
+    """Both files of a LightGCN-format split (:mod:`bench.lightgcn_files`)."""
+    from bench.lightgcn_files import load_lightgcn_file
 
     users, items = load_lightgcn_file(train)
     test_users, test_items = load_lightgcn_file(test)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gnn.data.lightgcn_files import load_lightgcn_file
+from bench.lightgcn_files import load_lightgcn_file
 from gnn.data.sampling import Interactions
 from gnn.engine.bpr import train_bpr
 from gnn.engine.device import select_device, torch_threads

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from gnn.data.lightgcn_files import load_lightgcn_file
+from bench.lightgcn_files import load_lightgcn_file
 from gnn.data.sampling import BPRSampler
 from gnn.engine.device import select_device
 from gnn.engine.lightgcn import LightGCNTrainConfig, fit_lightgcn

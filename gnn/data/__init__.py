@@ -1,4 +1,4 @@
-"""Graph data as tensors: interaction files, BPR samplers, knowledge-graph triples and indexes.
+"""Graph data as tensors: BPR samplers, knowledge-graph triples and indexes.
 
 In: numpy arrays or files. Out: ``[E, 2]`` / ``[M, 3]`` long tensors, CSR indexes, batches.
 """
